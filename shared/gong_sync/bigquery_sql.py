@@ -1,0 +1,186 @@
+"""BigQuery SQL built from declarations: identifiers come from declarations, values are params."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import bigquery
+
+from gong_sync.declarations import Source, Stream, Target
+
+_TABLE_REF = re.compile(r"\{(\w+)\}\s+AS\s+(\w+)", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+METADATA_PREFIX = "_m_"
+
+
+class SchemaMismatch(RuntimeError):
+    """A declared column is missing from the BigQuery table; the message names it."""
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A logical table resolved to its real BigQuery location and schema."""
+
+    logical: str
+    full_name: str  # project.dataset.table
+    schema: Mapping[str, str]  # column -> BigQuery type, in table order
+
+
+def quote(full_name: str) -> str:
+    """Backtick-quote a table path, refusing characters that could escape the quotes."""
+    if not re.fullmatch(r"[\w.\-:]+", full_name):
+        raise ValueError(f"not a valid BigQuery table path: {full_name!r}")
+    return f"`{full_name}`"
+
+
+def resolve(sql: str, tables: Mapping[str, TableRef]) -> str:
+    """Replace {logical} placeholders with quoted table paths."""
+    return _PLACEHOLDER.sub(lambda m: quote(tables[m.group(1)].full_name), sql)
+
+
+def referenced_tables(source: Source) -> list[str]:
+    """Every logical table a source's SQL mentions, in first-use order."""
+    texts: list[str] = [s.table for s in source.streams]
+    for target in source.targets:
+        texts += _PLACEHOLDER.findall(target.from_sql)
+    for stream in source.streams:
+        for touch in stream.touches:
+            texts += _PLACEHOLDER.findall(touch.lookup_sql or "")
+    return list(dict.fromkeys(texts))
+
+
+def _aliases(target: Target) -> dict[str, str]:
+    """Alias -> logical table, from the target's FROM clause."""
+    return {alias: table for table, alias in _TABLE_REF.findall(target.from_sql)}
+
+
+def _expressions(target: Target) -> list[str]:
+    return [
+        *(c.sql for c in target.columns if c.sql),
+        *target.inputs,
+        target.from_sql,
+        target.deleted_sql,
+    ]
+
+
+def check_columns(source: Source, tables: Mapping[str, TableRef]) -> None:
+    """Fail before reading anything if a declared column no longer exists in BigQuery."""
+    for target in source.targets:
+        aliases = _aliases(target)
+        for expr in _expressions(target):
+            for alias, column in re.findall(r"\b(\w+)\.(\w+)\b", expr):
+                if alias not in aliases:
+                    continue
+                ref = tables[aliases[alias]]
+                if column not in ref.schema:
+                    raise SchemaMismatch(
+                        f"column {column!r} used by target {target.table} is missing from "
+                        f"BigQuery table {ref.full_name}; restore it or change the declaration"
+                    )
+    for stream in source.streams:
+        ref = tables[stream.table]
+        needed = [*stream.key, stream.cursor, *(t.column for t in stream.touches if t.column)]
+        for column in needed:
+            if column not in ref.schema:
+                raise SchemaMismatch(
+                    f"column {column!r} of stream {stream.table} is missing from BigQuery "
+                    f"table {ref.full_name}"
+                )
+
+
+def metadata_columns(target: Target, tables: Mapping[str, TableRef]) -> list[str]:
+    """Columns of the metadata alias that no declaration maps: new columns land here."""
+    if not target.metadata_alias:
+        return []
+    alias = target.metadata_alias
+    table = tables[_aliases(target)[alias]]
+    mapped = {
+        col
+        for expr in _expressions(target)
+        for a, col in re.findall(r"\b(\w+)\.(\w+)\b", expr)
+        if a == alias
+    }
+    return [c for c in table.schema if c not in mapped and not c.startswith("_fivetran")]
+
+
+def select_list(target: Target, tables: Mapping[str, TableRef]) -> str:
+    """The SELECT list that yields a target's columns, raw inputs and metadata columns."""
+    parts = [f"{c.sql} AS `{c.name}`" for c in target.columns if c.sql]
+    parts += [f"{expr} AS `{expr.rsplit('.', 1)[-1]}`" for expr in target.inputs]
+    parts += [
+        f"{target.metadata_alias}.`{col}` AS `{METADATA_PREFIX}{col}`"
+        for col in metadata_columns(target, tables)
+    ]
+    return ", ".join(parts)
+
+
+def _key_after(exprs: Sequence[str], names: Sequence[str]) -> str:
+    """Null-safe lexicographic `exprs > @names`, matching ORDER BY's NULLS FIRST."""
+    expr, name = exprs[0], names[0]
+    greater = f"((@{name} IS NULL AND {expr} IS NOT NULL) OR {expr} > @{name})"
+    if len(exprs) == 1:
+        return greater
+    equal = f"(({expr} IS NULL AND @{name} IS NULL) OR {expr} = @{name})"
+    return f"({greater} OR ({equal} AND {_key_after(exprs[1:], names[1:])}))"
+
+
+def key_param_names(stream: Stream) -> list[str]:
+    """Parameter names for the keyset position of a stream's key columns."""
+    return [f"after_k{i}" for i in range(len(stream.key))]
+
+
+def page_query(
+    stream: Stream,
+    target: Target | None,
+    tables: Mapping[str, TableRef],
+    *,
+    has_since: bool,
+    has_position: bool,
+) -> str:
+    """One keyset page of a stream in (cursor, key) order, inside the closed range."""
+    a = stream.alias
+    cursor = f"{a}.`{stream.cursor}`"
+    keys = [f"{a}.`{k}`" for k in stream.key]
+    if target is not None:
+        selected = f"{select_list(target, tables)}, {target.deleted_sql} AS _deleted"
+        from_sql = resolve(target.from_sql, tables)
+    else:
+        touch_cols = [t.column for t in stream.touches if t.column]
+        selected = ", ".join([f"{a}.`{c}` AS `{c}`" for c in dict.fromkeys(touch_cols)] or ["1"])
+        from_sql = f"{quote(tables[stream.table].full_name)} AS {a}"
+    selected += f", {cursor} AS _cursor, " + ", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))
+    where = [f"{cursor} <= @until"]
+    if has_since:
+        where.append(f"{cursor} >= @since")
+    if has_position:
+        names = key_param_names(stream)
+        where.append(
+            f"({cursor} > @after_cursor OR ({cursor} = @after_cursor AND "
+            f"{_key_after(keys, names)}))"
+        )
+    return (
+        f"SELECT {selected} FROM {from_sql} WHERE {' AND '.join(where)}"
+        f" ORDER BY {cursor}, {', '.join(keys)} LIMIT @page_size"
+    )
+
+
+def derive_query(target: Target, tables: Mapping[str, TableRef]) -> str:
+    """Every live row of a target whose parent is in @keys."""
+    parent = target.column(target.parent).sql
+    return (
+        f"SELECT {select_list(target, tables)} FROM {resolve(target.from_sql, tables)}"
+        f" WHERE NOT ({target.deleted_sql}) AND {parent} IN UNNEST(@keys)"
+    )
+
+
+def param_type(bq_type: str) -> str:
+    """The query-parameter type for a column of this BigQuery type."""
+    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(bq_type, bq_type)
+
+
+def scalar(name: str, bq_type: str, value: Any) -> bigquery.ScalarQueryParameter:
+    """A typed scalar parameter."""
+    return bigquery.ScalarQueryParameter(name, param_type(bq_type), value)

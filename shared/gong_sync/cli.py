@@ -1,0 +1,215 @@
+"""The `gong-sync` command: run syncs and show their status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gong_sync import engine, migrate, sources, state
+from gong_sync import log as gs_log
+from gong_sync.bigquery_reader import BigQueryReader, make_client
+from gong_sync.dead_letters import PostgresDeadLetterSink
+from gong_sync.local.stack import local_stack
+from gong_sync.postgres import connect
+from gong_sync.settings import ConfigError, Settings
+
+log = logging.getLogger("gong_sync")
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 timestamp with an explicit offset (a naive time would be ambiguous)."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an RFC 3339 time: {text!r} (e.g. 2026-11-01T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +00:00")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="log format on stderr (default: text on a terminal, json otherwise)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="sync sources from BigQuery into Postgres")
+    run.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(sources.SOURCES),
+        dest="sources",
+        help="a source to sync (repeatable; default: all)",
+    )
+    run.add_argument("--full-refresh", action="store_true", help="ignore watermarks, read all")
+    run.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
+    run.add_argument("--until", type=parse_time, help="read rows synced at or before this time")
+    run.add_argument("--ids", nargs="+", help="re-derive only these parent ids (e.g. call ids)")
+    run.add_argument(
+        "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
+    )
+    status = sub.add_parser("status", help="show each source's watermark and last run")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Sync the chosen sources and print a summary table."""
+    names = args.sources or list(sources.SOURCES)
+    options = engine.RunOptions(
+        full_refresh=args.full_refresh,
+        since=args.since,
+        until=args.until,
+        ids=tuple(args.ids or ()),
+    )
+    results: list[engine.RunStats] = []
+    failed = False
+    with local_stack(settings, scale=args.scale) as live:
+        conn = connect(live.postgres)
+        migrate.apply(conn)
+        conn.close()
+        reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
+        for name in names:
+            try:
+                results.append(
+                    engine.run_source(
+                        sources.get(name),
+                        live,
+                        reader,
+                        lambda: connect(live.postgres),
+                        PostgresDeadLetterSink,
+                        options,
+                    )
+                )
+            except Exception as exc:
+                failed = True
+                log.error("source %s failed: %s", name, exc, exc_info=True)
+                results.append(engine.RunStats(name, status="failed"))
+    rows = [
+        (
+            r.source,
+            r.status,
+            r.rows_read,
+            r.rows_upserted,
+            r.rows_unchanged,
+            r.rows_deleted,
+            r.rows_failed,
+            r.bytes_processed,
+            r.duration_seconds,
+        )
+        for r in results
+    ]
+    sys.stdout.write(
+        _table(
+            rows,
+            (
+                "source",
+                "status",
+                "read",
+                "upserted",
+                "unchanged",
+                "deleted",
+                "failed",
+                "bytes",
+                "seconds",
+            ),
+        )
+        + "\n"
+    )
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    """Print each source's watermark, last run, counts and last error."""
+    with local_stack(settings, bigquery=False) as live:
+        conn = connect(live.postgres)
+        migrate.apply(conn)
+        items = state.status(conn)
+        conn.close()
+    if args.json:
+        sys.stdout.write(json.dumps(items, default=str, indent=2) + "\n")
+        return 0
+    rows = [
+        (
+            i["source"],
+            i["last_status"],
+            i["watermark"],
+            i["last_run_at"],
+            i["rows_read"],
+            i["rows_upserted"],
+            i["rows_unchanged"],
+            i["rows_deleted"],
+            i["rows_failed"],
+            (i["error_details"] or {}).get("message", ""),
+        )
+        for i in items
+    ]
+    sys.stdout.write(
+        _table(
+            rows,
+            (
+                "source",
+                "status",
+                "watermark",
+                "last run",
+                "read",
+                "upserted",
+                "unchanged",
+                "deleted",
+                "failed",
+                "last error",
+            ),
+        )
+        + "\n"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    gs_log.configure(args.log_format or ("text" if sys.stderr.isatty() else "json"))
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        log.error("configuration error: %s", exc)
+        return 2
+    handler = {"run": cmd_run, "status": cmd_status}[args.command]
+    return handler(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""A source is data: the BigQuery tables it reads, and the Postgres tables it writes.
+
+A *stream* is one BigQuery table read incrementally on its own cursor and watermark. A
+*target* is one Postgres table, described by a BigQuery SELECT whose columns are the target's
+columns. A stream either *drives* a target (each changed source row is one target row, so the
+page query is the target's SELECT itself) or *touches* it (its changed rows name parent keys
+whose whole set of target rows is derived again, as when a user's title changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PgType = Literal[
+    "text",
+    "timestamptz",
+    "date",
+    "bigint",
+    "integer",
+    "numeric",
+    "double",
+    "boolean",
+    "jsonb",
+    "text[]",
+]
+
+# Receives the raw BigQuery row (column name -> value), returns values for the columns that
+# declare no SQL of their own; raises RowError for a record that cannot be mapped.
+Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+class RowError(ValueError):
+    """A source row that cannot be mapped; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One target column and the BigQuery expression (over the target's aliases) it comes from."""
+
+    name: str
+    type: PgType
+    sql: str | None = None  # None: the target's transform supplies the value
+    nul: Literal["reject", "strip"] = "reject"  # what a NUL byte in text does
+    compare: bool = True  # False: bookkeeping that alone never counts as a change
+
+
+@dataclass(frozen=True)
+class Target:
+    """A Postgres table and the BigQuery SELECT that derives its rows."""
+
+    table: str
+    key: tuple[str, ...]
+    parent: str  # the column naming the root entity (a call id); sets are replaced per parent
+    columns: tuple[Column, ...]
+    from_sql: str  # "{table}" placeholders are resolved to configured BigQuery tables
+    deleted_sql: str  # a BOOL expression: the source row is (soft) deleted
+    metadata_alias: str | None = None  # unmapped columns of this alias land in "metadata"
+    transform: Transform | None = None
+    inputs: tuple[str, ...] = ()  # extra BigQuery columns ("t.sentence") the transform reads
+    children: tuple[str, ...] = ()  # tables whose rows share `parent` and follow its deletes
+
+    def column(self, name: str) -> Column:
+        """Return the column called name."""
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.table} has no column {name}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Every Postgres column written, metadata last."""
+        names = tuple(col.name for col in self.columns)
+        return (*names, "metadata") if self.metadata_alias else names
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A stream's changed rows name parents of a target whose sets must be derived again."""
+
+    target: str
+    column: str | None = None  # a column of the stream's own row holding the parent key
+    lookup_sql: str | None = None  # or a SELECT of parent keys `k` given the changed keys @ids
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One BigQuery table read incrementally on its own cursor."""
+
+    table: str  # logical table name; also names the watermark
+    alias: str
+    key: tuple[str, ...]
+    cursor: str = "_fivetran_synced"
+    drives: str | None = None
+    touches: tuple[Touch, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    """A unit of sync with its own lock and status: its streams, in the order they run."""
+
+    name: str
+    streams: tuple[Stream, ...]
+    targets: tuple[Target, ...]
+    datasets: Mapping[str, str] = field(default_factory=dict)  # logical table -> dataset role
+
+    def target(self, table: str) -> Target:
+        """Return the target writing table."""
+        for target in self.targets:
+            if target.table == table:
+                return target
+        raise KeyError(f"source {self.name} has no target {table}")

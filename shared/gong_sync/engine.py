@@ -1,0 +1,377 @@
+"""The sync engine: one source, one lock, pages of changes, each committed with its watermark."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.cloud import bigquery
+
+from gong_sync import bigquery_sql as sql
+from gong_sync import log as gs_log
+from gong_sync import state
+from gong_sync.bigquery_reader import BigQueryReader, Row
+from gong_sync.dead_letters import DeadLetter, DeadLetterSink
+from gong_sync.declarations import RowError, Source, Stream, Target
+from gong_sync.postgres import Connection
+from gong_sync.postgres_writer import TargetWriter, WriteStats
+from gong_sync.row_mapping import RowMapper
+from gong_sync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# How many parent keys one derivation query carries in its UNNEST parameter.
+DERIVE_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a run covers: incremental by default, or a refresh, a window, or given ids."""
+
+    full_refresh: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: tuple[str, ...] = ()
+    budget_seconds: float | None = None  # stop cleanly between pages after this long
+
+
+@dataclass
+class RunStats:
+    """The outcome of one run of one source."""
+
+    source: str
+    status: str = "running"
+    rows_read: int = 0
+    rows_upserted: int = 0
+    rows_unchanged: int = 0
+    rows_deleted: int = 0
+    rows_failed: int = 0
+    bytes_processed: int = 0
+    duration_seconds: float = 0.0
+    pages: int = 0
+    continuation_needed: bool = False
+    error: dict[str, str] | None = None
+    execution_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def add_write(self, write: WriteStats) -> None:
+        """Fold one write's counts into the run."""
+        self.rows_upserted += write.upserted
+        self.rows_unchanged += write.unchanged
+        self.rows_deleted += write.deleted
+
+
+@dataclass
+class _Batch:
+    """Target rows for a set of units, ready to replace in Postgres."""
+
+    target: Target
+    unit_cols: tuple[str, ...]
+    lines: dict[tuple[str, ...], str] = field(default_factory=dict)  # key -> COPY line
+    units: set[tuple[str, ...]] = field(default_factory=set)
+    kept: set[tuple[str, ...]] = field(default_factory=set)  # units not to prune (bad rows)
+
+
+class SourceRun:
+    """One run of one source against one connection; see DESIGN §4 for the contract."""
+
+    def __init__(
+        self,
+        source: Source,
+        settings: Settings,
+        reader: BigQueryReader,
+        conn: Connection,
+        sink: DeadLetterSink,
+        options: RunOptions,
+    ) -> None:
+        """Bind the run to its source, clients and options."""
+        self.source = source
+        self.settings = settings
+        self.reader = reader
+        self.conn = conn
+        self.sink = sink
+        self.options = options
+        self.stats = RunStats(source.name)
+        self.mappers = {t.table: RowMapper(t) for t in source.targets}
+        self.writers = {
+            t.table: TargetWriter(conn, t, [source.target(c) for c in t.children])
+            for t in source.targets
+        }
+        self.tables: dict[str, sql.TableRef] = {}
+        self.started = time.monotonic()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _query(self, text: str, params: list[Any]) -> list[Row]:
+        result = self.reader.query(text, params)
+        self.stats.bytes_processed += result.bytes_processed
+        return result.rows
+
+    def _derive(self, target: Target, parents: Iterable[str]) -> list[Row]:
+        """All live rows of target for these parents, in batches."""
+        keys = sorted(parents)
+        text = sql.derive_query(target, self.tables)
+        rows: list[Row] = []
+        for i in range(0, len(keys), DERIVE_BATCH):
+            param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
+            rows += self._query(text, [param])
+        return rows
+
+    def _touched_parents(self, stream: Stream, page: list[Row]) -> dict[str, set[str]]:
+        """Target -> parents named by a page of a touching stream."""
+        out: dict[str, set[str]] = {}
+        for touch in stream.touches:
+            parents = out.setdefault(touch.target, set())
+            if touch.column:
+                parents.update(str(r[touch.column]) for r in page if r[touch.column] is not None)
+            elif touch.lookup_sql:
+                ids = sorted({str(r["_k0"]) for r in page if r["_k0"] is not None})
+                if ids:
+                    param = bigquery.ArrayQueryParameter("ids", "STRING", ids)
+                    lookup = sql.resolve(touch.lookup_sql, self.tables)
+                    parents.update(str(r["k"]) for r in self._query(lookup, [param]) if r["k"])
+        return out
+
+    # -- mapping -----------------------------------------------------------------------------
+
+    def _letter(self, stream: str, target: Target, row: Row, reason: str) -> DeadLetter:
+        key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
+        record = {k: v for k, v in row.items() if not k.startswith("_k")}
+        return DeadLetter(self.source.name, stream, target.table, key, reason, record)
+
+    def _fill(
+        self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
+    ) -> None:
+        """Map rows into batch; deleted rows only name their unit, bad rows become letters."""
+        target = batch.target
+        mapper = self.mappers[target.table]
+        by_parent = batch.unit_cols != target.key
+        parent_at = target.key.index(target.parent)
+        for row in rows:
+            try:
+                key = mapper.key_of(row)
+                unit = (key[parent_at],) if by_parent else key
+                if row.get("_deleted"):
+                    batch.units.add(unit)
+                    batch.lines.pop(key, None)
+                    continue
+                key, line = mapper.map(row)
+            except RowError as exc:
+                letters.append(self._letter(stream, target, row, str(exc)))
+                # Keep the rest of this parent's set as it is rather than prune a row we
+                # could not read this time.
+                if by_parent and row.get(target.parent) is not None:
+                    batch.kept.add((str(row[target.parent]),))
+                continue
+            batch.units.add(unit)
+            # Later rows win: pages are in cursor order, so this keeps the newest version.
+            batch.lines[key] = line
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _commit_page(
+        self,
+        batches: Sequence[_Batch],
+        letters: Sequence[DeadLetter],
+        stream: Stream | None,
+        mark: datetime | None,
+    ) -> None:
+        """Write the page's batches, letters and watermark in one transaction."""
+        try:
+            for batch in batches:
+                units = [u for u in batch.units if u not in batch.kept]
+                write = self.writers[batch.target.table].replace(
+                    list(batch.lines.values()), units, batch.unit_cols
+                )
+                self.stats.add_write(write)
+            self.sink.publish(letters)
+            if stream is not None and mark is not None:
+                state.advance_watermark(self.conn, self.source.name, stream.table, mark)
+            self.conn.commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self.stats.rows_failed += len(letters)
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.rollback()
+        except Exception:  # the connection may be the thing that broke
+            log.debug("rollback failed", exc_info=True)
+
+    def _parent_batches(
+        self, parents: Mapping[str, set[str]], stream: str
+    ) -> tuple[list[_Batch], list[DeadLetter]]:
+        batches: list[_Batch] = []
+        letters: list[DeadLetter] = []
+        for table, keys in parents.items():
+            if not keys:
+                continue
+            target = self.source.target(table)
+            batch = _Batch(target, (target.parent,))
+            self._fill(batch, self._derive(target, keys), stream, letters)
+            batch.units |= {(k,) for k in keys}
+            batches.append(batch)
+        return batches, letters
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def _out_of_time(self) -> bool:
+        budget = self.options.budget_seconds
+        return budget is not None and time.monotonic() - self.started > budget
+
+    def _sync_stream(self, stream: Stream, since: datetime | None, until: datetime) -> bool:
+        """Page through one stream; False if the time budget ran out first."""
+        target = self.source.target(stream.drives) if stream.drives else None
+        ref = self.tables[stream.table]
+        position: Row | None = None
+        read = 0
+        while True:
+            if self._out_of_time():
+                return False
+            text = sql.page_query(
+                stream,
+                target,
+                self.tables,
+                has_since=since is not None,
+                has_position=position is not None,
+            )
+            params = [
+                sql.scalar("until", "TIMESTAMP", until),
+                sql.scalar("page_size", "INT64", self.settings.page_size),
+            ]
+            if since is not None:
+                params.append(sql.scalar("since", "TIMESTAMP", since))
+            if position is not None:
+                params.append(sql.scalar("after_cursor", "TIMESTAMP", position["_cursor"]))
+                for i, (name, col) in enumerate(
+                    zip(sql.key_param_names(stream), stream.key, strict=True)
+                ):
+                    params.append(sql.scalar(name, ref.schema[col], position[f"_k{i}"]))
+            page = self._query(text, params)
+            if not page:
+                return True
+            read += len(page)
+            self.stats.rows_read += len(page)
+            self.stats.pages += 1
+            letters: list[DeadLetter] = []
+            batches: list[_Batch] = []
+            if target is not None:
+                batch = _Batch(target, target.key)
+                self._fill(batch, page, stream.table, letters)
+                batches.append(batch)
+            touched, touched_letters = self._parent_batches(
+                self._touched_parents(stream, page), stream.table
+            )
+            batches += touched
+            letters += touched_letters
+            mark = max(r["_cursor"] for r in page)
+            self._commit_page(batches, letters, stream, mark)
+            log.info(
+                "%s: %d rows read (page %d)",
+                stream.table,
+                read,
+                self.stats.pages,
+                extra={"fields": {"stream": stream.table, "rows_read": read}},
+            )
+            if len(page) < self.settings.page_size:
+                return True
+            position = page[-1]
+
+    def _sync_ids(self, ids: Sequence[str]) -> None:
+        """Derive every target again for the given parent ids; watermarks stay put."""
+        batches, letters = self._parent_batches(
+            {t.table: set(ids) for t in self.source.targets}, "ids"
+        )
+        self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
+        self._commit_page(batches, letters, None, None)
+
+    def execute(self) -> RunStats:
+        """Run the source end to end; the caller holds the lock."""
+        self.tables = self.reader.tables(self.source, sql.referenced_tables(self.source))
+        sql.check_columns(self.source, self.tables)
+        if self.options.ids:
+            self._sync_ids(self.options.ids)
+            self.stats.status = "success"
+            return self.stats
+        until = self.options.until or datetime.now(UTC)
+        marks = {} if self.options.full_refresh else state.watermarks(self.conn, self.source.name)
+        for stream in self.source.streams:
+            since = self.options.since
+            if since is None and stream.table in marks:
+                since = marks[stream.table] - self.settings.lookback
+            if not self._sync_stream(stream, since, until):
+                self.stats.continuation_needed = True
+                self.stats.status = "partial"
+                return self.stats
+        self.stats.status = "success"
+        return self.stats
+
+
+def run_source(
+    source: Source,
+    settings: Settings,
+    reader: BigQueryReader,
+    connect: Callable[[], Connection],
+    sink_for: Callable[[Connection], DeadLetterSink],
+    options: RunOptions | None = None,
+) -> RunStats:
+    """Sync one source under its lock, record the outcome, and log one summary line."""
+    options = options or RunOptions()
+    conn = connect()
+    run = SourceRun(source, settings, reader, conn, sink_for(conn), options)
+    stats = run.stats
+    with gs_log.labels(source=source.name, execution_id=stats.execution_id):
+        try:
+            if not state.try_lock(conn, source.name):
+                stats.status = "skipped"
+                log.warning("another run of %s holds its lock; not running", source.name)
+                return stats
+            try:
+                run.execute()
+            except Exception as exc:
+                stats.status = "failed"
+                stats.error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
+                raise
+            finally:
+                stats.duration_seconds = round(time.monotonic() - run.started, 3)
+                _record(source.name, stats, conn, connect)
+                log.log(
+                    logging.ERROR if stats.status == "failed" else logging.INFO,
+                    "sync %s %s: %d read, %d upserted, %d unchanged, %d deleted, %d failed",
+                    source.name,
+                    stats.status,
+                    stats.rows_read,
+                    stats.rows_upserted,
+                    stats.rows_unchanged,
+                    stats.rows_deleted,
+                    stats.rows_failed,
+                    extra={"fields": {"run": asdict(stats)}},
+                )
+        finally:
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection must not mask the real error
+                log.debug("close failed", exc_info=True)
+    return stats
+
+
+def _record(
+    source: str, stats: RunStats, conn: Connection, connect: Callable[[], Connection]
+) -> None:
+    """Record the run; on a fresh connection if the run's own one is broken."""
+    outcome = asdict(stats)
+    try:
+        conn.rollback()
+        state.record_run(conn, source, outcome)
+    except Exception:
+        fresh = connect()
+        try:
+            state.record_run(fresh, source, outcome)
+        finally:
+            fresh.close()

@@ -1,0 +1,112 @@
+"""bqemulator as a child process, persistent in a project-local folder, working offline."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from gong_sync.local.ports import free_port, wait_for_http
+
+log = logging.getLogger(__name__)
+
+
+def _install_spatial_extension(home: Path) -> None:
+    """Put DuckDB's spatial extension where the emulator's `INSTALL spatial` finds it offline.
+
+    bqemulator insists on the extension at start and would download it; the PyPI package
+    duckdb-extension-spatial ships the same file, so we install it from disk instead.
+    """
+    import duckdb
+    import duckdb_extension_spatial
+
+    ext_dir = home / ".duckdb" / "extensions"
+    if any(ext_dir.glob("*/*/spatial.duckdb_extension")):
+        return
+    files = list(Path(duckdb_extension_spatial.__file__).parent.rglob("spatial.duckdb_extension"))
+    if not files:
+        raise RuntimeError("duckdb-extension-spatial is installed but ships no extension file")
+    ext_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
+    try:
+        con.execute(f"INSTALL '{files[0]}'")
+    finally:
+        con.close()
+
+
+class LocalBigQuery:
+    """Start and stop one emulator whose tables persist in data_dir."""
+
+    def __init__(self, data_dir: Path, project: str = "gong-sync-local") -> None:
+        """Keep the emulator's DuckDB file and its DuckDB home under data_dir."""
+        self.data_dir = data_dir.resolve()
+        self.project = project
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.host: str | None = None
+
+    def start(self, timeout: float = 90) -> str:
+        """Start the emulator and return its host:port once it answers."""
+        home = self.data_dir / "home"
+        store = self.data_dir / "data"
+        store.mkdir(parents=True, exist_ok=True)
+        _install_spatial_extension(home)
+        rest, grpc = free_port(), free_port()
+        env = {**os.environ, "HOME": str(home)}
+        log_file = (self.data_dir / "emulator.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bqemulator",
+                "start",
+                "--rest-port",
+                str(rest),
+                "--grpc-port",
+                str(grpc),
+                "--persistent",
+                "--data-dir",
+                str(store),
+                "--project",
+                self.project,
+                "--log-level",
+                "error",
+                "--log-format",
+                "json",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() reaches every child
+        )
+        log_file.close()
+        self.host = f"127.0.0.1:{rest}"
+        proc = self.proc
+        try:
+            wait_for_http(
+                f"http://{self.host}/bigquery/v2/projects/{self.project}/datasets",
+                timeout,
+                alive=lambda: proc.poll() is None,
+            )
+        except Exception:
+            self.stop()
+            raise RuntimeError(
+                f"the BigQuery emulator did not start; see {self.data_dir / 'emulator.log'}"
+            ) from None
+        return self.host
+
+    def stop(self) -> None:
+        """Stop the emulator's process group, forcefully if it lingers."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None

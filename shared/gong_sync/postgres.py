@@ -1,0 +1,80 @@
+"""Connections to the target Postgres: by host and port, or through the Cloud SQL connector."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import pg8000.dbapi
+
+from gong_sync.settings import PostgresSettings
+
+log = logging.getLogger(__name__)
+
+
+class Cursor(Protocol):
+    """The part of pg8000's DB-API cursor we use (pg8000 ships no type information)."""
+
+    rowcount: int
+    description: Any
+
+    def execute(self, operation: str, args: Sequence[Any] = (), stream: Any = None) -> Any:
+        """Run one statement; `stream` feeds COPY FROM STDIN."""
+
+    def fetchone(self) -> Sequence[Any] | None:
+        """The next row."""
+
+    def fetchall(self) -> Sequence[Sequence[Any]]:
+        """The remaining rows."""
+
+
+class Connection(Protocol):
+    """pg8000's DB-API connection; the Cloud SQL connector hands back the same type."""
+
+    autocommit: bool
+
+    def cursor(self) -> Cursor:
+        """A new cursor."""
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+
+    def rollback(self) -> None:
+        """Roll back the open transaction."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+    def execute_simple(self, statement: str) -> Any:
+        """Run statements through the simple-query protocol (several per call)."""
+
+
+def connect(settings: PostgresSettings, **overrides: Any) -> Connection:
+    """Open a connection; with INSTANCE_CONNECTION_NAME set, go through the Cloud SQL connector."""
+    if settings.instance_connection_name:
+        # Imported lazily: the connector pulls in aiohttp and is only needed in the cloud.
+        from google.cloud.sql.connector import Connector
+
+        connector = Connector(refresh_strategy="lazy")
+        conn: Connection = connector.connect(
+            settings.instance_connection_name,
+            "pg8000",
+            user=settings.user,
+            password=settings.password,
+            db=settings.database,
+        )
+        return conn
+    params: dict[str, Any] = {
+        "host": settings.host or "127.0.0.1",
+        "port": settings.port,
+        "database": settings.database,
+        "user": settings.user,
+        "password": settings.password,
+        "application_name": "gong-sync",
+        "tcp_keepalive": True,
+        "timeout": 60,
+    }
+    params.update(overrides)
+    direct: Connection = pg8000.dbapi.connect(**params)
+    return direct

@@ -1,0 +1,135 @@
+"""Replace sets of target rows fast: COPY into a temp table, one guarded upsert, one delete."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gong_sync import copy_text
+from gong_sync.declarations import Target
+from gong_sync.postgres import Connection
+
+
+def ident(name: str) -> str:
+    """Quote an identifier that comes from a declaration (never from data)."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"refusing unusual identifier {name!r}")
+    return f'"{name}"'
+
+
+def _cols(names: Sequence[str], prefix: str = "") -> str:
+    return ", ".join(prefix + ident(n) for n in names)
+
+
+@dataclass
+class WriteStats:
+    """What one replace did."""
+
+    upserted: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: WriteStats) -> None:
+        """Accumulate another write's counts."""
+        self.upserted += other.upserted
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+
+
+class TargetWriter:
+    """Writes one target table; `units` name the sets (keys or parents) being replaced."""
+
+    def __init__(self, conn: Connection, target: Target, children: Sequence[Target]) -> None:
+        """Prepare the SQL for a target and the children that follow its deletes."""
+        self.conn = conn
+        self._units_ready: set[str] = set()
+        self._stage_ready = False
+        self.target = target
+        self.children = children
+        t = target
+        self.columns = t.column_names
+        self.stage = ident(f"_stage_{t.table}")
+        table = ident(t.table)
+        updatable = [c for c in self.columns if c not in t.key]
+        compared = [c.name for c in t.columns if c.compare and c.name not in t.key] + (
+            ["metadata"] if t.metadata_alias else []
+        )
+        self.create_stage = (
+            f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} AS"
+            f" SELECT {_cols(self.columns)} FROM {table} WITH NO DATA"
+        )
+        self.upsert = (
+            f"INSERT INTO {table} AS t ({_cols(self.columns)})"
+            f" SELECT {_cols(self.columns)} FROM {self.stage}"
+            f" ON CONFLICT ({_cols(t.key)}) DO UPDATE SET "
+            + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updatable)
+            # The guard: a re-import that changes nothing writes no tuple at all.
+            + f" WHERE ({_cols(compared, 't.')}) IS DISTINCT FROM ({_cols(compared, 'EXCLUDED.')})"
+        )
+
+    def _units_table(self, unit_cols: Sequence[str]) -> str:
+        name = ident(f"_units_{self.target.table}_{len(unit_cols)}")
+        if name not in self._units_ready:
+            self.conn.cursor().execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {name} AS"
+                f" SELECT {_cols(unit_cols)} FROM {ident(self.target.table)} WITH NO DATA"
+            )
+            self._units_ready.add(name)
+        return name
+
+    def replace(
+        self,
+        lines: Sequence[str],
+        units: Sequence[tuple[str, ...]],
+        unit_cols: Sequence[str],
+    ) -> WriteStats:
+        """Make the rows of every unit exactly `lines`; the caller commits."""
+        cur = self.conn.cursor()
+        if not self._stage_ready:
+            cur.execute(self.create_stage)
+            self._stage_ready = True
+        units_table = self._units_table(unit_cols)
+        cur.execute(f"TRUNCATE {self.stage}, {units_table}")
+        stats = WriteStats()
+        if lines:
+            cur.execute(
+                f"COPY {self.stage} ({_cols(self.columns)}) FROM STDIN",
+                stream=copy_text.chunks(lines),
+            )
+            cur.execute(self.upsert)
+            stats.upserted = max(cur.rowcount, 0)
+            stats.unchanged = len(lines) - stats.upserted
+        if not units:
+            return stats
+        cur.execute(
+            f"COPY {units_table} ({_cols(unit_cols)}) FROM STDIN",
+            stream=copy_text.chunks(
+                copy_text.line([copy_text.field(v) for v in unit]) for unit in units
+            ),
+        )
+        table = ident(self.target.table)
+        match_units = " AND ".join(f"t.{ident(c)} = u.{ident(c)}" for c in unit_cols)
+        match_stage = " AND ".join(f"s.{ident(c)} = t.{ident(c)}" for c in self.target.key)
+        cur.execute(
+            f"DELETE FROM {table} AS t USING {units_table} AS u WHERE {match_units}"
+            f" AND NOT EXISTS (SELECT 1 FROM {self.stage} AS s WHERE {match_stage})"
+        )
+        stats.deleted = max(cur.rowcount, 0)
+        if stats.deleted and self.target.parent in unit_cols:
+            stats.deleted += self._cascade(units_table)
+        return stats
+
+    def _cascade(self, units_table: str) -> int:
+        """Delete children whose parent row no longer exists."""
+        parent = ident(self.target.parent)
+        deleted = 0
+        cur = self.conn.cursor()
+        for child in self.children:
+            cur.execute(
+                f"DELETE FROM {ident(child.table)} AS c USING {units_table} AS u"
+                f" WHERE c.{ident(child.parent)} = u.{parent}"
+                f" AND NOT EXISTS (SELECT 1 FROM {ident(self.target.table)} AS p"
+                f" WHERE p.{parent} = c.{ident(child.parent)})"
+            )
+            deleted += max(cur.rowcount, 0)
+        return deleted

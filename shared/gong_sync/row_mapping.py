@@ -1,0 +1,191 @@
+"""Validate and map one BigQuery row into the COPY fields of its target row."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from gong_sync import copy_text
+from gong_sync.bigquery_sql import METADATA_PREFIX
+from gong_sync.declarations import Column, RowError, Target
+
+# Outside this window a timestamp is a sentinel or a corrupt value, not a real call time.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_INT32 = 2**31
+
+Encoder = Callable[[Any], str | None]
+
+
+def json_default(value: Any) -> Any:
+    """JSON for the BigQuery types json.dumps does not know."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _text(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        text = value if isinstance(value, str) else str(value)
+        if "\x00" in text:
+            if col.nul == "reject":
+                raise RowError(f"{col.name}: NUL byte in text (Postgres text cannot store it)")
+            text = text.replace("\x00", "")
+        return text
+
+    return encode
+
+
+def _timestamp(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise RowError(f"{col.name}: expected a UTC timestamp, got {value!r}")
+        if not EARLIEST <= value < LATEST:
+            raise RowError(
+                f"{col.name}: timestamp {value.isoformat()} is outside "
+                f"{EARLIEST.year}..{LATEST.year - 1}"
+            )
+        return value.isoformat()
+
+    return encode
+
+
+def _date(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, date):
+            raise RowError(f"{col.name}: expected a date, got {value!r}")
+        return value.isoformat()
+
+    return encode
+
+
+def _integer(col: Column) -> Encoder:
+    limit = _INT32 if col.type == "integer" else 2**63
+
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or not -limit <= value < limit:
+            raise RowError(f"{col.name}: expected a {col.type}, got {value!r}")
+        return str(value)
+
+    return encode
+
+
+def _number(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            try:  # Fivetran sometimes lands numbers as strings; accept only clean ones.
+                value = Decimal(str(value).strip())
+            except ArithmeticError:
+                raise RowError(f"{col.name}: not a number: {value!r}") from None
+        if isinstance(value, Decimal) and not value.is_finite() and col.type == "numeric":
+            raise RowError(f"{col.name}: not a finite number: {value!r}")
+        return repr(value) if isinstance(value, float) else str(value)
+
+    return encode
+
+
+def _boolean(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise RowError(f"{col.name}: expected a boolean, got {value!r}")
+        return "t" if value else "f"
+
+    return encode
+
+
+def _jsonb(col: Column) -> Encoder:
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        text = json.dumps(value, default=json_default, ensure_ascii=False, sort_keys=True)
+        if "\\u0000" in text:
+            raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
+        return text
+
+    return encode
+
+
+def _text_array(col: Column) -> Encoder:
+    item = _text(col)
+
+    def encode(value: Any) -> str | None:
+        if value is None:
+            return None
+        return copy_text.array_literal([item(v) for v in value])
+
+    return encode
+
+
+_ENCODERS: dict[str, Callable[[Column], Encoder]] = {
+    "text": _text,
+    "timestamptz": _timestamp,
+    "date": _date,
+    "bigint": _integer,
+    "integer": _integer,
+    "numeric": _number,
+    "double": _number,
+    "boolean": _boolean,
+    "jsonb": _jsonb,
+    "text[]": _text_array,
+}
+
+
+class RowMapper:
+    """Compiled from a target: turns a BigQuery row into (key, COPY line) or raises RowError."""
+
+    def __init__(self, target: Target) -> None:
+        """Prepare one encoder per column, in the target's column order."""
+        self.target = target
+        self.columns = list(target.columns)
+        self.encoders = [_ENCODERS[c.type](c) for c in self.columns]
+        self.key_names = target.key
+        self.metadata = _jsonb(Column("metadata", "jsonb")) if target.metadata_alias else None
+
+    def key_of(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        """The row's target key as text; a null or blank key is a RowError."""
+        key: list[str] = []
+        for name in self.key_names:
+            value = row.get(name)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise RowError(f"{name}: key is {'null' if value is None else 'empty'}")
+            key.append(str(value))
+        return tuple(key)
+
+    def map(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+        """Validate and encode a live row."""
+        key = self.key_of(row)
+        values: Mapping[str, Any] = row
+        if self.target.transform is not None:
+            values = {**row, **self.target.transform(row)}
+        fields = [
+            copy_text.field(encode(values.get(col.name)))
+            for col, encode in zip(self.columns, self.encoders, strict=True)
+        ]
+        if self.metadata is not None:
+            extra = {
+                k[len(METADATA_PREFIX) :]: v
+                for k, v in row.items()
+                if k.startswith(METADATA_PREFIX)
+            }
+            fields.append(copy_text.field(self.metadata(extra)))
+        return key, copy_text.line(fields)

@@ -1,0 +1,106 @@
+"""One typed settings object, read from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Where the target database is; host unset means the embedded local server."""
+
+    host: str | None = None
+    port: int = 5432
+    database: str = "gong_sync"
+    user: str = "postgres"
+    # repr=False keeps the password out of any log line that prints the settings.
+    password: str | None = field(default=None, repr=False)
+    instance_connection_name: str | None = None
+
+    @property
+    def is_external(self) -> bool:
+        """True when the environment names a server, so no embedded one is started."""
+        return bool(self.host or self.instance_connection_name)
+
+
+@dataclass(frozen=True)
+class BigQuerySettings:
+    """Which project and datasets to read; no project means the embedded emulator."""
+
+    project: str | None = None
+    emulator_host: str | None = None
+    location: str | None = None
+    gong_dataset: str = "gongio_ft"
+    salesforce_dataset: str = "salesforce"
+    # Logical table name -> real table name, for customers whose Fivetran schema differs.
+    table_overrides: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_external(self) -> bool:
+        """True when a real project or an emulator is configured."""
+        return bool(self.project or self.emulator_host)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a sync run needs to know about its environment."""
+
+    postgres: PostgresSettings = field(default_factory=PostgresSettings)
+    bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
+    page_size: int = 5000
+    lookback: timedelta = timedelta(hours=1)
+    local_dir: str = ".local"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment (see the README's configuration table)."""
+        env = os.environ if env is None else env
+        overrides: dict[str, str] = {}
+        for pair in filter(None, (env.get("GONG_SYNC_TABLES") or "").split(",")):
+            logical, sep, real = pair.partition("=")
+            if not sep or not logical.strip() or not real.strip():
+                raise ConfigError(
+                    f"GONG_SYNC_TABLES entries must look like logical=real, got {pair!r}"
+                )
+            overrides[logical.strip()] = real.strip()
+        return cls(
+            postgres=PostgresSettings(
+                host=env.get("GONG_SYNC_DB_HOST") or None,
+                port=_int(env, "GONG_SYNC_DB_PORT", 5432, minimum=1),
+                database=env.get("GONG_SYNC_DB_NAME") or "gong_sync",
+                user=env.get("GONG_SYNC_DB_USER") or "postgres",
+                password=env.get("GONG_SYNC_DB_PASSWORD") or None,
+                instance_connection_name=env.get("INSTANCE_CONNECTION_NAME") or None,
+            ),
+            bigquery=BigQuerySettings(
+                project=env.get("GONG_SYNC_BQ_PROJECT") or None,
+                emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+                location=env.get("GONG_SYNC_BQ_LOCATION") or None,
+                gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
+                salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
+                table_overrides=overrides,
+            ),
+            page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
+            lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),
+            local_dir=env.get("GONG_SYNC_LOCAL_DIR") or ".local",
+        )

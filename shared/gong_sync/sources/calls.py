@@ -1,0 +1,173 @@
+"""The `calls` source: Gong calls with their speakers and transcripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from gong_sync.declarations import Column, RowError, Source, Stream, Target, Touch
+
+# A child row whose call is soft-deleted counts as deleted too, so a late transcript of a
+# deleted call never resurrects it. LEFT JOIN: a call not landed yet hides nothing.
+_CALL_GONE = "COALESCE(c._fivetran_deleted, FALSE)"
+
+
+def unpack_monologue(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Turn Gong's `sentence` JSON (an array of {start, end, text}, ms) into one monologue."""
+    raw = row.get("sentence")
+    sentences = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    if not isinstance(sentences, list) or not sentences:
+        raise RowError("sentence: expected a non-empty JSON array of {start, end, text}")
+    texts: list[str] = []
+    for i, item in enumerate(sentences):
+        if not isinstance(item, Mapping) or not isinstance(item.get("start"), int):
+            raise RowError(f"sentence[{i}]: expected an object with an integer start (ms)")
+        text = item.get("text")
+        if not isinstance(text, str):
+            raise RowError(f"sentence[{i}].text: expected a string")
+        texts.append(text)
+    end = sentences[-1].get("end")
+    return {
+        "timestamp_seconds": Decimal(sentences[0]["start"]) / 1000,
+        "end_seconds": Decimal(end) / 1000 if isinstance(end, int) else None,
+        "text": " ".join(texts),
+        "sentences": sentences,
+    }
+
+
+CALLS = Target(
+    table="calls",
+    key=("gong_call_id",),
+    parent="gong_call_id",
+    columns=(
+        Column("gong_call_id", "text", "c.id"),
+        Column("title", "text", "c.title"),
+        Column("scheduled_at", "timestamptz", "c.scheduled"),
+        Column("started_at", "timestamptz", "c.started"),
+        Column("duration_seconds", "bigint", "c.duration"),
+        Column("direction", "text", "c.direction"),
+        Column("scope", "text", "c.scope"),
+        Column("media", "text", "c.media"),
+        Column("purpose", "text", "c.purpose"),
+        Column("system", "text", "c.system"),
+        Column("language", "text", "c.language"),
+        Column("url", "text", "c.url"),
+        Column("primary_user_id", "text", "c.primary_user_id"),
+        Column("source_synced_at", "timestamptz", "c._fivetran_synced", compare=False),
+    ),
+    from_sql="{call} AS c",
+    deleted_sql="c._fivetran_deleted",
+    metadata_alias="c",
+    children=("call_speakers", "transcripts"),
+)
+
+# The speakers of a call are one set: talk-time shares depend on every speaker of the call.
+CALL_SPEAKERS = Target(
+    table="call_speakers",
+    key=("gong_call_id", "speaker_id"),
+    parent="gong_call_id",
+    columns=(
+        Column("gong_call_id", "text", "s.call_id"),
+        Column("speaker_id", "text", "s.id"),
+        Column("user_id", "text", "COALESCE(s.user_id, p.user_id)"),
+        Column(
+            "name",
+            "text",
+            "COALESCE(NULLIF(p.name, ''), NULLIF(TRIM(CONCAT(IFNULL(u.first_name, ''), ' ',"
+            " IFNULL(u.last_name, ''))), ''))",
+        ),
+        Column("email", "text", "LOWER(COALESCE(p.email_address, u.email_address))"),
+        Column("title", "text", "COALESCE(p.title, u.title)"),
+        Column(
+            "company_side",
+            "text",
+            "CASE LOWER(p.affiliation) WHEN 'internal' THEN 'internal'"
+            " WHEN 'external' THEN 'external'"
+            " ELSE IF(COALESCE(s.user_id, p.user_id) IS NOT NULL, 'internal', 'unknown') END",
+        ),
+        Column("talk_time_seconds", "double", "s.talk_time"),
+        Column(
+            "talk_time_percentage",
+            "numeric",
+            "ROUND(100 * SAFE_DIVIDE(s.talk_time, SUM(s.talk_time) OVER (PARTITION BY s.call_id)),"
+            " 2)",
+        ),
+    ),
+    from_sql=(
+        "{call_speaker} AS s"
+        " LEFT JOIN {call_participant} AS p"
+        "   ON p.call_id = s.call_id AND p.speaker_id = s.id AND NOT p._fivetran_deleted"
+        " LEFT JOIN {users} AS u"
+        "   ON u.id = COALESCE(s.user_id, p.user_id) AND NOT u._fivetran_deleted"
+        " LEFT JOIN {call} AS c ON c.id = s.call_id"
+    ),
+    deleted_sql=f"s._fivetran_deleted OR {_CALL_GONE}",
+)
+
+TRANSCRIPTS = Target(
+    table="transcripts",
+    key=("gong_call_id", "sequence_number"),
+    parent="gong_call_id",
+    columns=(
+        Column("gong_call_id", "text", "t.call_id"),
+        Column("sequence_number", "integer", "t.index"),
+        Column("speaker_id", "text", "t.speaker_id"),
+        Column("topic", "text", "t.topic"),
+        Column("timestamp_seconds", "numeric"),
+        Column("end_seconds", "numeric"),
+        Column("text", "text"),
+        Column("sentences", "jsonb"),
+        Column("source_synced_at", "timestamptz", "t._fivetran_synced", compare=False),
+    ),
+    from_sql="{transcript} AS t LEFT JOIN {call} AS c ON c.id = t.call_id",
+    deleted_sql=f"t._fivetran_deleted OR {_CALL_GONE}",
+    transform=unpack_monologue,
+    inputs=("t.sentence",),
+)
+
+SOURCE = Source(
+    name="calls",
+    streams=(
+        Stream(table="call", alias="c", key=("id",), drives="calls"),
+        Stream(
+            table="call_speaker",
+            alias="s",
+            key=("id",),
+            touches=(Touch("call_speakers", column="call_id"),),
+        ),
+        Stream(
+            table="call_participant",
+            alias="p",
+            key=("id",),
+            touches=(Touch("call_speakers", column="call_id"),),
+        ),
+        # A user's name or title feeds every call they spoke in.
+        Stream(
+            table="users",
+            alias="u",
+            key=("id",),
+            touches=(
+                Touch(
+                    "call_speakers",
+                    lookup_sql=(
+                        "SELECT call_id AS k FROM {call_speaker} WHERE user_id IN UNNEST(@ids)"
+                        " UNION DISTINCT"
+                        " SELECT call_id AS k FROM {call_participant}"
+                        " WHERE user_id IN UNNEST(@ids)"
+                    ),
+                ),
+            ),
+        ),
+        Stream(table="transcript", alias="t", key=("call_id", "index"), drives="transcripts"),
+    ),
+    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS),
+    datasets={
+        "call": "gong",
+        "call_speaker": "gong",
+        "call_participant": "gong",
+        "users": "gong",
+        "transcript": "gong",
+    },
+)

@@ -1,0 +1,100 @@
+"""Run state in Postgres: the per-source lock, watermarks, and sync_status."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from gong_sync.postgres import Connection
+
+_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync:' || %s))"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync:' || %s))"
+
+
+def try_lock(conn: Connection, source: str) -> bool:
+    """Take the session-level lock of a source; False if another run holds it."""
+    cur = conn.cursor()
+    cur.execute(_LOCK_SQL, (source,))
+    row = cur.fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def unlock(conn: Connection, source: str) -> None:
+    """Release the lock (it also goes away with the connection)."""
+    cur = conn.cursor()
+    cur.execute(_UNLOCK_SQL, (source,))
+    conn.commit()
+
+
+def watermarks(conn: Connection, source: str) -> dict[str, datetime]:
+    """Stream -> watermark for a source."""
+    cur = conn.cursor()
+    cur.execute("SELECT stream, watermark FROM sync_watermarks WHERE source = %s", (source,))
+    return {stream: mark for stream, mark in cur.fetchall()}
+
+
+def advance_watermark(conn: Connection, source: str, stream: str, mark: datetime) -> None:
+    """Move a stream's watermark forward (never back), inside the caller's transaction."""
+    conn.cursor().execute(
+        "INSERT INTO sync_watermarks (source, stream, watermark) VALUES (%s, %s, %s)"
+        " ON CONFLICT (source, stream) DO UPDATE"
+        " SET watermark = GREATEST(sync_watermarks.watermark, EXCLUDED.watermark),"
+        " updated_at = now()",
+        (source, stream, mark),
+    )
+
+
+def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> None:
+    """Write the outcome of a run into sync_status and commit."""
+    conn.cursor().execute(
+        "INSERT INTO sync_status (source, watermark, last_run_at, last_status, rows_read,"
+        " rows_upserted, rows_unchanged, rows_deleted, rows_failed, bytes_processed,"
+        " duration_seconds, error_details)"
+        " VALUES (%s, (SELECT min(watermark) FROM sync_watermarks WHERE source = %s), now(),"
+        " %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS jsonb))"
+        " ON CONFLICT (source) DO UPDATE SET watermark = EXCLUDED.watermark,"
+        " last_run_at = EXCLUDED.last_run_at, last_status = EXCLUDED.last_status,"
+        " rows_read = EXCLUDED.rows_read, rows_upserted = EXCLUDED.rows_upserted,"
+        " rows_unchanged = EXCLUDED.rows_unchanged, rows_deleted = EXCLUDED.rows_deleted,"
+        " rows_failed = EXCLUDED.rows_failed, bytes_processed = EXCLUDED.bytes_processed,"
+        " duration_seconds = EXCLUDED.duration_seconds, error_details = EXCLUDED.error_details",
+        (
+            source,
+            source,
+            outcome["status"],
+            outcome["rows_read"],
+            outcome["rows_upserted"],
+            outcome["rows_unchanged"],
+            outcome["rows_deleted"],
+            outcome["rows_failed"],
+            outcome["bytes_processed"],
+            outcome["duration_seconds"],
+            json.dumps(outcome.get("error")) if outcome.get("error") else None,
+        ),
+    )
+    conn.commit()
+
+
+def status(conn: Connection) -> list[dict[str, Any]]:
+    """Every source's last run, with its per-stream watermarks."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT s.source, s.watermark, s.last_run_at, s.last_status, s.rows_read,"
+        " s.rows_upserted, s.rows_unchanged, s.rows_deleted, s.rows_failed, s.bytes_processed,"
+        " s.duration_seconds, s.error_details,"
+        " (SELECT json_object_agg(w.stream, w.watermark ORDER BY w.stream)"
+        "  FROM sync_watermarks w WHERE w.source = s.source)"
+        " FROM sync_status s ORDER BY s.source"
+    )
+    names = [d[0] for d in cur.description]
+    names[-1] = "watermarks"
+    out = []
+    for row in cur.fetchall():
+        item = dict(zip(names, row, strict=True))
+        if isinstance(item["watermarks"], str):
+            item["watermarks"] = json.loads(item["watermarks"])
+        out.append(item)
+    return out

@@ -1,0 +1,132 @@
+"""Real services for the tests: one Postgres server and one BigQuery emulator per session."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import bigquery
+
+from gong_sync import migrate, sources
+from gong_sync.bigquery_reader import BigQueryReader, make_client
+from gong_sync.dead_letters import PostgresDeadLetterSink
+from gong_sync.engine import RunOptions, RunStats, run_source
+from gong_sync.local import fivetran_schemas
+from gong_sync.local.bigquery_emulator import LocalBigQuery
+from gong_sync.local.postgres_server import LocalPostgres
+from gong_sync.postgres import Connection, connect
+from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
+
+_counter = itertools.count()
+
+
+def _tmp_root(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder the unprivileged Postgres user can reach even when pytest's tmp is private."""
+    path = factory.mktemp(name)
+    if os.geteuid() == 0:
+        for parent in [path, *path.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o001)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresSettings]:
+    """A real Postgres 18 server, with a migrated template database."""
+    server = LocalPostgres(_tmp_root(tmp_path_factory, "pg") / "data", database="template_sync")
+    settings = server.start()
+    conn = connect(settings)
+    migrate.apply(conn)
+    conn.close()
+    yield settings
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bq_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A running BigQuery emulator."""
+    emulator = LocalBigQuery(tmp_path_factory.mktemp("bq"))
+    yield emulator.start()
+    emulator.stop()
+
+
+def fresh_database(server: PostgresSettings) -> PostgresSettings:
+    """A new database cloned from the migrated template."""
+    name = f"t{os.getpid()}_{next(_counter)}"
+    admin = connect(server, database="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}" TEMPLATE "template_sync"')
+    admin.close()
+    return dataclasses.replace(server, database=name)
+
+
+def fresh_datasets(client: bigquery.Client) -> BigQuerySettings:
+    """Empty Fivetran-shaped Gong and Salesforce datasets of a test's own."""
+    n = f"{os.getpid()}_{next(_counter)}"
+    datasets = {"gong": f"gong_{n}", "salesforce": f"sf_{n}"}
+    fivetran_schemas.create_tables(client, client.project, datasets)
+    return BigQuerySettings(
+        project=client.project,
+        emulator_host=None,
+        gong_dataset=datasets["gong"],
+        salesforce_dataset=datasets["salesforce"],
+    )
+
+
+@dataclasses.dataclass
+class Env:
+    """One test's world: its own database, its own datasets, and a way to sync."""
+
+    settings: Settings
+    bq: bigquery.Client
+
+    def connect(self) -> Connection:
+        """A new connection to the test database."""
+        return connect(self.settings.postgres)
+
+    def sync(self, source: str = "calls", **options: Any) -> RunStats:
+        """Run one source through the real engine."""
+        reader = BigQueryReader(self.bq, self.settings.bigquery)
+        return run_source(
+            sources.get(source),
+            self.settings,
+            reader,
+            self.connect,
+            PostgresDeadLetterSink,
+            RunOptions(**options),
+        )
+
+    def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Rows of a Postgres query."""
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, args)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            conn.close()
+
+    @property
+    def datasets(self) -> dict[str, str]:
+        """Role -> dataset id."""
+        b = self.settings.bigquery
+        return {"gong": b.gong_dataset, "salesforce": b.salesforce_dataset}
+
+
+@pytest.fixture
+def env(pg_server: PostgresSettings, bq_host: str) -> Env:
+    """A fresh database and fresh empty source datasets, with small pages to force paging."""
+    client = make_client(BigQuerySettings(emulator_host=bq_host, project="gong-sync-test"))
+    bq_settings = dataclasses.replace(fresh_datasets(client), emulator_host=bq_host)
+    settings = Settings(
+        postgres=fresh_database(pg_server),
+        bigquery=bq_settings,
+        page_size=7,
+    )
+    return Env(settings, client)

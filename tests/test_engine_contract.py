@@ -1,0 +1,230 @@
+"""The sync contract (DESIGN §4) against a real Postgres and the BigQuery emulator."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from gong_sync import state
+from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
+from tests.conftest import Env
+from tests.factories import at, call, dml, insert, speaker, transcript
+
+CALL_IDS = "SELECT gong_call_id FROM calls ORDER BY gong_call_id"
+
+
+def ids(env: Env, sql: str = CALL_IDS) -> list[Any]:
+    """The first column of a query, as a list."""
+    return [r[0] for r in env.query(sql)]
+
+
+def test_ties_on_the_cursor_are_neither_missed_nor_duplicated(env: Env) -> None:
+    """20 rows share one cursor value across 3 pages of 7; later rows at that value still land."""
+    tie = at(0)
+    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", tie) for i in range(20)])
+    first = env.sync()
+    assert first.status == "success"
+    assert ids(env) == [f"c{i:02d}" for i in range(20)]
+    assert first.rows_upserted == 20
+
+    # Fivetran commits more rows late with the very same _fivetran_synced.
+    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", tie) for i in range(20, 25)])
+    second = env.sync()
+    assert ids(env) == [f"c{i:02d}" for i in range(25)]
+    assert second.rows_upserted == 5
+    assert second.rows_unchanged == 20  # the tie was read again and found unchanged
+    assert env.query("SELECT count(*), count(DISTINCT gong_call_id) FROM calls") == [(25, 25)]
+
+
+def test_watermark_keeps_microseconds(env: Env) -> None:
+    """The stored watermark equals the newest cursor to the microsecond."""
+    insert(env.bq, env.datasets, "call", [call("a", at(0.000001)), call("b", at(1.000123))])
+    env.sync()
+    conn = env.connect()
+    assert state.watermarks(conn, "calls")["call"] == at(1.000123)
+    conn.close()
+
+
+def test_late_row_inside_lookback_is_picked_up(env: Env) -> None:
+    """A row committed late with an older cursor lands if it is within the lookback."""
+    insert(env.bq, env.datasets, "call", [call("a", at(0)), call("b", at(7200))])
+    env.sync()
+    # Committed after the run, stamped 30 min before the watermark (lookback is 1 h).
+    insert(env.bq, env.datasets, "call", [call("late", at(7200 - 1800))])
+    # Stamped 2 h before the watermark: beyond the lookback, left to reconciliation.
+    insert(env.bq, env.datasets, "call", [call("too-late", at(7200 - 7200))])
+    env.sync()
+    assert ids(env) == ["a", "b", "late"]
+
+
+def test_soft_delete_removes_the_row_and_its_children(env: Env) -> None:
+    """A soft-deleted call takes its speakers and transcripts with it; child deletes work too."""
+    insert(env.bq, env.datasets, "call", [call("c1", at(0)), call("c2", at(0))])
+    insert(env.bq, env.datasets, "call_speaker", [
+        speaker("s1", "c1", at(0), talk_time=30.0), speaker("s2", "c1", at(0), talk_time=90.0),
+        speaker("s1", "c2", at(0)),
+    ])
+    insert(env.bq, env.datasets, "transcript", [
+        transcript("c1", 0, at(0)), transcript("c1", 1, at(0)), transcript("c2", 0, at(0)),
+    ])
+    env.sync()
+    assert env.query(
+        "SELECT gong_call_id, speaker_id, talk_time_percentage::text FROM call_speakers"
+        " ORDER BY 1, 2"
+    ) == [("c1", "s1", "25.00"), ("c1", "s2", "75.00"), ("c2", "s1", "100.00")]
+    assert len(env.query("SELECT 1 FROM transcripts")) == 3
+
+    g = env.datasets["gong"]
+    p = env.bq.project
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+                " WHERE id = 'c1'", t=at(60))
+    dml(env.bq, f"UPDATE `{p}.{g}.transcript` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+                " WHERE call_id = 'c2'", t=at(60))
+    stats = env.sync()
+    assert ids(env) == ["c2"]
+    assert env.query("SELECT gong_call_id, speaker_id FROM call_speakers") == [("c2", "s1")]
+    assert env.query("SELECT gong_call_id FROM transcripts") == []
+    assert stats.rows_deleted == 1 + 2 + 2 + 1  # call, its 2 speakers, its 2 monologues, c2's
+
+
+def test_a_speaker_removed_from_a_call_leaves_the_set(env: Env) -> None:
+    """Speakers are replaced as a set: a soft-deleted speaker goes, shares are recomputed."""
+    insert(env.bq, env.datasets, "call", [call("c1", at(0))])
+    insert(env.bq, env.datasets, "call_speaker", [
+        speaker("s1", "c1", at(0), talk_time=30.0), speaker("s2", "c1", at(0), talk_time=90.0),
+    ])
+    env.sync()
+    g = env.datasets["gong"]
+    dml(env.bq, f"UPDATE `{env.bq.project}.{g}.call_speaker` SET _fivetran_deleted = TRUE,"
+                " _fivetran_synced = @t WHERE id = 's2'", t=at(10))
+    env.sync()
+    assert env.query(
+        "SELECT speaker_id, talk_time_percentage::text FROM call_speakers"
+    ) == [("s1", "100.00")]
+
+
+def test_bad_rows_become_dead_letters_and_the_rest_commits(env: Env) -> None:
+    """NUL bytes, null keys and out-of-range timestamps are rejected with a reason."""
+    insert(env.bq, env.datasets, "call", [
+        call("good1", at(0)),
+        call("nul", at(0), title="bad\x00title"),
+        call(None, at(0)),
+        call("", at(0)),
+        call("ancient", at(0), started=at(0).replace(year=1)),
+        call("good2", at(1)),
+    ])
+    insert(env.bq, env.datasets, "transcript", [
+        transcript("good1", 0, at(0)),
+        transcript(None, 1, at(0)),
+        transcript("good1", None, at(0)),
+        transcript("good1", 2, at(0), sentence=[{"start": 1, "end": 2, "text": "a\x00b"}]),
+    ])
+    stats = env.sync()
+    assert stats.status == "success"
+    assert ids(env) == ["good1", "good2"]
+    assert env.query("SELECT gong_call_id, sequence_number FROM transcripts") == [("good1", 0)]
+    letters = env.query(
+        "SELECT target, record_key, reason FROM dead_letters ORDER BY target, record_key"
+    )
+    assert letters == [
+        ("calls", '[""]', "gong_call_id: key is empty"),
+        ("calls", '["ancient"]', "started_at: timestamp 0001-10-01T12:00:00.123457+00:00 is "
+                                 "outside 1970..2099"),
+        ("calls", '["nul"]', "title: NUL byte in text (Postgres text cannot store it)"),
+        ("calls", "[null]", "gong_call_id: key is null"),
+        ("transcripts", '["good1", 2]', "text: NUL byte in text (Postgres text cannot store it)"),
+        ("transcripts", '["good1", null]', "sequence_number: key is null"),
+        ("transcripts", "[null, 1]", "gong_call_id: key is null"),
+    ]
+    assert stats.rows_failed == 7
+    # The page committed past the bad rows: the watermark covers them.
+    conn = env.connect()
+    assert state.watermarks(conn, "calls")["call"] == at(1)
+    conn.close()
+    # Re-reading them inside the lookback does not duplicate the letters.
+    env.sync()
+    assert len(env.query("SELECT 1 FROM dead_letters")) == 7
+
+
+class KillingSink(PostgresDeadLetterSink):
+    """Terminates its own backend on the nth page, standing in for a dropped connection."""
+
+    def __init__(self, conn: Any, kill_on: int, admin: Env) -> None:
+        super().__init__(conn)
+        self.calls = 0
+        self.kill_on = kill_on
+        self.admin = admin
+
+    def publish(self, letters: Sequence[DeadLetter]) -> None:
+        self.calls += 1
+        if self.calls == self.kill_on:
+            cur = self.conn.cursor()
+            cur.execute("SELECT pg_backend_pid()")
+            row = cur.fetchone()
+            assert row is not None
+            self.admin.query("SELECT pg_terminate_backend(%s)", row[0])
+        super().publish(letters)
+
+
+def test_a_killed_connection_loses_nothing_and_the_rerun_duplicates_nothing(env: Env) -> None:
+    """The page in flight rolls back; the rerun resumes from the watermark."""
+    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", at(i // 3)) for i in range(30)])
+    reader_env = env
+
+    def sink(conn: Any) -> KillingSink:
+        return KillingSink(conn, kill_on=3, admin=reader_env)
+
+    from gong_sync import sources
+    from gong_sync.bigquery_reader import BigQueryReader
+    from gong_sync.engine import run_source
+
+    with pytest.raises(Exception, match=r"(?i)terminat|connection|network|closed"):
+        run_source(
+            sources.get("calls"), env.settings, BigQueryReader(env.bq, env.settings.bigquery),
+            env.connect, sink,
+        )
+    # Two pages of 7 committed before the kill; the third rolled back whole.
+    assert len(ids(env)) == 14
+    assert env.query("SELECT last_status FROM sync_status") == [("failed",)]
+    env.sync()
+    assert ids(env) == [f"c{i:02d}" for i in range(30)]
+    assert env.query("SELECT last_status FROM sync_status") == [("success",)]
+
+
+def test_two_concurrent_runs_never_both_process(env: Env) -> None:
+    """While one run holds the source's lock, a second run of it is skipped."""
+    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", at(i)) for i in range(10)])
+    inside = threading.Event()
+    release = threading.Event()
+
+    class BlockingSink(PostgresDeadLetterSink):
+        def publish(self, letters: Sequence[DeadLetter]) -> None:
+            inside.set()
+            assert release.wait(30)
+            super().publish(letters)
+
+    from gong_sync import sources
+    from gong_sync.bigquery_reader import BigQueryReader
+    from gong_sync.engine import RunStats, run_source
+
+    results: list[RunStats] = []
+
+    def first() -> None:
+        results.append(run_source(
+            sources.get("calls"), env.settings, BigQueryReader(env.bq, env.settings.bigquery),
+            env.connect, BlockingSink,
+        ))
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert inside.wait(30)
+    second = env.sync()
+    release.set()
+    worker.join(30)
+    assert second.status == "skipped"
+    assert second.rows_read == 0
+    assert results[0].status == "success"
+    assert len(ids(env)) == 10
