@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.cloud import bigquery
-
 from gong_sync import migrate, sources
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -21,6 +19,7 @@ from gong_sync.local.bigquery_emulator import LocalBigQuery
 from gong_sync.local.postgres_server import LocalPostgres
 from gong_sync.postgres import Connection, connect
 from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
+from google.cloud import bigquery
 
 _counter = itertools.count()
 
@@ -119,14 +118,15 @@ class Env:
         return {"gong": b.gong_dataset, "salesforce": b.salesforce_dataset}
 
 
-@pytest.fixture
-def env(pg_server: PostgresSettings, bq_host: str) -> Env:
+def make_env(pg_server: PostgresSettings, bq_host: str) -> Env:
     """A fresh database and fresh empty source datasets, with small pages to force paging."""
     client = make_client(BigQuerySettings(emulator_host=bq_host, project="gong-sync-test"))
     bq_settings = dataclasses.replace(fresh_datasets(client), emulator_host=bq_host)
-    settings = Settings(
-        postgres=fresh_database(pg_server),
-        bigquery=bq_settings,
-        page_size=7,
-    )
+    settings = Settings(postgres=fresh_database(pg_server), bigquery=bq_settings, page_size=7)
     return Env(settings, client)
+
+
+@pytest.fixture
+def env(pg_server: PostgresSettings, bq_host: str) -> Env:
+    """A test's own database and datasets."""
+    return make_env(pg_server, bq_host)

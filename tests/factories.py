@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gong_sync.local import demo_data
 from google.api_core.retry import Retry
 from google.cloud import bigquery
-
-from gong_sync.local import demo_data
 
 T0 = datetime(2026, 10, 1, 12, 0, 0, 123457, tzinfo=UTC)
 _RETRY = Retry(initial=0.2, maximum=1.0, timeout=15)
@@ -22,13 +21,27 @@ def at(seconds: float) -> datetime:
 def call(cid: str | None, synced: datetime, **over: Any) -> dict[str, Any]:
     """A Gong call row."""
     row: dict[str, Any] = {
-        "id": cid, "workspace_id": "ws1", "title": f"Call {cid}", "url": f"https://gong/{cid}",
-        "scheduled": at(-3600), "started": at(-3500), "duration": 1800, "direction": "Outbound",
-        "scope": "External", "media": "Video", "purpose": "Discovery", "system": "Zoom",
-        "language": "eng", "primary_user_id": "u1", "is_private": False,
-        "meeting_url": "https://zoom/x", "custom_data": {"k": cid},
-        "calendar_event_id": None, "client_unique_id": None,
-        "_fivetran_synced": synced, "_fivetran_deleted": False,
+        "id": cid,
+        "workspace_id": "ws1",
+        "title": f"Call {cid}",
+        "url": f"https://gong/{cid}",
+        "scheduled": at(-3600),
+        "started": at(-3500),
+        "duration": 1800,
+        "direction": "Outbound",
+        "scope": "External",
+        "media": "Video",
+        "purpose": "Discovery",
+        "system": "Zoom",
+        "language": "eng",
+        "primary_user_id": "u1",
+        "is_private": False,
+        "meeting_url": "https://zoom/x",
+        "custom_data": {"k": cid},
+        "calendar_event_id": None,
+        "client_unique_id": None,
+        "_fivetran_synced": synced,
+        "_fivetran_deleted": False,
     }
     row.update(over)
     return row
@@ -37,8 +50,12 @@ def call(cid: str | None, synced: datetime, **over: Any) -> dict[str, Any]:
 def speaker(sid: str | None, cid: str, synced: datetime, **over: Any) -> dict[str, Any]:
     """A Gong call_speaker row."""
     row: dict[str, Any] = {
-        "id": sid, "call_id": cid, "user_id": None, "talk_time": 60.0,
-        "_fivetran_synced": synced, "_fivetran_deleted": False,
+        "id": sid,
+        "call_id": cid,
+        "user_id": None,
+        "talk_time": 60.0,
+        "_fivetran_synced": synced,
+        "_fivetran_deleted": False,
     }
     row.update(over)
     return row
@@ -47,18 +64,24 @@ def speaker(sid: str | None, cid: str, synced: datetime, **over: Any) -> dict[st
 def transcript(cid: str | None, index: int | None, synced: datetime, **over: Any) -> dict[str, Any]:
     """A Gong transcript row (one monologue)."""
     row: dict[str, Any] = {
-        "call_id": cid, "index": index, "speaker_id": "s1", "topic": "Pricing",
+        "call_id": cid,
+        "index": index,
+        "speaker_id": "s1",
+        "topic": "Pricing",
         "sentence": [
             {"start": 1000 * (index or 0) + 250, "end": 1000 * (index or 0) + 900, "text": "Hi."},
             {"start": 1000 * (index or 0) + 900, "end": 1000 * (index or 0) + 990, "text": "Ok"},
         ],
-        "_fivetran_synced": synced, "_fivetran_deleted": False,
+        "_fivetran_synced": synced,
+        "_fivetran_deleted": False,
     }
     row.update(over)
     return row
 
 
-def insert(client: bigquery.Client, datasets: dict[str, str], table: str, rows: list[dict[str, Any]]) -> None:
+def insert(
+    client: bigquery.Client, datasets: dict[str, str], table: str, rows: list[dict[str, Any]]
+) -> None:
     """Land rows in a Fivetran table of the emulator, failing fast on a bad row."""
     role = "salesforce" if table in ("opportunity", "account", "user") else "gong"
     errors = client.insert_rows_json(
@@ -73,9 +96,7 @@ def insert(client: bigquery.Client, datasets: dict[str, str], table: str, rows: 
 def dml(client: bigquery.Client, sql: str, **params: Any) -> None:
     """Run a DML statement in the emulator (a Fivetran update or soft delete)."""
     qp = [
-        bigquery.ScalarQueryParameter(
-            k, "TIMESTAMP" if isinstance(v, datetime) else "STRING", v
-        )
+        bigquery.ScalarQueryParameter(k, "TIMESTAMP" if isinstance(v, datetime) else "STRING", v)
         for k, v in params.items()
     ]
     client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=qp)).result()

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-
 from gong_sync import state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
+
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
 
@@ -62,14 +62,30 @@ def test_late_row_inside_lookback_is_picked_up(env: Env) -> None:
 
 def test_soft_delete_removes_the_row_and_its_children(env: Env) -> None:
     """A soft-deleted call takes its speakers and transcripts with it; child deletes work too."""
-    insert(env.bq, env.datasets, "call", [call("c1", at(0)), call("c2", at(0))])
-    insert(env.bq, env.datasets, "call_speaker", [
-        speaker("s1", "c1", at(0), talk_time=30.0), speaker("s2", "c1", at(0), talk_time=90.0),
-        speaker("s1", "c2", at(0)),
-    ])
-    insert(env.bq, env.datasets, "transcript", [
-        transcript("c1", 0, at(0)), transcript("c1", 1, at(0)), transcript("c2", 0, at(0)),
-    ])
+    # c1's children are older than the lookback by the time c1 is deleted, so only the
+    # cascade (not a re-read of the children) can remove them.
+    late = 7200
+    insert(env.bq, env.datasets, "call", [call("c1", at(0)), call("c2", at(late))])
+    insert(
+        env.bq,
+        env.datasets,
+        "call_speaker",
+        [
+            speaker("s1", "c1", at(0), talk_time=30.0),
+            speaker("s2", "c1", at(0), talk_time=90.0),
+            speaker("s1", "c2", at(late)),
+        ],
+    )
+    insert(
+        env.bq,
+        env.datasets,
+        "transcript",
+        [
+            transcript("c1", 0, at(0)),
+            transcript("c1", 1, at(0)),
+            transcript("c2", 0, at(late)),
+        ],
+    )
     env.sync()
     assert env.query(
         "SELECT gong_call_id, speaker_id, talk_time_percentage::text FROM call_speakers"
@@ -79,10 +95,18 @@ def test_soft_delete_removes_the_row_and_its_children(env: Env) -> None:
 
     g = env.datasets["gong"]
     p = env.bq.project
-    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
-                " WHERE id = 'c1'", t=at(60))
-    dml(env.bq, f"UPDATE `{p}.{g}.transcript` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
-                " WHERE call_id = 'c2'", t=at(60))
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+        " WHERE id = 'c1'",
+        t=at(late + 60),
+    )
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{g}.transcript` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+        " WHERE call_id = 'c2'",
+        t=at(late + 60),
+    )
     stats = env.sync()
     assert ids(env) == ["c2"]
     assert env.query("SELECT gong_call_id, speaker_id FROM call_speakers") == [("c2", "s1")]
@@ -93,35 +117,55 @@ def test_soft_delete_removes_the_row_and_its_children(env: Env) -> None:
 def test_a_speaker_removed_from_a_call_leaves_the_set(env: Env) -> None:
     """Speakers are replaced as a set: a soft-deleted speaker goes, shares are recomputed."""
     insert(env.bq, env.datasets, "call", [call("c1", at(0))])
-    insert(env.bq, env.datasets, "call_speaker", [
-        speaker("s1", "c1", at(0), talk_time=30.0), speaker("s2", "c1", at(0), talk_time=90.0),
-    ])
+    insert(
+        env.bq,
+        env.datasets,
+        "call_speaker",
+        [
+            speaker("s1", "c1", at(0), talk_time=30.0),
+            speaker("s2", "c1", at(0), talk_time=90.0),
+        ],
+    )
     env.sync()
     g = env.datasets["gong"]
-    dml(env.bq, f"UPDATE `{env.bq.project}.{g}.call_speaker` SET _fivetran_deleted = TRUE,"
-                " _fivetran_synced = @t WHERE id = 's2'", t=at(10))
+    dml(
+        env.bq,
+        f"UPDATE `{env.bq.project}.{g}.call_speaker` SET _fivetran_deleted = TRUE,"
+        " _fivetran_synced = @t WHERE id = 's2'",
+        t=at(10),
+    )
     env.sync()
-    assert env.query(
-        "SELECT speaker_id, talk_time_percentage::text FROM call_speakers"
-    ) == [("s1", "100.00")]
+    assert env.query("SELECT speaker_id, talk_time_percentage::text FROM call_speakers") == [
+        ("s1", "100.00")
+    ]
 
 
 def test_bad_rows_become_dead_letters_and_the_rest_commits(env: Env) -> None:
     """NUL bytes, null keys and out-of-range timestamps are rejected with a reason."""
-    insert(env.bq, env.datasets, "call", [
-        call("good1", at(0)),
-        call("nul", at(0), title="bad\x00title"),
-        call(None, at(0)),
-        call("", at(0)),
-        call("ancient", at(0), started=at(0).replace(year=1)),
-        call("good2", at(1)),
-    ])
-    insert(env.bq, env.datasets, "transcript", [
-        transcript("good1", 0, at(0)),
-        transcript(None, 1, at(0)),
-        transcript("good1", None, at(0)),
-        transcript("good1", 2, at(0), sentence=[{"start": 1, "end": 2, "text": "a\x00b"}]),
-    ])
+    insert(
+        env.bq,
+        env.datasets,
+        "call",
+        [
+            call("good1", at(0)),
+            call("nul", at(0), title="bad\x00title"),
+            call(None, at(0)),
+            call("", at(0)),
+            call("ancient", at(0), started=at(0).replace(year=1)),
+            call("good2", at(1)),
+        ],
+    )
+    insert(
+        env.bq,
+        env.datasets,
+        "transcript",
+        [
+            transcript("good1", 0, at(0)),
+            transcript(None, 1, at(0)),
+            transcript("good1", None, at(0)),
+            transcript("good1", 2, at(0), sentence=[{"start": 1, "end": 2, "text": "a\x00b"}]),
+        ],
+    )
     stats = env.sync()
     assert stats.status == "success"
     assert ids(env) == ["good1", "good2"]
@@ -131,8 +175,11 @@ def test_bad_rows_become_dead_letters_and_the_rest_commits(env: Env) -> None:
     )
     assert letters == [
         ("calls", '[""]', "gong_call_id: key is empty"),
-        ("calls", '["ancient"]', "started_at: timestamp 0001-10-01T12:00:00.123457+00:00 is "
-                                 "outside 1970..2099"),
+        (
+            "calls",
+            '["ancient"]',
+            "started_at: timestamp 0001-10-01T12:00:00.123457+00:00 is outside 1970..2099",
+        ),
         ("calls", '["nul"]', "title: NUL byte in text (Postgres text cannot store it)"),
         ("calls", "[null]", "gong_call_id: key is null"),
         ("transcripts", '["good1", 2]', "text: NUL byte in text (Postgres text cannot store it)"),
@@ -183,8 +230,11 @@ def test_a_killed_connection_loses_nothing_and_the_rerun_duplicates_nothing(env:
 
     with pytest.raises(Exception, match=r"(?i)terminat|connection|network|closed"):
         run_source(
-            sources.get("calls"), env.settings, BigQueryReader(env.bq, env.settings.bigquery),
-            env.connect, sink,
+            sources.get("calls"),
+            env.settings,
+            BigQueryReader(env.bq, env.settings.bigquery),
+            env.connect,
+            sink,
         )
     # Two pages of 7 committed before the kill; the third rolled back whole.
     assert len(ids(env)) == 14
@@ -213,10 +263,15 @@ def test_two_concurrent_runs_never_both_process(env: Env) -> None:
     results: list[RunStats] = []
 
     def first() -> None:
-        results.append(run_source(
-            sources.get("calls"), env.settings, BigQueryReader(env.bq, env.settings.bigquery),
-            env.connect, BlockingSink,
-        ))
+        results.append(
+            run_source(
+                sources.get("calls"),
+                env.settings,
+                BigQueryReader(env.bq, env.settings.bigquery),
+                env.connect,
+                BlockingSink,
+            )
+        )
 
     worker = threading.Thread(target=first)
     worker.start()
@@ -228,3 +283,76 @@ def test_two_concurrent_runs_never_both_process(env: Env) -> None:
     assert second.rows_read == 0
     assert results[0].status == "success"
     assert len(ids(env)) == 10
+
+
+def test_a_user_change_re_derives_the_speakers_that_use_it(env: Env) -> None:
+    """Speakers take name/title from the participant, else the user; a user edit flows through."""
+    insert(env.bq, env.datasets, "call", [call("c1", at(0)), call("c2", at(0))])
+    insert(
+        env.bq,
+        env.datasets,
+        "users",
+        [
+            {
+                "id": "u1",
+                "email_address": "Ann@Acme.example",
+                "first_name": "Ann",
+                "last_name": "Lee",
+                "title": "AE",
+                "manager_id": None,
+                "active": True,
+                "_fivetran_synced": at(0),
+                "_fivetran_deleted": False,
+            }
+        ],
+    )
+    insert(
+        env.bq,
+        env.datasets,
+        "call_speaker",
+        [
+            speaker("s1", "c1", at(0), user_id="u1"),
+            speaker("s9", "c2", at(0), user_id="u1"),
+            speaker("s2", "c1", at(0)),
+        ],
+    )
+    insert(
+        env.bq,
+        env.datasets,
+        "call_participant",
+        [
+            {
+                "id": "p2",
+                "call_id": "c1",
+                "user_id": None,
+                "speaker_id": "s2",
+                "name": "Bo Chen",
+                "email_address": "bo@client.example",
+                "affiliation": "External",
+                "title": "CFO",
+                "phone_number": None,
+                "_fivetran_synced": at(0),
+                "_fivetran_deleted": False,
+            },
+        ],
+    )
+    env.sync()
+    speakers = (
+        "SELECT gong_call_id, speaker_id, name, email, title, company_side"
+        " FROM call_speakers ORDER BY 1, 2"
+    )
+    assert env.query(speakers) == [
+        ("c1", "s1", "Ann Lee", "ann@acme.example", "AE", "internal"),
+        ("c1", "s2", "Bo Chen", "bo@client.example", "CFO", "external"),
+        ("c2", "s9", "Ann Lee", "ann@acme.example", "AE", "internal"),
+    ]
+    # Two hours later (beyond the lookback) only the user row changes.
+    g, p = env.datasets["gong"], env.bq.project
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{g}.users` SET title = 'Senior AE', _fivetran_synced = @t WHERE id = 'u1'",
+        t=at(7200),
+    )
+    stats = env.sync()
+    assert stats.rows_upserted == 2
+    assert [r[4] for r in env.query(speakers)] == ["Senior AE", "CFO", "Senior AE"]

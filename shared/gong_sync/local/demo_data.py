@@ -44,7 +44,8 @@ LONG_TRANSCRIPT_MONOLOGUES: Final = 1500
 LONG_MONOLOGUE_SENTENCES: Final = 400
 
 # Request budget for insert_rows_json, measured as the client serialises it
-# (ASCII-escaped JSON); far below the 5 MB the emulator is documented to reject.
+# (ASCII-escaped JSON): well under the 5 MB per request the emulator may reject
+# and the 10 MB real BigQuery caps insertAll at.
 MAX_INSERT_BYTES: Final = 1_000_000
 # Per-row wrapper the client adds around each row: {"insertId": "<uuid>", "json": ...}.
 _ROW_WRAPPER_BYTES: Final = 80
@@ -873,7 +874,6 @@ class _Generator:
         for row in transcript:
             self.emit("transcript", **row)
         if slot == _SLOT_NULL_TRANSCRIPT_KEYS:
-            sentence = [{"start": 1000, "end": 2500, "text": "Let's wrap up here."}]
             for key_call_id, key_index in ((None, 0), (call_id, None)):
                 self.emit(
                     "transcript",
@@ -881,7 +881,7 @@ class _Generator:
                     index=key_index,
                     speaker_id=speakers[0].id,
                     topic="Next Steps",
-                    sentence=sentence,
+                    sentence=[{"start": 1000, "end": 2500, "text": "Let's wrap up here."}],
                 )
 
         self._context(slot, call_id, account)
@@ -1165,7 +1165,7 @@ def seed_bigquery(
     if unknown:
         raise ValueError(f"unknown tables: {', '.join(unknown)}")
     fivetran_schemas.create_tables(client, project, datasets)
-    # Short retry so a rejected row surfaces in seconds, not after the 600 s default.
+    # Short retry so a rejected row fails within ~30 s instead of the 600 s default.
     retry = bigquery.DEFAULT_RETRY.with_timeout(INSERT_RETRY_SECONDS)
     loaded: dict[str, int] = {}
     for table in TABLES:

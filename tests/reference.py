@@ -1,0 +1,141 @@
+"""An independent, plain-Python statement of what Postgres must hold for given source rows.
+
+It restates the mapping rules from the README rather than reusing engine code, so a bug in
+the engine's SQL or mapping shows up as a difference.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+Rows = dict[str, list[dict[str, Any]]]
+LO, HI = datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+CALL_MAPPED = (
+    "id", "title", "scheduled", "started", "duration", "direction", "scope", "media", "purpose",
+    "system", "language", "url", "primary_user_id",
+)  # fmt: skip
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _bad_time(value: datetime | None) -> bool:
+    return value is not None and not LO <= value < HI
+
+
+def deleted_calls(data: Rows) -> set[str]:
+    """Ids of soft-deleted calls."""
+    return {c["id"] for c in data["call"] if c["_fivetran_deleted"] and c["id"] is not None}
+
+
+def calls(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
+    """gong_call_id -> expected calls row, and the keys that must be dead letters."""
+    out: dict[str, tuple[Any, ...]] = {}
+    letters: set[Any] = set()
+    for c in sorted(data["call"], key=lambda r: r["_fivetran_synced"]):
+        if c["_fivetran_deleted"] and not _blank(c["id"]):
+            out.pop(c["id"], None)
+            continue
+        metadata = {
+            k: v for k, v in c.items() if k not in CALL_MAPPED and not k.startswith("_fivetran")
+        }
+        if (
+            _blank(c["id"])
+            or any(_has_nul(c[k]) for k in CALL_MAPPED)
+            or _has_nul(metadata)
+            or _bad_time(c["scheduled"])
+            or _bad_time(c["started"])
+        ):
+            letters.add(c["id"])
+            continue
+        out[c["id"]] = (
+            c["id"], c["title"], c["scheduled"], c["started"], c["duration"], c["direction"],
+            c["scope"], c["media"], c["purpose"], c["system"], c["language"], c["url"],
+            c["primary_user_id"], metadata, c["_fivetran_synced"],
+        )  # fmt: skip
+    return out, letters
+
+
+def speakers(data: Rows) -> tuple[dict[tuple[str, str], tuple[Any, ...]], set[Any]]:
+    """(call, speaker) -> expected call_speakers row, and dead-lettered keys."""
+    gone = deleted_calls(data)
+    live = [
+        s for s in data["call_speaker"] if not s["_fivetran_deleted"] and s["call_id"] not in gone
+    ]
+    total: dict[str, float] = defaultdict(float)
+    for s in live:
+        total[s["call_id"]] += s["talk_time"] or 0.0
+    participants = {
+        (p["call_id"], p["speaker_id"]): p
+        for p in data["call_participant"]
+        if not p["_fivetran_deleted"] and p["speaker_id"] is not None
+    }
+    users = {u["id"]: u for u in data["users"] if not u["_fivetran_deleted"]}
+    out: dict[tuple[str, str], tuple[Any, ...]] = {}
+    letters: set[Any] = set()
+    for s in live:
+        if _blank(s["id"]):
+            letters.add((s["call_id"], s["id"]))
+            continue
+        p = participants.get((s["call_id"], s["id"]), {})
+        uid = s["user_id"] or p.get("user_id")
+        u = users.get(uid, {})
+        full = f"{u.get('first_name') or ''} {u.get('last_name') or ''}".strip()
+        name = p.get("name") or full or None
+        email = p.get("email_address") or u.get("email_address")
+        title = p.get("title") if p.get("title") is not None else u.get("title")
+        side = (p.get("affiliation") or "").lower()
+        if side not in ("internal", "external"):
+            side = "internal" if uid else "unknown"
+        share = None
+        if total[s["call_id"]]:
+            exact = Decimal(repr(100 * s["talk_time"] / total[s["call_id"]]))
+            share = exact.quantize(Decimal("0.01"), ROUND_HALF_UP)
+        row = (s["call_id"], s["id"], uid, name, email and email.lower(), title, side,
+               s["talk_time"], share)  # fmt: skip
+        if any(_has_nul(v) for v in row):
+            letters.add((s["call_id"], s["id"]))
+            continue
+        out[(s["call_id"], s["id"])] = row
+    return out, letters
+
+
+def transcripts(data: Rows) -> tuple[dict[tuple[str, int], tuple[Any, ...]], set[Any]]:
+    """(call, index) -> expected transcripts row (one per monologue), and dead-lettered keys."""
+    gone = deleted_calls(data)
+    out: dict[tuple[str, int], tuple[Any, ...]] = {}
+    letters: set[Any] = set()
+    for t in data["transcript"]:
+        if t["_fivetran_deleted"] or t["call_id"] in gone:
+            continue
+        key = (t["call_id"], t["index"])
+        sentences = t["sentence"]
+        text = " ".join(s["text"] for s in sentences)
+        if (
+            _blank(t["call_id"])
+            or t["index"] is None
+            or _has_nul([text, t["topic"], t["speaker_id"], sentences])
+        ):
+            letters.add(key)
+            continue
+        out[key] = (
+            t["call_id"], t["index"], t["speaker_id"], t["topic"],
+            Decimal(sentences[0]["start"]) / 1000, Decimal(sentences[-1]["end"]) / 1000,
+            text, sentences, t["_fivetran_synced"],
+        )  # fmt: skip
+    return out, letters

@@ -1,0 +1,94 @@
+"""The whole demo dataset, synced, equals the reference mapping row for row."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from gong_sync.local import demo_data
+from gong_sync.settings import PostgresSettings
+
+from tests import reference
+from tests.conftest import Env, make_env
+
+
+@pytest.fixture(scope="module")
+def demo() -> reference.Rows:
+    """The scale-1 demo data as Python rows."""
+    return demo_data.generate(scale=1)
+
+
+@pytest.fixture(scope="module")
+def synced(pg_server: PostgresSettings, bq_host: str, demo: reference.Rows) -> Env:
+    """The demo seeded into datasets of this module's own and synced once, in pages of 50."""
+    env = make_env(pg_server, bq_host)
+    demo_data.seed_bigquery(env.bq, env.bq.project, env.datasets, demo)
+    env.settings = dataclasses.replace(env.settings, page_size=50)
+    stats = env.sync()
+    assert stats.status == "success"
+    assert stats.pages > 10  # small pages, so page boundaries fall inside cursor ties
+    return env
+
+
+def test_calls_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected, letters = reference.calls(demo)
+    actual = synced.query(
+        "SELECT gong_call_id, title, scheduled_at, started_at, duration_seconds, direction,"
+        " scope, media, purpose, system, language, url, primary_user_id, metadata,"
+        " source_synced_at FROM calls ORDER BY gong_call_id"
+    )
+    assert actual == [expected[k] for k in sorted(expected)]
+    nasty = demo_data.NASTY
+    assert nasty["soft_deleted_call"] not in expected
+    assert {nasty["nul_title_call"], nasty["invalid_timestamp_call"], None} <= letters
+    dead = {r[0] for r in synced.query("SELECT record_key FROM dead_letters WHERE target='calls'")}
+    assert len(dead) == len(letters)
+
+
+def test_speakers_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected, letters = reference.speakers(demo)
+    actual = synced.query(
+        "SELECT gong_call_id, speaker_id, user_id, name, email, title, company_side,"
+        " talk_time_seconds, talk_time_percentage FROM call_speakers ORDER BY 1, 2"
+    )
+    want = [expected[k] for k in sorted(expected)]
+    assert [r[:8] for r in actual] == [w[:8] for w in want]
+    # Shares are rounded by BigQuery; allow its last-digit rounding to differ from Python's.
+    for got, exp in zip(actual, want, strict=True):
+        assert (got[8] is None) == (exp[8] is None)
+        if got[8] is not None:
+            assert abs(got[8] - exp[8]) <= Decimal("0.01"), (got, exp)
+    dead = synced.query("SELECT count(*) FROM dead_letters WHERE target='call_speakers'")
+    assert dead == [(len(letters),)]
+
+
+def test_transcripts_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected, letters = reference.transcripts(demo)
+    actual = synced.query(
+        "SELECT gong_call_id, sequence_number, speaker_id, topic, timestamp_seconds,"
+        " end_seconds, text, sentences, source_synced_at FROM transcripts ORDER BY 1, 2"
+    )
+    assert len(actual) == len(expected)
+    assert actual == [expected[k] for k in sorted(expected)]
+    nasty = demo_data.NASTY
+    long_call = nasty["long_transcript_call"]
+    assert sum(1 for r in actual if r[0] == long_call) == nasty["long_transcript_monologues"]
+    dead = synced.query("SELECT count(*) FROM dead_letters WHERE target='transcripts'")
+    assert dead == [(len(letters),)]
+
+
+def test_a_second_run_writes_nothing(synced: Env) -> None:
+    before = synced.query(
+        "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"
+        " WHERE relname IN ('calls', 'call_speakers', 'transcripts')"
+    )
+    stats = synced.sync()
+    assert stats.rows_upserted == 0
+    assert stats.rows_deleted == 0
+    assert stats.rows_unchanged > 0
+    after = synced.query(
+        "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"
+        " WHERE relname IN ('calls', 'call_speakers', 'transcripts')"
+    )
+    assert before == after
