@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.cloud import bigquery
+
 from gong_sync import migrate, sources
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -19,7 +21,6 @@ from gong_sync.local.bigquery_emulator import LocalBigQuery
 from gong_sync.local.postgres_server import LocalPostgres
 from gong_sync.postgres import Connection, connect
 from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
-from google.cloud import bigquery
 
 _counter = itertools.count()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gong_sync.local import demo_data
 from google.api_core.retry import Retry
 from google.cloud import bigquery
+
+from gong_sync.local import demo_data
 
 T0 = datetime(2026, 10, 1, 12, 0, 0, 123457, tzinfo=UTC)
 _RETRY = Retry(initial=0.2, maximum=1.0, timeout=15)

@@ -6,9 +6,9 @@ import dataclasses
 from decimal import Decimal
 
 import pytest
+
 from gong_sync.local import demo_data
 from gong_sync.settings import PostgresSettings
-
 from tests import reference
 from tests.conftest import Env, make_env
 

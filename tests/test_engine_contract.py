@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+
 from gong_sync import state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
-
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
 
