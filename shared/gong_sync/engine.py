@@ -364,14 +364,22 @@ def run_source(
 def _record(
     source: str, stats: RunStats, conn: Connection, connect: Callable[[], Connection]
 ) -> None:
-    """Record the run; on a fresh connection if the run's own one is broken."""
+    """Record the run; on a fresh connection if the run's own one is broken.
+
+    Never raises: failing to record must not hide why the run itself failed.
+    """
     outcome = asdict(stats)
     try:
         conn.rollback()
         state.record_run(conn, source, outcome)
+        return
     except Exception:
+        log.debug("recording on the run's connection failed; retrying on a fresh one")
+    try:
         fresh = connect()
         try:
             state.record_run(fresh, source, outcome)
         finally:
             fresh.close()
+    except Exception:
+        log.exception("could not record the outcome of %s in sync_status", source)
