@@ -31,9 +31,18 @@ def _gong_sync(local_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _summary(stdout: str) -> dict[str, str]:
-    header, _, row = stdout.strip().splitlines()[:3]
-    return dict(zip(header.split(), row.split(), strict=True))
+def _summary(stdout: str) -> dict[str, dict[str, str]]:
+    """The summary table, by source."""
+    header, _, *rows = stdout.strip().splitlines()
+    names = header.split()
+    return {r.split()[0]: dict(zip(names, r.split(), strict=True)) for r in rows}
+
+
+def _number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+SOURCES = {"calls", "emails", "opportunities"}
 
 
 def test_run_twice_then_status_on_the_embedded_default(
@@ -44,34 +53,35 @@ def test_run_twice_then_status_on_the_embedded_default(
     first = _gong_sync(local, "run")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = _summary(first.stdout)
-    assert summary["source"] == "calls"
-    assert summary["status"] == "success"
-    assert int(summary["upserted"].replace(",", "")) > 4000
+    assert set(summary) == SOURCES
+    assert {row["status"] for row in summary.values()} == {"success"}
+    assert _number(summary["calls"]["upserted"]) > 4000
+    assert _number(summary["emails"]["upserted"]) > 90
+    assert _number(summary["opportunities"]["upserted"]) > 20
 
     second = _gong_sync(local, "run")
     assert second.returncode == 0, second.stderr[-3000:]
-    assert _summary(second.stdout)["upserted"] == "0"
-    # The run's one structured summary line, in Cloud Logging's shape.
+    assert {row["upserted"] for row in _summary(second.stdout).values()} == {"0"}
+    # One structured summary line per source run, in Cloud Logging's shape.
     lines = [json.loads(x) for x in second.stderr.splitlines() if x.startswith("{")]
     run_lines = [x for x in lines if "run" in x]
-    assert len(run_lines) == 1
-    assert run_lines[0]["severity"] == "INFO"
-    assert run_lines[0]["logging.googleapis.com/labels"]["source"] == "calls"
-    assert run_lines[0]["run"]["rows_upserted"] == 0
+    assert sorted(x["logging.googleapis.com/labels"]["source"] for x in run_lines) == sorted(
+        SOURCES
+    )
+    assert {x["severity"] for x in run_lines} == {"INFO"}
+    assert {x["run"]["rows_upserted"] for x in run_lines} == {0}
 
     status = _gong_sync(local, "status", "--json")
     assert status.returncode == 0, status.stderr[-3000:]
-    (calls,) = json.loads(status.stdout)
-    assert calls["source"] == "calls"
+    by_source = {item["source"]: item for item in json.loads(status.stdout)}
+    assert set(by_source) == SOURCES
+    calls = by_source["calls"]
     assert calls["last_status"] == "success"
     assert calls["rows_upserted"] == 0
     assert set(calls["watermarks"]) == {
-        "call",
-        "call_speaker",
-        "call_participant",
-        "users",
-        "transcript",
-    }
+        "call", "call_speaker", "call_participant", "users", "transcript",
+        "call_context_integration",
+    }  # fmt: skip
     assert calls["watermark"] == min(calls["watermarks"].values()).replace("T", " ")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from gong_sync.declarations import Source, Stream, Target
+from gong_sync.declarations import Column, Source, Stream, Target
 
 _TABLE_REF = re.compile(r"\{(\w+)\}\s+AS\s+(\w+)", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -57,21 +57,34 @@ def _aliases(target: Target) -> dict[str, str]:
     return {alias: table for table, alias in _TABLE_REF.findall(target.from_sql)}
 
 
-def _expressions(target: Target) -> list[str]:
+def _expressions(target: Target, *, optional: bool = True) -> list[str]:
+    """Every SQL text of a target; optional=False leaves out optional columns."""
+    cols = [*target.columns, *target.inputs]
     return [
-        *(c.sql for c in target.columns if c.sql),
-        *target.inputs,
+        *(c.sql for c in cols if c.sql and (optional or not c.optional)),
         target.from_sql,
         target.deleted_sql,
     ]
+
+
+_COLUMN_REF = re.compile(r"\b(\w+)\.(\w+)\b")
+
+
+def _missing(target: Target, col: Column, tables: Mapping[str, TableRef]) -> bool:
+    """Whether an optional column's source column is absent from BigQuery."""
+    aliases = _aliases(target)
+    return any(
+        alias in aliases and name not in tables[aliases[alias]].schema
+        for alias, name in _COLUMN_REF.findall(col.sql or "")
+    )
 
 
 def check_columns(source: Source, tables: Mapping[str, TableRef]) -> None:
     """Fail before reading anything if a declared column no longer exists in BigQuery."""
     for target in source.targets:
         aliases = _aliases(target)
-        for expr in _expressions(target):
-            for alias, column in re.findall(r"\b(\w+)\.(\w+)\b", expr):
+        for expr in _expressions(target, optional=False):
+            for alias, column in _COLUMN_REF.findall(expr):
                 if alias not in aliases:
                     continue
                 ref = tables[aliases[alias]]
@@ -97,19 +110,23 @@ def metadata_columns(target: Target, tables: Mapping[str, TableRef]) -> list[str
         return []
     alias = target.metadata_alias
     table = tables[_aliases(target)[alias]]
-    mapped = {
-        col
-        for expr in _expressions(target)
-        for a, col in re.findall(r"\b(\w+)\.(\w+)\b", expr)
-        if a == alias
-    }
+    # Only written columns count as mapped: an input (an email body that feeds the snippet)
+    # is still kept whole in metadata.
+    written = [c.sql for c in target.columns if c.sql]
+    mapped = {col for expr in written for a, col in _COLUMN_REF.findall(expr) if a == alias}
     return [c for c in table.schema if c not in mapped and not c.startswith("_fivetran")]
+
+
+def _value_sql(target: Target, col: Column, tables: Mapping[str, TableRef]) -> str:
+    if col.optional and _missing(target, col, tables):
+        return "NULL"
+    return col.sql or "NULL"
 
 
 def select_list(target: Target, tables: Mapping[str, TableRef]) -> str:
     """The SELECT list that yields a target's columns, raw inputs and metadata columns."""
-    parts = [f"{c.sql} AS `{c.name}`" for c in target.columns if c.sql]
-    parts += [f"{expr} AS `{expr.rsplit('.', 1)[-1]}`" for expr in target.inputs]
+    cols = [c for c in (*target.columns, *target.inputs) if c.sql]
+    parts = [f"{_value_sql(target, c, tables)} AS `{c.name}`" for c in cols]
     parts += [
         f"{target.metadata_alias}.`{col}` AS `{METADATA_PREFIX}{col}`"
         for col in metadata_columns(target, tables)

@@ -42,8 +42,8 @@ class Column:
     name: str
     type: PgType
     sql: str | None = None  # None: the target's transform supplies the value
-    nul: Literal["reject", "strip"] = "reject"  # what a NUL byte in text does
     compare: bool = True  # False: bookkeeping that alone never counts as a change
+    optional: bool = False  # the source column may not exist; then the value is NULL
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,10 @@ class Target:
     deleted_sql: str  # a BOOL expression: the source row is (soft) deleted
     metadata_alias: str | None = None  # unmapped columns of this alias land in "metadata"
     transform: Transform | None = None
-    inputs: tuple[str, ...] = ()  # extra BigQuery columns ("t.sentence") the transform reads
+    inputs: tuple[Column, ...] = ()  # extra BigQuery values the transform reads (not written)
     children: tuple[str, ...] = ()  # tables whose rows share `parent` and follow its deletes
+    # What a NUL byte in text or JSON does: reject the row (a dead letter), or strip it.
+    nul: Literal["reject", "strip"] = "reject"
 
     def column(self, name: str) -> Column:
         """Return the column called name."""

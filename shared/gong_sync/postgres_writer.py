@@ -58,14 +58,20 @@ class TargetWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} AS"
             f" SELECT {_cols(self.columns)} FROM {table} WITH NO DATA"
         )
-        self.upsert = (
+        insert = (
             f"INSERT INTO {table} AS t ({_cols(self.columns)})"
-            f" SELECT {_cols(self.columns)} FROM {self.stage}"
-            f" ON CONFLICT ({_cols(t.key)}) DO UPDATE SET "
-            + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updatable)
-            # The guard: a re-import that changes nothing writes no tuple at all.
-            + f" WHERE ({_cols(compared, 't.')}) IS DISTINCT FROM ({_cols(compared, 'EXCLUDED.')})"
+            f" SELECT {_cols(self.columns)} FROM {self.stage} ON CONFLICT ({_cols(t.key)})"
         )
+        if not updatable:  # a link table: the key is the whole row
+            self.upsert = f"{insert} DO NOTHING"
+        else:
+            self.upsert = (
+                f"{insert} DO UPDATE SET "
+                + ", ".join(f"{ident(c)} = EXCLUDED.{ident(c)}" for c in updatable)
+                # The guard: a re-import that changes nothing writes no tuple at all.
+                + f" WHERE ({_cols(compared, 't.')}) IS DISTINCT FROM"
+                f" ({_cols(compared, 'EXCLUDED.')})"
+            )
 
     def _units_table(self, unit_cols: Sequence[str]) -> str:
         name = ident(f"_units_{self.target.table}_{len(unit_cols)}")

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from gong_sync import copy_text
 from gong_sync.bigquery_sql import METADATA_PREFIX
@@ -19,6 +19,7 @@ LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _INT32 = 2**31
 
 Encoder = Callable[[Any], str | None]
+NulPolicy = Literal["reject", "strip"]
 
 
 def json_default(value: Any) -> Any:
@@ -32,13 +33,24 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def _text(col: Column) -> Encoder:
+def strip_nul(value: Any) -> Any:
+    """The value with NUL bytes removed from every string inside it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strip_nul(v) for v in value]
+    return value
+
+
+def _text(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
         text = value if isinstance(value, str) else str(value)
         if "\x00" in text:
-            if col.nul == "reject":
+            if nul == "reject":
                 raise RowError(f"{col.name}: NUL byte in text (Postgres text cannot store it)")
             text = text.replace("\x00", "")
         return text
@@ -46,7 +58,7 @@ def _text(col: Column) -> Encoder:
     return encode
 
 
-def _timestamp(col: Column) -> Encoder:
+def _timestamp(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
@@ -62,7 +74,7 @@ def _timestamp(col: Column) -> Encoder:
     return encode
 
 
-def _date(col: Column) -> Encoder:
+def _date(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
@@ -73,7 +85,7 @@ def _date(col: Column) -> Encoder:
     return encode
 
 
-def _integer(col: Column) -> Encoder:
+def _integer(col: Column, nul: NulPolicy) -> Encoder:
     limit = _INT32 if col.type == "integer" else 2**63
 
     def encode(value: Any) -> str | None:
@@ -86,7 +98,7 @@ def _integer(col: Column) -> Encoder:
     return encode
 
 
-def _number(col: Column) -> Encoder:
+def _number(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
@@ -102,7 +114,7 @@ def _number(col: Column) -> Encoder:
     return encode
 
 
-def _boolean(col: Column) -> Encoder:
+def _boolean(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
@@ -113,10 +125,12 @@ def _boolean(col: Column) -> Encoder:
     return encode
 
 
-def _jsonb(col: Column) -> Encoder:
+def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
+        if nul == "strip":
+            value = strip_nul(value)
         text = json.dumps(value, default=json_default, ensure_ascii=False, sort_keys=True)
         if "\\u0000" in text:
             raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
@@ -125,8 +139,8 @@ def _jsonb(col: Column) -> Encoder:
     return encode
 
 
-def _text_array(col: Column) -> Encoder:
-    item = _text(col)
+def _text_array(col: Column, nul: NulPolicy) -> Encoder:
+    item = _text(col, nul)
 
     def encode(value: Any) -> str | None:
         if value is None:
@@ -136,7 +150,7 @@ def _text_array(col: Column) -> Encoder:
     return encode
 
 
-_ENCODERS: dict[str, Callable[[Column], Encoder]] = {
+_ENCODERS: dict[str, Callable[[Column, NulPolicy], Encoder]] = {
     "text": _text,
     "timestamptz": _timestamp,
     "date": _date,
@@ -157,9 +171,10 @@ class RowMapper:
         """Prepare one encoder per column, in the target's column order."""
         self.target = target
         self.columns = list(target.columns)
-        self.encoders = [_ENCODERS[c.type](c) for c in self.columns]
+        self.encoders = [_ENCODERS[c.type](c, target.nul) for c in self.columns]
         self.key_names = target.key
-        self.metadata = _jsonb(Column("metadata", "jsonb")) if target.metadata_alias else None
+        meta = Column("metadata", "jsonb")
+        self.metadata = _jsonb(meta, target.nul) if target.metadata_alias else None
 
     def key_of(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         """The row's target key as text; a null or blank key is a RowError."""

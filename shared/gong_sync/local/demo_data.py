@@ -113,6 +113,18 @@ _LARGE_AMOUNT: Final = Decimal("98765432109876543.21")
 
 _EMAIL_DELETED: Final = _fixed_email_id(1)
 _EMAIL_NUL_BODY: Final = _fixed_email_id(2)
+_EMAIL_DUPLICATE_RECIPIENT: Final = _fixed_email_id(3)
+_EMAIL_MULTIBYTE: Final = _fixed_email_id(4)
+_EMAIL_HTML: Final = _fixed_email_id(5)
+# Multi-byte text whose 500th character is followed by a combining accent.
+MULTIBYTE_BODY: Final = (
+    ("Grüße aus 東京 🚀 " * 40)[:499] + "e\u0301" + " and the rest of the message, cut off."
+)
+HTML_BODY: Final = (
+    "<html><head><style>p {color: red}</style></head><body><p>Hi Zoë &amp; team,</p>"
+    "<p>Price: 5&nbsp;&euro; &lt;net&gt;</p><script>var x = 1;</script>"
+    "<ul><li>one</li><li>two</li></ul>Thanks<br>Ana</body></html>"
+)
 
 NASTY: Final[dict[str, Any]] = {
     "shared_synced": SHARED_SYNCED,
@@ -123,6 +135,9 @@ NASTY: Final[dict[str, Any]] = {
         "index": _NUL_SENTENCE_INDEX,
     },
     "nul_body_email": _EMAIL_NUL_BODY,
+    "duplicate_recipient_email": _EMAIL_DUPLICATE_RECIPIENT,
+    "multibyte_email": _EMAIL_MULTIBYTE,
+    "html_email": _EMAIL_HTML,
     "invalid_timestamp_call": _FIXED_CALL_IDS[_SLOT_MIN_STARTED],
     "far_future_scheduled_call": _FIXED_CALL_IDS[_SLOT_MAX_SCHEDULED],
     "non_ascii_call": _FIXED_CALL_IDS[_SLOT_NON_ASCII],
@@ -988,10 +1003,25 @@ class _Generator:
             "</body></html>"
         )
 
+    def _email_context(self, email_id: str, account: _Account) -> list[dict[str, Any]] | None:
+        """Gong's CRM context of an email: its account and (mostly) one opportunity."""
+        # A generator of its own, so adding context did not move any other random draw.
+        rng = random.Random(email_id)
+        if rng.random() < 0.3:
+            return None
+        objects: list[dict[str, str]] = [{"objectType": "Account", "objectId": account.id}]
+        if account.opportunities and rng.random() < 0.8:
+            opp = rng.choice(account.opportunities)
+            objects.append({"objectType": "Opportunity", "objectId": opp.id})
+        return [{"system": "Salesforce", "objects": objects}]
+
     def build_emails(self) -> None:
         """Emit ~1 email per call with one sender and 1-5 recipients."""
         rng = self.rng
-        fixed = [_EMAIL_DELETED, _EMAIL_NUL_BODY]
+        fixed = [
+            _EMAIL_DELETED, _EMAIL_NUL_BODY, _EMAIL_DUPLICATE_RECIPIENT, _EMAIL_MULTIBYTE,
+            _EMAIL_HTML,
+        ]  # fmt: skip
         self._seen_ids.update(fixed)
         last_in_account: dict[str, tuple[str, str, datetime]] = {}
         for i in range(100 * self.scale):
@@ -1049,6 +1079,14 @@ class _Generator:
                 paragraphs[0] = "Pasted from the PDF:\x00 pricing table follows."
                 as_html = False
             body = self._email_body(paragraphs, as_html, recipients[0][1].first, sender)
+            if email_id == _EMAIL_MULTIBYTE:
+                body = MULTIBYTE_BODY
+            elif email_id == _EMAIL_HTML:
+                body = HTML_BODY
+            elif email_id == _EMAIL_DUPLICATE_RECIPIENT:
+                # The same person twice, as cc in capitals: one address in the target.
+                first = recipients[0][1]
+                recipients.append(("cc", dataclasses.replace(first, email=first.email.upper())))
             sender_domain = sender.email.split("@", 1)[1]
             headers = {
                 "Message-ID": f"<{self.hex_id(20)}@mail.{sender_domain}>",
@@ -1067,6 +1105,7 @@ class _Generator:
                 thread_id=thread_id,
                 direction="Outbound" if outbound else "Inbound",
                 headers=headers,
+                context=self._email_context(email_id, account),
             )
             self.emit(
                 "email_sender", email_id=email_id, email_address=sender.email, name=sender.name

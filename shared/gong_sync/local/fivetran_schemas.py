@@ -115,6 +115,8 @@ TABLES: Final[dict[str, tuple[str, list[bigquery.SchemaField]]]] = {
             ("thread_id", "STRING"),
             ("direction", "STRING"),
             ("headers", "JSON"),
+            # Gong's CRM context (systems and their objects); absent in some customers' schema.
+            ("context", "JSON"),
         ),
     ),
     "email_sender": (

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from gong_sync.declarations import Source
-from gong_sync.sources import calls
+from gong_sync.sources import calls, emails, opportunities
 
-SOURCES: dict[str, Source] = {s.name: s for s in (calls.SOURCE,)}
+SOURCES: dict[str, Source] = {
+    s.name: s for s in (calls.SOURCE, emails.SOURCE, opportunities.SOURCE)
+}
 
 
 def get(name: str) -> Source:

@@ -60,7 +60,7 @@ CALLS = Target(
     from_sql="{call} AS c",
     deleted_sql="c._fivetran_deleted",
     metadata_alias="c",
-    children=("call_speakers", "transcripts"),
+    children=("call_speakers", "transcripts", "call_opportunities"),
 )
 
 # The speakers of a call are one set: talk-time shares depend on every speaker of the call.
@@ -124,7 +124,22 @@ TRANSCRIPTS = Target(
     from_sql="{transcript} AS t LEFT JOIN {call} AS c ON c.id = t.call_id",
     deleted_sql=f"t._fivetran_deleted OR {_CALL_GONE}",
     transform=unpack_monologue,
-    inputs=("t.sentence",),
+    inputs=(Column("sentence", "jsonb", "t.sentence"),),
+)
+
+# Gong's CRM context of a call: its Opportunity objects are the call's opportunities.
+CALL_OPPORTUNITIES = Target(
+    table="call_opportunities",
+    key=("gong_call_id", "gong_opportunity_id"),
+    parent="gong_call_id",
+    columns=(
+        Column("gong_call_id", "text", "x.call_id"),
+        Column("gong_opportunity_id", "text", "x.object_id"),
+    ),
+    from_sql="{call_context_integration} AS x LEFT JOIN {call} AS c ON c.id = x.call_id",
+    deleted_sql=(
+        f"x._fivetran_deleted OR COALESCE(x.object_type, '') != 'Opportunity' OR {_CALL_GONE}"
+    ),
 )
 
 SOURCE = Source(
@@ -161,13 +176,20 @@ SOURCE = Source(
             ),
         ),
         Stream(table="transcript", alias="t", key=("call_id", "index"), drives="transcripts"),
+        Stream(
+            table="call_context_integration",
+            alias="x",
+            key=("call_id", "object_type", "object_id"),
+            touches=(Touch("call_opportunities", column="call_id"),),
+        ),
     ),
-    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS),
+    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS, CALL_OPPORTUNITIES),
     datasets={
         "call": "gong",
         "call_speaker": "gong",
         "call_participant": "gong",
         "users": "gong",
         "transcript": "gong",
+        "call_context_integration": "gong",
     },
 )

@@ -1,0 +1,68 @@
+"""The `opportunities` source: Salesforce opportunities with account name and owner email."""
+
+from __future__ import annotations
+
+from gong_sync.declarations import Column, Source, Stream, Target, Touch
+
+OPPORTUNITIES = Target(
+    table="opportunities",
+    key=("gong_opportunity_id",),
+    parent="gong_opportunity_id",
+    columns=(
+        Column("gong_opportunity_id", "text", "o.id"),
+        Column("name", "text", "o.name"),
+        Column("account_name", "text", "a.name"),
+        Column("owner_email", "text", "LOWER(u.email)"),
+        Column("stage", "text", "o.stage_name"),
+        Column("close_date", "date", "o.close_date"),
+        Column("amount", "numeric", "o.amount"),
+        # Present only where the customer lands Gong's deal health next to the opportunity.
+        Column("health_score", "numeric", "o.health_score", optional=True),
+        Column("source_modified_at", "timestamptz", "o.system_modstamp", compare=False),
+    ),
+    from_sql=(
+        "{opportunity} AS o"
+        " LEFT JOIN {account} AS a"
+        "   ON a.id = o.account_id AND NOT a.is_deleted AND NOT a._fivetran_deleted"
+        " LEFT JOIN {user} AS u ON u.id = o.owner_id AND NOT u._fivetran_deleted"
+    ),
+    deleted_sql="o.is_deleted OR o._fivetran_deleted",
+)
+
+SOURCE = Source(
+    name="opportunities",
+    streams=(
+        Stream(
+            table="opportunity",
+            alias="o",
+            key=("id",),
+            cursor="system_modstamp",
+            drives="opportunities",
+        ),
+        # An account renamed or deleted changes account_name of its opportunities.
+        Stream(
+            table="account",
+            alias="a",
+            key=("id",),
+            touches=(
+                Touch(
+                    "opportunities",
+                    lookup_sql="SELECT id AS k FROM {opportunity} WHERE account_id IN UNNEST(@ids)",
+                ),
+            ),
+        ),
+        Stream(
+            table="user",
+            alias="u",
+            key=("id",),
+            touches=(
+                Touch(
+                    "opportunities",
+                    lookup_sql="SELECT id AS k FROM {opportunity} WHERE owner_id IN UNNEST(@ids)",
+                ),
+            ),
+        ),
+    ),
+    targets=(OPPORTUNITIES,),
+    datasets={"opportunity": "salesforce", "account": "salesforce", "user": "salesforce"},
+)
