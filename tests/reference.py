@@ -139,3 +139,98 @@ def transcripts(data: Rows) -> tuple[dict[tuple[str, int], tuple[Any, ...]], set
             text, sentences, t["_fivetran_synced"],
         )  # fmt: skip
     return out, letters
+
+
+def call_opportunities(data: Rows) -> set[tuple[str, str]]:
+    """(call, opportunity) links from Gong's call context."""
+    gone = deleted_calls(data)
+    return {
+        (x["call_id"], x["object_id"])
+        for x in data["call_context_integration"]
+        if not x["_fivetran_deleted"]
+        and x["object_type"] == "Opportunity"
+        and x["call_id"] not in gone
+        and not _blank(x["call_id"])
+        and not _blank(x["object_id"])
+    }
+
+
+def email_text(body: str) -> str:
+    """The README's rule for plain text, restated with the standard library's html module."""
+    import html
+    import re
+
+    body = body.replace("\x00", "")
+    if re.search(r"<(p|br|html|body|div)\b", body, re.I):
+        body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.I | re.S)
+        body = re.sub(r"</?(p|br|div|li|tr|h\d|ul|ol)\b[^>]*>", " ", body, flags=re.I)
+        body = html.unescape(re.sub(r"<[^>]+>", "", body))
+    return " ".join(body.split())
+
+
+def _first_500(text: str | None) -> str | None:
+    """500 characters, backing off so a combining accent stays with its letter."""
+    import unicodedata
+
+    if text is None or len(text) <= 500:
+        return text
+    cut = 500
+    while cut and unicodedata.combining(text[cut]):
+        cut -= 1
+    return text[:cut]
+
+
+def emails(data: Rows) -> dict[str, tuple[Any, ...]]:
+    """gong_email_id -> expected emails row."""
+    rank = {"to": 0, "cc": 1, "bcc": 2}
+    recipients: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for r in data["email_recipient"]:
+        if not r["_fivetran_deleted"] and r["email_address"]:
+            address = r["email_address"].strip().lower()
+            recipients[r["email_id"]].append((rank.get((r["type"] or "").lower(), 3), address))
+    senders: dict[str, list[str]] = defaultdict(list)
+    for s in data["email_sender"]:
+        if not s["_fivetran_deleted"] and s["email_address"]:
+            senders[s["email_id"]].append(s["email_address"].strip().lower())
+    out: dict[str, tuple[Any, ...]] = {}
+    for e in data["email"]:
+        if e["_fivetran_deleted"] or _blank(e["id"]):
+            continue
+        ordered = list(dict.fromkeys(a for _, a in sorted(recipients[e["id"]])))
+        text = email_text(e["body"]) if e["body"] is not None else None
+        opportunity = None
+        for system in e.get("context") or []:
+            for obj in system["objects"]:
+                if opportunity is None and obj["objectType"] == "Opportunity":
+                    opportunity = obj["objectId"]
+        metadata = {
+            "body": e["body"].replace("\x00", "") if e["body"] else e["body"],
+            "thread_id": e["thread_id"],
+            "direction": e["direction"],
+            "headers": e["headers"],
+            "context": e.get("context"),
+        }
+        out[e["id"]] = (
+            e["id"], e["subject"], e["sent_at"], min(senders[e["id"]], default=None), ordered,
+            _first_500(text), opportunity, metadata, e["_fivetran_synced"],
+        )  # fmt: skip
+    return out
+
+
+def opportunities(data: Rows) -> dict[str, tuple[Any, ...]]:
+    """gong_opportunity_id -> expected opportunities row."""
+    accounts = {
+        a["id"]: a for a in data["account"] if not a["is_deleted"] and not a["_fivetran_deleted"]
+    }
+    users = {u["id"]: u for u in data["user"] if not u["_fivetran_deleted"]}
+    out: dict[str, tuple[Any, ...]] = {}
+    for o in data["opportunity"]:
+        if o["is_deleted"] or o["_fivetran_deleted"] or _blank(o["id"]):
+            continue
+        owner = users.get(o["owner_id"], {}).get("email")
+        out[o["id"]] = (
+            o["id"], o["name"], accounts.get(o["account_id"], {}).get("name"),
+            owner and owner.lower(), o["stage_name"], o["close_date"], o["amount"], None,
+            o["system_modstamp"],
+        )  # fmt: skip
+    return out

@@ -28,6 +28,8 @@ def synced(pg_server: PostgresSettings, bq_host: str, demo: reference.Rows) -> E
     stats = env.sync()
     assert stats.status == "success"
     assert stats.pages > 10  # small pages, so page boundaries fall inside cursor ties
+    for other in ("emails", "opportunities"):
+        assert env.sync(other).status == "success"
     return env
 
 
@@ -78,17 +80,62 @@ def test_transcripts_equal_the_reference(synced: Env, demo: reference.Rows) -> N
     assert dead == [(len(letters),)]
 
 
+def test_call_opportunities_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected = reference.call_opportunities(demo)
+    actual = synced.query("SELECT gong_call_id, gong_opportunity_id FROM call_opportunities")
+    assert len(actual) == len(expected) > 0
+    assert set(actual) == expected
+
+
+def test_emails_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected = reference.emails(demo)
+    actual = synced.query(
+        "SELECT gong_email_id, subject, sent_at, sender_email, recipients, body_snippet,"
+        " opportunity_id, metadata, source_synced_at FROM emails ORDER BY 1"
+    )
+    assert actual == [expected[k] for k in sorted(expected)]
+    nasty = demo_data.NASTY
+    by_id = {r[0]: r for r in actual}
+    assert nasty["deleted_email"] not in by_id
+    # The same person as "to" and, in capitals, as "cc": one lower-case address, in "to" order.
+    dup = by_id[nasty["duplicate_recipient_email"]][4]
+    assert len(dup) == len(set(dup)) and all(a == a.lower() for a in dup)
+    # 499 characters: the 500th is an "e" whose combining accent follows, so both stay out.
+    snippet = by_id[nasty["multibyte_email"]][5]
+    assert snippet == demo_data.MULTIBYTE_BODY[:499]
+    assert by_id[nasty["html_email"]][5] == "Hi Zoë & team, Price: 5 € <net> one two Thanks Ana"
+    assert "\x00" not in by_id[nasty["nul_body_email"]][5]
+    assert sum(1 for r in actual if r[6]) > 20  # emails with an opportunity in their context
+
+
+def test_opportunities_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected = reference.opportunities(demo)
+    actual = synced.query(
+        "SELECT gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount,"
+        " health_score, source_modified_at FROM opportunities ORDER BY 1"
+    )
+    assert actual == [expected[k] for k in sorted(expected)]
+    nasty = demo_data.NASTY
+    by_id = {r[0]: r for r in actual}
+    assert by_id[nasty["null_amount_opportunity"]][5:7] == (None, None)
+    assert by_id[nasty["opportunity_on_deleted_account"]][2] is None
+    assert by_id[nasty["large_amount_opportunity"]][6] == nasty["large_amount"]
+    assert nasty["is_deleted_opportunity"] not in by_id
+    assert nasty["fivetran_deleted_opportunity"] not in by_id
+
+
 def test_a_second_run_writes_nothing(synced: Env) -> None:
     before = synced.query(
         "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"
-        " WHERE relname IN ('calls', 'call_speakers', 'transcripts')"
+        " WHERE relname IN ('calls', 'call_speakers', 'transcripts', 'call_opportunities', 'emails', 'opportunities')"
     )
-    stats = synced.sync()
-    assert stats.rows_upserted == 0
-    assert stats.rows_deleted == 0
-    assert stats.rows_unchanged > 0
+    for source in ("calls", "emails", "opportunities"):
+        stats = synced.sync(source)
+        assert stats.rows_upserted == 0
+        assert stats.rows_deleted == 0
+        assert stats.rows_unchanged > 0
     after = synced.query(
         "SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables"
-        " WHERE relname IN ('calls', 'call_speakers', 'transcripts')"
+        " WHERE relname IN ('calls', 'call_speakers', 'transcripts', 'call_opportunities', 'emails', 'opportunities')"
     )
     assert before == after
