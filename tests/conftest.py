@@ -112,6 +112,17 @@ class Env:
         finally:
             conn.close()
 
+    def execute(self, sql: str, *args: Any) -> int:
+        """Run and commit one Postgres statement (an edit by hand); return its row count."""
+        conn = self.connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, args)
+            conn.commit()
+            return cur.rowcount
+        finally:
+            conn.close()
+
     @property
     def datasets(self) -> dict[str, str]:
         """Role -> dataset id."""

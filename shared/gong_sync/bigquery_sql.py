@@ -201,3 +201,9 @@ def param_type(bq_type: str) -> str:
 def scalar(name: str, bq_type: str, value: Any) -> bigquery.ScalarQueryParameter:
     """A typed scalar parameter."""
     return bigquery.ScalarQueryParameter(name, param_type(bq_type), value)
+
+
+def key_query(target: Target, tables: Mapping[str, TableRef]) -> str:
+    """The keys of every live row of a target: only key columns are selected, so it is cheap."""
+    keys = ", ".join(f"{target.column(k).sql} AS `{k}`" for k in target.key)
+    return f"SELECT {keys} FROM {resolve(target.from_sql, tables)} WHERE NOT ({target.deleted_sql})"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gong_sync import engine, migrate, sources, state
+from gong_sync import engine, migrate, sources, state, verify
 from gong_sync import log as gs_log
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -57,6 +57,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--ids", nargs="+", help="re-derive only these parent ids (e.g. call ids)")
     run.add_argument(
         "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
+    )
+    check = sub.add_parser("verify", help="compare Postgres with BigQuery; exit 1 on drift")
+    check.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(sources.SOURCES),
+        dest="sources",
+        help="a source to verify (repeatable; default: all)",
+    )
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--fix",
+        action="store_true",
+        help="delete extra rows, re-sync missing and changed ones by id, then verify again",
+    )
+    check.add_argument(
+        "--sample",
+        type=int,
+        default=500,
+        help="parents per table whose values are compared (default 500; 0: keys only)",
     )
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -152,6 +172,72 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failed else 0
 
 
+def _verify_all(
+    names: Sequence[str], live: Settings, reader: BigQueryReader, sample: int
+) -> list[verify.SourceReport]:
+    conn = connect(live.postgres)
+    try:
+        return [verify.verify_source(sources.get(n), live, reader, conn, sample) for n in names]
+    finally:
+        conn.close()
+
+
+def _print_reports(reports: Sequence[verify.SourceReport], as_json: bool, title: str) -> None:
+    if as_json:
+        doc = [
+            {
+                "source": r.source,
+                "drift": r.drift,
+                "bytes_processed": r.bytes_processed,
+                "targets": [t.summary() for t in r.targets],
+            }
+            for r in reports
+        ]
+        sys.stdout.write(json.dumps({"phase": title, "sources": doc}, indent=2) + "\n")
+        return
+    rows = [
+        (r.source, t.target, t.bigquery_rows, t.postgres_rows, len(t.missing), len(t.extra),
+         len(t.changed), t.rejected, t.values_checked, r.bytes_processed)
+        for r in reports
+        for t in r.targets
+    ]  # fmt: skip
+    header = ("source", "target", "bigquery", "postgres", "missing", "extra", "changed",
+              "rejected", "checked", "bytes")  # fmt: skip
+    sys.stdout.write(f"{title}\n{_table(rows, header)}\n")
+    for r in reports:
+        for t in r.targets:
+            for kind, keys in t.summary()["samples"].items():
+                sys.stdout.write(f"  {t.target} {kind}: {keys}\n")
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    """Report drift between Postgres and BigQuery; with --fix, repair it and check again."""
+    names = args.sources or list(sources.SOURCES)
+    with local_stack(settings) as live:
+        conn = connect(live.postgres)
+        migrate.apply(conn)
+        conn.close()
+        reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
+        reports = _verify_all(names, live, reader, args.sample)
+        drift = any(r.drift for r in reports)
+        _print_reports(reports, args.json, "before --fix" if args.fix else "verify")
+        if not (args.fix and drift):
+            return 1 if drift else 0
+        for report in reports:
+            if report.drift:
+                verify.fix(
+                    sources.get(report.source),
+                    report,
+                    live,
+                    reader,
+                    lambda: connect(live.postgres),
+                    PostgresDeadLetterSink,
+                )
+        reports = _verify_all(names, live, reader, args.sample)
+        _print_reports(reports, args.json, "after --fix")
+        return 1 if any(r.drift for r in reports) else 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Print each source's watermark, last run, counts and last error."""
     with local_stack(settings, bigquery=False) as live:
@@ -207,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
-    handler = {"run": cmd_run, "status": cmd_status}[args.command]
+    handler = {"run": cmd_run, "verify": cmd_verify, "status": cmd_status}[args.command]
     return handler(args, settings)
 
 

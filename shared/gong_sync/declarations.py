@@ -106,6 +106,8 @@ class Source:
     streams: tuple[Stream, ...]
     targets: tuple[Target, ...]
     datasets: Mapping[str, str] = field(default_factory=dict)  # logical table -> dataset role
+    # Used instead when a table of this declaration does not exist (same name and targets).
+    fallback: Source | None = None
 
     def target(self, table: str) -> Target:
         """Return the target writing table."""

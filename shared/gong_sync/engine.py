@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
@@ -97,13 +98,17 @@ class SourceRun:
         self.sink = sink
         self.options = options
         self.stats = RunStats(source.name)
-        self.mappers = {t.table: RowMapper(t) for t in source.targets}
-        self.writers = {
-            t.table: TargetWriter(conn, t, [source.target(c) for c in t.children])
-            for t in source.targets
-        }
         self.tables: dict[str, sql.TableRef] = {}
         self.started = time.monotonic()
+        self._bind(source)
+
+    def _bind(self, source: Source) -> None:
+        """Prepare mappers and writers for the declaration this run uses."""
+        self.mappers = {t.table: RowMapper(t) for t in source.targets}
+        self.writers = {
+            t.table: TargetWriter(self.conn, t, [source.target(c) for c in t.children])
+            for t in source.targets
+        }
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -293,8 +298,8 @@ class SourceRun:
 
     def execute(self) -> RunStats:
         """Run the source end to end; the caller holds the lock."""
-        self.tables = self.reader.tables(self.source, sql.referenced_tables(self.source))
-        sql.check_columns(self.source, self.tables)
+        self.source, self.tables = resolve(self.source, self.reader)
+        self._bind(self.source)
         if self.options.ids:
             self._sync_ids(self.options.ids)
             self.stats.status = "success"
@@ -311,6 +316,24 @@ class SourceRun:
                 return self.stats
         self.stats.status = "success"
         return self.stats
+
+
+def resolve(source: Source, reader: BigQueryReader) -> tuple[Source, dict[str, sql.TableRef]]:
+    """The declaration to use and its tables: the fallback when a table of the first is missing."""
+    try:
+        tables = reader.tables(source, sql.referenced_tables(source))
+    except NotFound as exc:
+        if source.fallback is None:
+            raise
+        log.warning(
+            "%s: %s; using the fallback declaration, which reads %s",
+            source.name,
+            exc.message,
+            ", ".join(sql.referenced_tables(source.fallback)),
+        )
+        return resolve(source.fallback, reader)
+    sql.check_columns(source, tables)
+    return source, tables
 
 
 def run_source(

@@ -58,6 +58,7 @@ class TargetWriter:
             f"CREATE TEMP TABLE IF NOT EXISTS {self.stage} AS"
             f" SELECT {_cols(self.columns)} FROM {table} WITH NO DATA"
         )
+        self.compared = compared
         insert = (
             f"INSERT INTO {table} AS t ({_cols(self.columns)})"
             f" SELECT {_cols(self.columns)} FROM {self.stage} ON CONFLICT ({_cols(t.key)})"
@@ -72,6 +73,32 @@ class TargetWriter:
                 + f" WHERE ({_cols(compared, 't.')}) IS DISTINCT FROM"
                 f" ({_cols(compared, 'EXCLUDED.')})"
             )
+
+    def _stage(self, lines: Sequence[str]) -> None:
+        cur = self.conn.cursor()
+        if not self._stage_ready:
+            cur.execute(self.create_stage)
+            self._stage_ready = True
+        cur.execute(f"TRUNCATE {self.stage}")
+        if lines:
+            cur.execute(
+                f"COPY {self.stage} ({_cols(self.columns)}) FROM STDIN",
+                stream=copy_text.chunks(lines),
+            )
+
+    def changed(self, lines: Sequence[str]) -> list[tuple[str, ...]]:
+        """Keys whose stored row differs from `lines` in any compared column; writes nothing."""
+        self._stage(lines)
+        if not self.compared:
+            return []
+        match = " AND ".join(f"s.{ident(c)} = t.{ident(c)}" for c in self.target.key)
+        cur = self.conn.cursor()
+        cur.execute(
+            f"SELECT {_cols(self.target.key, 's.')} FROM {self.stage} AS s"
+            f" JOIN {ident(self.target.table)} AS t ON {match}"
+            f" WHERE ({_cols(self.compared, 's.')}) IS DISTINCT FROM ({_cols(self.compared, 't.')})"
+        )
+        return [tuple(str(v) for v in row) for row in cur.fetchall()]
 
     def _units_table(self, unit_cols: Sequence[str]) -> str:
         name = ident(f"_units_{self.target.table}_{len(unit_cols)}")
@@ -91,17 +118,11 @@ class TargetWriter:
     ) -> WriteStats:
         """Make the rows of every unit exactly `lines`; the caller commits."""
         cur = self.conn.cursor()
-        if not self._stage_ready:
-            cur.execute(self.create_stage)
-            self._stage_ready = True
+        self._stage(lines)
         units_table = self._units_table(unit_cols)
-        cur.execute(f"TRUNCATE {self.stage}, {units_table}")
+        cur.execute(f"TRUNCATE {units_table}")
         stats = WriteStats()
         if lines:
-            cur.execute(
-                f"COPY {self.stage} ({_cols(self.columns)}) FROM STDIN",
-                stream=copy_text.chunks(lines),
-            )
             cur.execute(self.upsert)
             stats.upserted = max(cur.rowcount, 0)
             stats.unchanged = len(lines) - stats.upserted

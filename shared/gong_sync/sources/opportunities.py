@@ -29,6 +29,42 @@ OPPORTUNITIES = Target(
     deleted_sql="o.is_deleted OR o._fivetran_deleted",
 )
 
+# Without a Salesforce dataset, Gong's own CRM context is the only record of opportunities:
+# the Opportunity objects that calls are linked to, with their name and stage.
+_GONG_OPPORTUNITIES = (
+    "SELECT object_id AS id, MAX(name) AS name, MAX(value) AS stage"
+    " FROM {call_context_integration}"
+    " WHERE NOT _fivetran_deleted AND object_type = 'Opportunity' AND object_id IS NOT NULL"
+    " GROUP BY object_id"
+)
+
+FROM_GONG = Source(
+    name="opportunities",
+    streams=(
+        Stream(
+            table="call_context_integration",
+            alias="x",
+            key=("call_id", "object_type", "object_id"),
+            touches=(Touch("opportunities", column="object_id"),),
+        ),
+    ),
+    targets=(
+        Target(
+            table="opportunities",
+            key=("gong_opportunity_id",),
+            parent="gong_opportunity_id",
+            columns=(
+                Column("gong_opportunity_id", "text", "g.id"),
+                Column("name", "text", "g.name"),
+                Column("stage", "text", "g.stage"),
+            ),
+            from_sql=f"({_GONG_OPPORTUNITIES}) AS g",
+            deleted_sql="FALSE",
+        ),
+    ),
+    datasets={"call_context_integration": "gong"},
+)
+
 SOURCE = Source(
     name="opportunities",
     streams=(
@@ -65,4 +101,5 @@ SOURCE = Source(
     ),
     targets=(OPPORTUNITIES,),
     datasets={"opportunity": "salesforce", "account": "salesforce", "user": "salesforce"},
+    fallback=FROM_GONG,
 )

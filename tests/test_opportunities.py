@@ -1,0 +1,100 @@
+"""The opportunities source: dimension changes, deletes, and the Gong fallback."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.conftest import Env
+from tests.factories import at, dml, insert
+
+
+def opportunity(oid: str, modstamp: Any, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": oid, "name": f"Deal {oid}", "account_id": "001A", "owner_id": "005A",
+        "stage_name": "Discovery", "close_date": None, "amount": Decimal("1200.50"),
+        "probability": 0.2, "is_closed": False, "is_won": False, "is_deleted": False,
+        "last_modified_date": modstamp, "system_modstamp": modstamp,
+        "_fivetran_synced": modstamp, "_fivetran_deleted": False,
+    }  # fmt: skip
+    row.update(over)
+    return row
+
+
+def _seed(env: Env) -> None:
+    insert(env.bq, env.datasets, "account", [
+        {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
+         "_fivetran_deleted": False},
+    ])  # fmt: skip
+    insert(env.bq, env.datasets, "user", [
+        {"id": "005A", "name": "Ann", "email": "Ann@Seller.example", "_fivetran_synced": at(0),
+         "_fivetran_deleted": False},
+    ])  # fmt: skip
+    insert(
+        env.bq,
+        env.datasets,
+        "opportunity",
+        [opportunity("006A", at(0)), opportunity("006B", at(0), amount=None)],
+    )
+
+
+ROWS = "SELECT gong_opportunity_id, account_name, owner_email, amount FROM opportunities ORDER BY 1"
+
+
+def test_an_account_rename_and_delete_reach_their_opportunities(env: Env) -> None:
+    _seed(env)
+    env.sync("opportunities")
+    assert env.query(ROWS) == [
+        ("006A", "Acme", "ann@seller.example", Decimal("1200.500000000")),
+        ("006B", "Acme", "ann@seller.example", None),
+    ]
+    p, sf = env.bq.project, env.datasets["salesforce"]
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{sf}.account` SET name = 'Acme Corp', _fivetran_synced = @t"
+        " WHERE id = '001A'",
+        t=at(7200),
+    )
+    env.sync("opportunities")
+    assert {r[1] for r in env.query(ROWS)} == {"Acme Corp"}
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{sf}.account` SET is_deleted = TRUE, _fivetran_synced = @t WHERE id = '001A'",
+        t=at(9000),
+    )
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{sf}.opportunity` SET is_deleted = TRUE, system_modstamp = @t"
+        " WHERE id = '006B'",
+        t=at(9000),
+    )
+    stats = env.sync("opportunities")
+    assert env.query(ROWS) == [("006A", None, "ann@seller.example", Decimal("1200.500000000"))]
+    assert stats.rows_deleted == 1
+
+
+def test_without_salesforce_it_falls_back_to_gongs_context(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.opportunity")
+    insert(env.bq, env.datasets, "call_context_integration", [
+        {"call_id": "c1", "object_type": "Opportunity", "object_id": "006A", "name": "Big deal",
+         "value": "Negotiation", "_fivetran_synced": at(0), "_fivetran_deleted": False},
+        {"call_id": "c2", "object_type": "Opportunity", "object_id": "006A", "name": "Big deal",
+         "value": "Negotiation", "_fivetran_synced": at(1), "_fivetran_deleted": False},
+        {"call_id": "c1", "object_type": "Account", "object_id": "001A", "name": "Acme",
+         "value": "Customer", "_fivetran_synced": at(0), "_fivetran_deleted": False},
+    ])  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        stats = env.sync("opportunities")
+    assert stats.status == "success"
+    assert any(
+        "fallback" in r.getMessage() and "call_context_integration" in r.getMessage()
+        for r in caplog.records
+    )
+    assert env.query("SELECT gong_opportunity_id, name, stage, amount FROM opportunities") == [
+        ("006A", "Big deal", "Negotiation", None)
+    ]

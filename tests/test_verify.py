@@ -1,0 +1,124 @@
+"""Reconciliation finds what the cursor cannot see, and --fix repairs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.conftest import Env
+from tests.factories import at, call, dml, insert, transcript
+
+OLD, NEW = at(0), at(7200)  # OLD rows fall outside the 1 h lookback once NEW has synced
+
+
+def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
+    """gong-sync pointed at the test's own database and datasets."""
+    s = env.settings
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GONG_SYNC_")},
+        "GONG_SYNC_DB_HOST": s.postgres.host or "",
+        "GONG_SYNC_DB_PORT": str(s.postgres.port),
+        "GONG_SYNC_DB_NAME": s.postgres.database,
+        "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
+        "GONG_SYNC_BQ_PROJECT": env.bq.project,
+        "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
+        "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gong_sync.cli", "--log-format", "json", *args],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _calls_report(out: str) -> dict[str, Any]:
+    doc = json.loads(out)
+    (calls,) = [s for s in doc["sources"] if s["source"] == "calls"]
+    return {t["target"]: t for t in calls["targets"]}
+
+
+def _seed(env: Env) -> None:
+    insert(env.bq, env.datasets, "call", [call(f"c{i}", OLD) for i in range(1, 6)])
+    insert(env.bq, env.datasets, "call", [call("c9", NEW, title="bad\x00")])
+    insert(env.bq, env.datasets, "transcript", [transcript(f"c{i}", 0, OLD) for i in range(1, 6)])
+    insert(env.bq, env.datasets, "call_context_integration", [
+        {"call_id": "c1", "object_type": "Opportunity", "object_id": "006A", "name": "Deal",
+         "value": "Won", "_fivetran_synced": OLD, "_fivetran_deleted": False},
+        {"call_id": "c1", "object_type": "Account", "object_id": "001A", "name": "Acme",
+         "value": "Customer", "_fivetran_synced": OLD, "_fivetran_deleted": False},
+    ])  # fmt: skip
+    # The newest row of every stream, so the old rows are out of the lookback afterwards.
+    insert(env.bq, env.datasets, "call", [call("c6", NEW)])
+    insert(env.bq, env.datasets, "transcript", [transcript("c6", 0, NEW)])
+    insert(env.bq, env.datasets, "call_context_integration", [
+        {"call_id": "c6", "object_type": "Opportunity", "object_id": "006B", "name": "Deal",
+         "value": "Open", "_fivetran_synced": NEW, "_fivetran_deleted": False},
+    ])  # fmt: skip
+    assert env.sync().status == "success"
+
+
+def test_verify_is_clean_after_a_sync_and_ignores_dead_letters(env: Env) -> None:
+    _seed(env)
+    result = _cli(env, "verify", "--json", "--source", "calls")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    report = _calls_report(result.stdout)
+    assert report["calls"]["bigquery_rows"] == 7
+    assert report["calls"]["postgres_rows"] == 6
+    assert report["calls"]["rejected"] == 1  # c9, the NUL title: a dead letter, not drift
+    assert report["calls"]["values_checked"] == 6
+    assert report["call_opportunities"]["postgres_rows"] == 2
+
+
+def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
+    _seed(env)
+    g, p = env.datasets["gong"], env.bq.project
+    # Deleted in BigQuery without _fivetran_synced moving: invisible to the cursor.
+    dml(env.bq, f"DELETE FROM `{p}.{g}.call` WHERE id = 'c2'")
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE WHERE id = 'c3'")
+    dml(env.bq, f"DELETE FROM `{p}.{g}.call_context_integration` WHERE object_id = '006A'")
+    # Changed by hand in Postgres.
+    assert env.execute("DELETE FROM calls WHERE gong_call_id = 'c4'") == 1
+    assert env.execute("UPDATE transcripts SET text = 'edited' WHERE gong_call_id = 'c5'") == 1
+    assert env.sync().status == "success"  # the incremental sync sees none of it
+
+    before = _cli(env, "verify", "--json", "--source", "calls")
+    assert before.returncode == 1, before.stderr[-2000:]
+    report = _calls_report(before.stdout)
+    assert report["calls"]["samples"] == {"missing": [["c4"]], "extra": [["c2"], ["c3"]]}
+    # c2's monologue stays live: its call vanished from BigQuery without a soft delete, and
+    # the monologue itself is still there.
+    assert report["transcripts"]["samples"] == {"changed": [["c5", "0"]], "extra": [["c3", "0"]]}
+    assert report["call_opportunities"]["samples"] == {"extra": [["c1", "006A"]]}
+
+    fixed = _cli(env, "verify", "--fix", "--source", "calls")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr[-2000:]
+    assert "after --fix" in fixed.stdout
+    assert env.query("SELECT gong_call_id FROM calls ORDER BY 1") == [
+        ("c1",),
+        ("c4",),
+        ("c5",),
+        ("c6",),
+    ]
+    assert env.query("SELECT text FROM transcripts WHERE gong_call_id = 'c5'") == [("Hi. Ok",)]
+    assert env.query("SELECT * FROM call_opportunities") == [("c6", "006B")]
+    again = _cli(env, "verify", "--json", "--source", "calls")
+    assert again.returncode == 0, again.stdout
+
+
+def test_a_link_removed_in_the_source_is_removed_here(env: Env) -> None:
+    _seed(env)
+    g, p = env.datasets["gong"], env.bq.project
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{g}.call_context_integration` SET _fivetran_deleted = TRUE,"
+        " _fivetran_synced = @t WHERE object_id = '006B'",
+        t=at(9000),
+    )
+    env.sync()
+    assert env.query("SELECT * FROM call_opportunities") == [("c1", "006A")]
