@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,23 @@ from gong_sync.postgres import Connection, connect
 from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
 
 _counter = itertools.count()
+
+
+def run_cli(overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `gong-sync` as a user would, with only the given gong-sync settings in its env."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GONG_SYNC_", "BIGQUERY_EMULATOR", "INSTANCE_CONNECTION"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gong_sync.cli", "--log-format", "json", *args],
+        env={**environ, **overrides},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def _tmp_root(factory: pytest.TempPathFactory, name: str) -> Path:
@@ -122,6 +141,22 @@ class Env:
             return cur.rowcount
         finally:
             conn.close()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """gong-sync pointed at this test's own database and datasets."""
+        s = self.settings
+        return run_cli(
+            {
+                "GONG_SYNC_DB_HOST": s.postgres.host or "",
+                "GONG_SYNC_DB_PORT": str(s.postgres.port),
+                "GONG_SYNC_DB_NAME": s.postgres.database,
+                "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
+                "GONG_SYNC_BQ_PROJECT": self.bq.project,
+                "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
+                "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
+            },
+            *args,
+        )
 
     @property
     def datasets(self) -> dict[str, str]:

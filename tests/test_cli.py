@@ -3,32 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from gong_sync.settings import ConfigError, Settings
-from tests.conftest import _tmp_root
-
-
-def _gong_sync(local_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GONG_SYNC_", "BIGQUERY_EMULATOR", "INSTANCE_CONNECTION"))
-    }
-    env["GONG_SYNC_LOCAL_DIR"] = str(local_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "gong_sync.cli", "--log-format", "json", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+from tests.conftest import _tmp_root, run_cli
 
 
 def _summary(stdout: str) -> dict[str, dict[str, str]]:
@@ -49,8 +28,8 @@ def test_run_twice_then_status_on_the_embedded_default(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """First run seeds and syncs; the second upserts nothing; status shows the watermarks."""
-    local = _tmp_root(tmp_path_factory, "cli") / "local"
-    first = _gong_sync(local, "run")
+    local_env = {"GONG_SYNC_LOCAL_DIR": str(_tmp_root(tmp_path_factory, "cli") / "local")}
+    first = run_cli(local_env, "run")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = _summary(first.stdout)
     assert set(summary) == SOURCES
@@ -59,7 +38,7 @@ def test_run_twice_then_status_on_the_embedded_default(
     assert _number(summary["emails"]["upserted"]) > 90
     assert _number(summary["opportunities"]["upserted"]) > 20
 
-    second = _gong_sync(local, "run")
+    second = run_cli(local_env, "run")
     assert second.returncode == 0, second.stderr[-3000:]
     assert {row["upserted"] for row in _summary(second.stdout).values()} == {"0"}
     # One structured summary line per source run, in Cloud Logging's shape.
@@ -71,7 +50,7 @@ def test_run_twice_then_status_on_the_embedded_default(
     assert {x["severity"] for x in run_lines} == {"INFO"}
     assert {x["run"]["rows_upserted"] for x in run_lines} == {0}
 
-    status = _gong_sync(local, "status", "--json")
+    status = run_cli(local_env, "status", "--json")
     assert status.returncode == 0, status.stderr[-3000:]
     by_source = {item["source"]: item for item in json.loads(status.stdout)}
     assert set(by_source) == SOURCES

@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, transcript
 
 OLD, NEW = at(0), at(7200)  # OLD rows fall outside the 1 h lookback once NEW has synced
-
-
-def _cli(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    """gong-sync pointed at the test's own database and datasets."""
-    s = env.settings
-    environ = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GONG_SYNC_")},
-        "GONG_SYNC_DB_HOST": s.postgres.host or "",
-        "GONG_SYNC_DB_PORT": str(s.postgres.port),
-        "GONG_SYNC_DB_NAME": s.postgres.database,
-        "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
-        "GONG_SYNC_BQ_PROJECT": env.bq.project,
-        "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
-        "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gong_sync.cli", "--log-format", "json", *args],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _calls_report(out: str) -> dict[str, Any]:
@@ -65,7 +39,7 @@ def _seed(env: Env) -> None:
 
 def test_verify_is_clean_after_a_sync_and_ignores_dead_letters(env: Env) -> None:
     _seed(env)
-    result = _cli(env, "verify", "--json", "--source", "calls")
+    result = env.cli("verify", "--json", "--source", "calls")
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     report = _calls_report(result.stdout)
     assert report["calls"]["bigquery_rows"] == 7
@@ -87,7 +61,7 @@ def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
     assert env.execute("UPDATE transcripts SET text = 'edited' WHERE gong_call_id = 'c5'") == 1
     assert env.sync().status == "success"  # the incremental sync sees none of it
 
-    before = _cli(env, "verify", "--json", "--source", "calls")
+    before = env.cli("verify", "--json", "--source", "calls")
     assert before.returncode == 1, before.stderr[-2000:]
     report = _calls_report(before.stdout)
     assert report["calls"]["samples"] == {"missing": [["c4"]], "extra": [["c2"], ["c3"]]}
@@ -96,7 +70,7 @@ def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
     assert report["transcripts"]["samples"] == {"changed": [["c5", "0"]], "extra": [["c3", "0"]]}
     assert report["call_opportunities"]["samples"] == {"extra": [["c1", "006A"]]}
 
-    fixed = _cli(env, "verify", "--fix", "--source", "calls")
+    fixed = env.cli("verify", "--fix", "--source", "calls")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr[-2000:]
     assert "after --fix" in fixed.stdout
     assert env.query("SELECT gong_call_id FROM calls ORDER BY 1") == [
@@ -107,7 +81,7 @@ def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
     ]
     assert env.query("SELECT text FROM transcripts WHERE gong_call_id = 'c5'") == [("Hi. Ok",)]
     assert env.query("SELECT * FROM call_opportunities") == [("c6", "006B")]
-    again = _cli(env, "verify", "--json", "--source", "calls")
+    again = env.cli("verify", "--json", "--source", "calls")
     assert again.returncode == 0, again.stdout
 
 

@@ -34,6 +34,16 @@ def parse_time(text: str) -> datetime:
     return value
 
 
+def _add_sources(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(sources.SOURCES),
+        dest="sources",
+        help=f"a source to {verb} (repeatable; default: all)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
     parser.add_argument(
@@ -44,13 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="sync sources from BigQuery into Postgres")
-    run.add_argument(
-        "--source",
-        action="append",
-        choices=sorted(sources.SOURCES),
-        dest="sources",
-        help="a source to sync (repeatable; default: all)",
-    )
+    _add_sources(run, "sync")
     run.add_argument("--full-refresh", action="store_true", help="ignore watermarks, read all")
     run.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
     run.add_argument("--until", type=parse_time, help="read rows synced at or before this time")
@@ -59,13 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
     )
     check = sub.add_parser("verify", help="compare Postgres with BigQuery; exit 1 on drift")
-    check.add_argument(
-        "--source",
-        action="append",
-        choices=sorted(sources.SOURCES),
-        dest="sources",
-        help="a source to verify (repeatable; default: all)",
-    )
+    _add_sources(check, "verify")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument(
         "--fix",

@@ -10,20 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gong_sync.postgres import Connection
-from gong_sync.row_mapping import json_default
+from gong_sync.row_mapping import json_default, replace_nul
 
 log = logging.getLogger(__name__)
-
-
-def _printable(value: Any) -> Any:
-    """Make a record storable as jsonb: NUL becomes U+2400 (␀), visibly."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\u2400")
-    if isinstance(value, Mapping):
-        return {str(k): _printable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_printable(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)
@@ -39,7 +28,9 @@ class DeadLetter:
 
     def record_json(self) -> str:
         """The record as JSON that Postgres jsonb and Pub/Sub both accept."""
-        return json.dumps(_printable(self.record), default=json_default, sort_keys=True)
+        # jsonb cannot hold NUL: it becomes U+2400 (␀), visibly.
+        printable = replace_nul(self.record, "\u2400")
+        return json.dumps(printable, default=json_default, sort_keys=True)
 
 
 class DeadLetterSink(Protocol):

@@ -33,14 +33,14 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
-def strip_nul(value: Any) -> Any:
-    """The value with NUL bytes removed from every string inside it."""
+def replace_nul(value: Any, by: str = "") -> Any:
+    """The value with every NUL byte in every string inside it (keys too) replaced by `by`."""
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        return value.replace("\x00", by)
     if isinstance(value, Mapping):
-        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+        return {replace_nul(str(k), by): replace_nul(v, by) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [strip_nul(v) for v in value]
+        return [replace_nul(v, by) for v in value]
     return value
 
 
@@ -130,7 +130,7 @@ def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
         if value is None:
             return None
         if nul == "strip":
-            value = strip_nul(value)
+            value = replace_nul(value)
         text = json.dumps(value, default=json_default, ensure_ascii=False, sort_keys=True)
         if "\\u0000" in text:
             raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
