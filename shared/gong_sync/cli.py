@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gong_sync import engine, migrate, sources, state, verify
+from gong_sync import engine, migrate, sources, state, trigger, verify
 from gong_sync import log as gs_log
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -76,6 +76,19 @@ def _parser() -> argparse.ArgumentParser:
         default=500,
         help="parents per table whose values are compared (default 500; 0: keys only)",
     )
+    resync = sub.add_parser("resync", help="publish a trigger message to the trigger topic")
+    resync.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(sources.SOURCES),
+        dest="sources",
+        required=True,
+        help="a source to resync (repeatable)",
+    )
+    resync.add_argument("--full-refresh", action="store_true", help="re-read everything")
+    resync.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
+    resync.add_argument("--until", type=parse_time, help="read rows synced at or before this")
+    resync.add_argument("--ids", nargs="+", help="re-derive only these ids (one source)")
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -236,6 +249,33 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 1 if any(r.drift for r in reports) else 0
 
 
+def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish a trigger to the configured topic (cloud, or the emulator if one is set)."""
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    body = trigger.Trigger(
+        sources=tuple(args.sources),
+        mode="full_refresh" if args.full_refresh else "incremental",
+        since=args.since,
+        until=args.until,
+        ids=tuple(args.ids or ()),
+    ).to_json()
+    try:
+        trigger.parse(body, list(sources.SOURCES))  # the same rules the functions apply
+        topic = settings.cloud.topic_path(settings.cloud.trigger_topic)
+    except (trigger.BadMessage, ConfigError) as exc:
+        log.error("not published: %s", exc)
+        return 2
+    message = json.dumps(body)
+    message_id = PublisherClient().publish(topic, message.encode()).result(timeout=60)
+    sys.stdout.write(
+        f"published {message_id} to {topic}: {message}\n"
+        f"equivalent: gcloud pubsub topics publish {topic.rsplit('/', 1)[-1]}"
+        f" --project {topic.split('/')[1]} --message '{message}'\n"
+    )
+    return 0
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Print each source's watermark, last run, counts and last error."""
     with local_stack(settings, bigquery=False) as live:
@@ -291,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
-    handler = {"run": cmd_run, "verify": cmd_verify, "status": cmd_status}[args.command]
+    handler = {"run": cmd_run, "verify": cmd_verify, "resync": cmd_resync, "status": cmd_status}[
+        args.command
+    ]
     return handler(args, settings)
 
 

@@ -305,7 +305,11 @@ class SourceRun:
             self.stats.status = "success"
             return self.stats
         until = self.options.until or datetime.now(UTC)
-        marks = {} if self.options.full_refresh else state.watermarks(self.conn, self.source.name)
+        if self.options.full_refresh:
+            # Forgetting the watermarks makes the refresh resumable: a continuation (or the next
+            # hourly run) is a plain incremental run that picks up where this one stopped.
+            state.reset_watermarks(self.conn, self.source.name)
+        marks = state.watermarks(self.conn, self.source.name)
         for stream in self.source.streams:
             since = self.options.since
             if since is None and stream.table in marks:

@@ -62,11 +62,36 @@ class BigQuerySettings:
 
 
 @dataclass(frozen=True)
+class CloudSettings:
+    """What the Cloud Functions need beyond a sync: topics, budgets and secrets by name."""
+
+    project: str | None = None
+    trigger_topic: str = "sync-trigger"
+    dead_letter_topic: str = "sync-dead-letter"
+    time_budget_seconds: float = 480.0  # event functions stop at 540 s; leave room to commit
+    max_event_age_seconds: float = 3600.0  # an older trigger is superseded by the next hourly one
+    db_password_secret: str | None = None  # Secret Manager resource name
+    slack_webhook_secret: str | None = None
+    slack_webhook_url: str | None = field(default=None, repr=False)  # local and tests only
+
+    def topic_path(self, topic: str) -> str:
+        """A full topic path from a short name (or a path, returned as is)."""
+        if topic.startswith("projects/"):
+            return topic
+        if not self.project:
+            raise ConfigError(
+                f"topic {topic!r} needs a project: set GONG_SYNC_PROJECT or use projects/P/topics/T"
+            )
+        return f"projects/{self.project}/topics/{topic}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a sync run needs to know about its environment."""
 
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
+    cloud: CloudSettings = field(default_factory=CloudSettings)
     page_size: int = 5000
     lookback: timedelta = timedelta(hours=1)
     local_dir: str = ".local"
@@ -99,6 +124,21 @@ class Settings:
                 gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
                 salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
                 table_overrides=overrides,
+            ),
+            cloud=CloudSettings(
+                project=(
+                    env.get("GONG_SYNC_PROJECT")
+                    or env.get("GOOGLE_CLOUD_PROJECT")
+                    or env.get("GONG_SYNC_BQ_PROJECT")
+                    or None
+                ),
+                trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
+                dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",
+                time_budget_seconds=_int(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480, minimum=1),
+                max_event_age_seconds=_int(env, "GONG_SYNC_MAX_EVENT_AGE_SECONDS", 3600, minimum=1),
+                db_password_secret=env.get("GONG_SYNC_DB_PASSWORD_SECRET") or None,
+                slack_webhook_secret=env.get("GONG_SYNC_SLACK_WEBHOOK_SECRET") or None,
+                slack_webhook_url=env.get("GONG_SYNC_SLACK_WEBHOOK_URL") or None,
             ),
             page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),

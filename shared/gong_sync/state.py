@@ -36,6 +36,12 @@ def watermarks(conn: Connection, source: str) -> dict[str, datetime]:
     return {stream: mark for stream, mark in cur.fetchall()}
 
 
+def reset_watermarks(conn: Connection, source: str) -> None:
+    """Forget a source's watermarks (a full refresh), and commit."""
+    conn.cursor().execute("DELETE FROM sync_watermarks WHERE source = %s", (source,))
+    conn.commit()
+
+
 def advance_watermark(conn: Connection, source: str, stream: str, mark: datetime) -> None:
     """Move a stream's watermark forward (never back), inside the caller's transaction."""
     conn.cursor().execute(

@@ -1,0 +1,235 @@
+"""What the Cloud Function entrypoints call: decode the event, pick the source, run the engine."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from gong_sync import engine, migrate, sources, trigger
+from gong_sync import log as gs_log
+from gong_sync.bigquery_reader import BigQueryReader, make_client
+from gong_sync.errors import is_transient
+from gong_sync.postgres import Connection, connect
+from gong_sync.pubsub_sink import PubSubDeadLetterSink
+from gong_sync.secret_manager import resolve
+from gong_sync.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3  # attempts of a run within one invocation before Pub/Sub redelivers
+BACKOFF_SECONDS = 2.0
+
+
+@dataclass
+class Runtime:
+    """Clients built once per instance (cold start), reused by every invocation."""
+
+    settings: Settings
+    reader: BigQueryReader
+    publisher: Any
+
+    def connect(self) -> Connection:
+        """A new Postgres connection."""
+        return connect(self.settings.postgres)
+
+    def publish(self, topic: str, body: Mapping[str, Any], **attributes: str) -> None:
+        """Publish one JSON message and wait for it."""
+        data = json.dumps(body, default=str).encode()
+        path = self.settings.cloud.topic_path(topic)
+        self.publisher.publish(path, data, **attributes).result(timeout=60)
+
+
+@functools.cache
+def runtime() -> Runtime:
+    """Build the clients and apply migrations, once per instance."""
+    from google.cloud.pubsub_v1 import PublisherClient
+    from google.cloud.pubsub_v1.types import BatchSettings
+
+    gs_log.configure("json")
+    settings = resolve(Settings.from_env())
+    conn = connect(settings.postgres)
+    try:
+        migrate.apply(conn)
+    finally:
+        conn.close()
+    publisher = PublisherClient(batch_settings=BatchSettings(max_messages=500, max_latency=0.05))
+    reader = BigQueryReader(make_client(settings.bigquery), settings.bigquery)
+    return Runtime(settings, reader, publisher)
+
+
+def _message(event: Any) -> tuple[Any, dict[str, str]]:
+    data = event.data if isinstance(event.data, Mapping) else {}
+    message = data.get("message") or {}
+    return message.get("data"), dict(message.get("attributes") or {})
+
+
+def _age_seconds(event: Any) -> float | None:
+    stamp = event.get("time") if hasattr(event, "get") else None
+    if not stamp:
+        return None
+    sent = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return (datetime.now(UTC) - sent).total_seconds()
+
+
+def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engine.RunStats | None:
+    """Run one source for a trigger event; raise only for what a redelivery could fix."""
+    rt = rt or runtime()
+    cloud = rt.settings.cloud
+    with gs_log.labels(source=source_name, event_id=str(event.get("id") or "")):
+        age = _age_seconds(event)
+        if age is not None and age > cloud.max_event_age_seconds:
+            log.warning(
+                "dropping a trigger %.0f s old (max %.0f s)", age, cloud.max_event_age_seconds
+            )
+            return None
+        data, _ = _message(event)
+        try:
+            wanted = trigger.decode(data, list(sources.SOURCES))
+        except trigger.BadMessage as exc:
+            _reject(rt, source_name, data, str(exc))
+            return None
+        if not wanted.names(source_name):
+            log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
+            return None
+        options = engine.RunOptions(
+            full_refresh=wanted.mode == "full_refresh",
+            since=wanted.since,
+            until=wanted.until,
+            ids=wanted.ids,
+            budget_seconds=cloud.time_budget_seconds,
+        )
+        stats = _run_with_retries(rt, source_name, options)
+        if stats.continuation_needed:
+            follow = trigger.Trigger(sources=(source_name,), until=wanted.until)
+            rt.publish(cloud.trigger_topic, follow.to_json(), continuation="true")
+            log.info("time budget reached; published a continuation for %s", source_name)
+        return stats
+
+
+def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions) -> engine.RunStats:
+    """Run, retrying transient failures on a fresh connection; raise when they persist."""
+    topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
+
+    def sink(conn: Connection) -> PubSubDeadLetterSink:
+        return PubSubDeadLetterSink(rt.publisher, topic)
+
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return engine.run_source(
+                sources.get(source_name), rt.settings, rt.reader, rt.connect, sink, options
+            )
+        except Exception as exc:
+            if not is_transient(exc) or attempt == RETRIES:
+                log.error(
+                    "%s failed (%s): %s",
+                    source_name,
+                    "transient, retries exhausted" if is_transient(exc) else "permanent",
+                    exc,
+                )
+                raise
+            delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
+            log.warning("transient failure, retrying in %.0f s: %s", delay, exc)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _reject(rt: Runtime, source_name: str, data: Any, reason: str) -> None:
+    """Ack a trigger that can never work: dead-letter it with the reason, never retry it."""
+    log.error("rejected trigger message: %s", reason)
+    raw = data if isinstance(data, str) else ""
+    rt.publish(
+        rt.settings.cloud.dead_letter_topic,
+        {"data": raw[:10_000]},
+        kind="bad_trigger",
+        source=source_name,
+        reason=reason[:1000],
+    )
+
+
+# -- alerting ----------------------------------------------------------------------------------
+
+Poster = Callable[[str, Mapping[str, Any]], None]
+
+
+def post_json(url: str, body: Mapping[str, Any]) -> None:
+    """POST a JSON body (a Slack webhook); raise on a non-2xx answer so Pub/Sub retries."""
+    request = urllib.request.Request(  # noqa: S310 - the URL comes from our own secret
+        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        if response.status >= 300:
+            raise RuntimeError(f"webhook answered HTTP {response.status}")
+
+
+def logs_link(project: str | None, execution_id: str) -> str:
+    """A Cloud Logging link to one run's lines."""
+    query = urllib.parse.quote(f'labels.execution_id="{execution_id}"' if execution_id else "")
+    return f"https://console.cloud.google.com/logs/query;query={query}?project={project or ''}"
+
+
+def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
+    """What one dead-letter message means, or None when it adds nothing to an earlier post."""
+    if "CloudPubSubDeadLetterSourceSubscription" in attributes:
+        subscription = attributes["CloudPubSubDeadLetterSourceSubscription"].rsplit("/", 1)[-1]
+        attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
+        return {
+            "source": subscription.removeprefix("sync-").removesuffix("-trigger"),
+            "reason": f"trigger undeliverable after {attempts} attempts ({subscription})",
+            "count": 1,
+            "key": attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime", ""),
+            "execution_id": "",
+        }
+    if attributes.get("kind") == "bad_trigger":
+        return {
+            "source": attributes.get("source", "?"),
+            "reason": f"rejected trigger: {attributes.get('reason', '?')}",
+            "count": 1,
+            "key": "",
+            "execution_id": "",
+        }
+    if attributes.get("kind") == "bad_record":
+        # One post per page of rejects: the first letter of a page speaks for all of them.
+        if attributes.get("batch_index", "0") != "0":
+            return None
+        return {
+            "source": attributes.get("source", "?"),
+            "reason": attributes.get("batch_reasons") or attributes.get("reason", "?"),
+            "count": int(attributes.get("batch_size", "1")),
+            "key": attributes.get("key", ""),
+            "execution_id": attributes.get("execution_id", ""),
+        }
+    return {"source": "?", "reason": "unrecognised dead letter", "count": 1, "key": "",
+            "execution_id": ""}  # fmt: skip
+
+
+def handle_alert(event: Any, settings: Settings | None = None, post: Poster = post_json) -> None:
+    """Log a dead letter at ERROR and post a concise Slack message for each burst."""
+    settings = settings or runtime().settings
+    data, attributes = _message(event)
+    info = describe(attributes, data)
+    log.error(
+        "dead letter: %s",
+        attributes.get("reason") or (info or {}).get("reason", "?"),
+        extra={"fields": {"dead_letter": {k: v for k, v in attributes.items()}}},
+    )
+    if info is None:
+        return
+    text = (
+        f":rotating_light: gong-sync *{info['source']}*: {info['count']} dead letter(s) - "
+        f"{info['reason']}"
+        + (f"\nsample key: `{info['key']}`" if info["key"] else "")
+        + f"\n<{logs_link(settings.cloud.project, info['execution_id'])}|Cloud Logging>"
+    )
+    url = settings.cloud.slack_webhook_url
+    if not url:
+        log.warning("no Slack webhook configured; alert only logged")
+        return
+    post(url, {"text": text})

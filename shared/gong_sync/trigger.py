@@ -1,0 +1,112 @@
+"""The trigger message contract (DESIGN §4): decode, validate, and name the field at fault."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Mode = Literal["incremental", "full_refresh"]
+FIELDS = ("sources", "mode", "since", "until", "ids")
+MAX_IDS = 10_000
+
+
+class BadMessage(ValueError):
+    """A trigger that can never succeed; acked and dead-lettered, never retried."""
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A validated trigger: which sources, and what kind of run."""
+
+    sources: tuple[str, ...] | None = None  # None: every source
+    mode: Mode = "incremental"
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: tuple[str, ...] = ()
+
+    def names(self, source: str) -> bool:
+        """Whether this trigger asks for the given source."""
+        return self.sources is None or source in self.sources
+
+    def to_json(self) -> dict[str, Any]:
+        """The message body that produces this trigger."""
+        body: dict[str, Any] = {"mode": self.mode}
+        if self.sources is not None:
+            body["sources"] = list(self.sources)
+        if self.since:
+            body["since"] = self.since.isoformat()
+        if self.until:
+            body["until"] = self.until.isoformat()
+        if self.ids:
+            body["ids"] = list(self.ids)
+        return body
+
+
+def _time(name: str, value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise BadMessage(f"{name}: expected an RFC 3339 string, got {type(value).__name__}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadMessage(f"{name}: {value!r} is not an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise BadMessage(f"{name}: {value!r} has no UTC offset; add Z or +00:00")
+    return parsed
+
+
+def _strings(name: str, value: Any, limit: int | None = None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise BadMessage(f"{name}: expected a list of non-empty strings")
+    if limit is not None and len(value) > limit:
+        raise BadMessage(f"{name}: at most {limit} entries, got {len(value)}")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def parse(body: Mapping[str, Any] | Any, known_sources: Sequence[str]) -> Trigger:
+    """Validate a decoded JSON message body."""
+    if not isinstance(body, Mapping):
+        raise BadMessage(f"message: expected a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadMessage(f"{unknown[0]}: unknown field; allowed: {', '.join(FIELDS)}")
+    sources = None
+    if "sources" in body:
+        sources = _strings("sources", body["sources"])
+        bad = [s for s in sources if s not in known_sources]
+        if bad:
+            raise BadMessage(
+                f"sources: unknown source {bad[0]!r}; known: {', '.join(known_sources)}"
+            )
+    mode = body.get("mode", "incremental")
+    if mode not in ("incremental", "full_refresh"):
+        raise BadMessage(f"mode: {mode!r} is not 'incremental' or 'full_refresh'")
+    since = _time("since", body["since"]) if "since" in body else None
+    until = _time("until", body["until"]) if "until" in body else None
+    if since and until and since > until:
+        raise BadMessage("since: must not be after until")
+    ids = _strings("ids", body["ids"], MAX_IDS) if "ids" in body else ()
+    if ids and (sources is None or len(sources) != 1):
+        raise BadMessage("ids: name exactly one source in sources, since ids belong to one")
+    return Trigger(sources, mode, since, until, ids)
+
+
+def decode(data: str | bytes | None, known_sources: Sequence[str]) -> Trigger:
+    """Decode a Pub/Sub message's base64 data and validate it; empty data is the default run."""
+    if data is None or data in ("", b""):
+        return Trigger()
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadMessage("data: not valid base64") from None
+    if not raw.strip():
+        return Trigger()
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadMessage(f"data: not valid JSON ({exc})") from None
+    return parse(body, known_sources)
