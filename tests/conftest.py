@@ -177,3 +177,76 @@ def make_env(pg_server: PostgresSettings, bq_host: str) -> Env:
 def env(pg_server: PostgresSettings, bq_host: str) -> Env:
     """A test's own database and datasets."""
     return make_env(pg_server, bq_host)
+
+
+@pytest.fixture(scope="session")
+def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Google's Pub/Sub emulator; required in CI, skipped with a reason elsewhere if absent."""
+    from tests.pubsub_emulator import ENV_VAR, PubSubEmulator, emulator_binary
+
+    if emulator_binary() is None:
+        reason = "the Pub/Sub emulator (Google Cloud CLI + Java) is not installed"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + "; CI must run these tests")
+        pytest.skip(reason)
+    emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub"))
+    host = emulator.start()
+    previous = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = host
+    yield host
+    emulator.stop()
+    if previous is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = previous
+
+
+@dataclasses.dataclass
+class Cloud:
+    """A test's Pub/Sub topics and the environment the functions read their settings from."""
+
+    env: Env
+    project: str
+    trigger_topic: str
+    dead_letter_topic: str
+    dead_letters: str  # a pull subscription on the dead-letter topic
+    triggers: str  # a pull subscription on the trigger topic (sees continuations)
+    environ: dict[str, str]
+
+
+@pytest.fixture
+def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    """Topics of the test's own, and the function runtime configured from the environment."""
+    from gong_sync import cloud_function
+    from tests.pubsub_emulator import create_pull_subscription, create_topic
+
+    n = next(_counter)
+    project = "gong-sync-test"
+    trigger, dead = f"sync-trigger-{n}", f"sync-dead-letter-{n}"
+    create_topic(project, trigger)
+    create_topic(project, dead)
+    s = env.settings
+    environ = {
+        "GONG_SYNC_DB_HOST": s.postgres.host or "",
+        "GONG_SYNC_DB_PORT": str(s.postgres.port),
+        "GONG_SYNC_DB_NAME": s.postgres.database,
+        "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
+        "GONG_SYNC_BQ_PROJECT": env.bq.project,
+        "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
+        "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
+        "GONG_SYNC_PROJECT": project,
+        "GONG_SYNC_TRIGGER_TOPIC": trigger,
+        "GONG_SYNC_DEAD_LETTER_TOPIC": dead,
+        "GONG_SYNC_PAGE_SIZE": "7",
+        "PUBSUB_EMULATOR_HOST": pubsub_host,
+    }
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    cloud_function.runtime.cache_clear()
+    yield Cloud(
+        env, project, trigger, dead,
+        create_pull_subscription(project, f"dl-watch-{n}", dead),
+        create_pull_subscription(project, f"trigger-watch-{n}", trigger),
+        environ,
+    )  # fmt: skip
+    cloud_function.runtime.cache_clear()

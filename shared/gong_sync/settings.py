@@ -25,6 +25,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class PostgresSettings:
     """Where the target database is; host unset means the embedded local server."""
@@ -134,7 +147,7 @@ class Settings:
                 ),
                 trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
                 dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",
-                time_budget_seconds=_int(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480, minimum=1),
+                time_budget_seconds=_float(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480.0),
                 max_event_age_seconds=_int(env, "GONG_SYNC_MAX_EVENT_AGE_SECONDS", 3600, minimum=1),
                 db_password_secret=env.get("GONG_SYNC_DB_PASSWORD_SECRET") or None,
                 slack_webhook_secret=env.get("GONG_SYNC_SLACK_WEBHOOK_SECRET") or None,

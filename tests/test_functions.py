@@ -1,0 +1,205 @@
+"""The Cloud Functions over HTTP: functions-framework serving real CloudEvents (DESIGN §1, §4)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.http import CloudEvent
+
+from gong_sync import cloud_function
+from gong_sync.log import CloudLoggingFormatter
+from tests.conftest import Cloud
+from tests.factories import at, call, insert
+from tests.pubsub_emulator import SlackStandIn, pull_all
+
+MAIN = "functions/main.py"
+
+
+def client(target: str) -> Any:
+    """A test client of one entrypoint, as functions-framework serves it."""
+    import functions_framework
+
+    return functions_framework.create_app(target, MAIN, "cloudevent").test_client()
+
+
+def pubsub_event(
+    body: Any, *, raw: bytes | None = None, age: timedelta = timedelta(0), **attributes: str
+) -> CloudEvent:
+    """The CloudEvent Eventarc delivers for a Pub/Sub message."""
+    data = raw if raw is not None else json.dumps(body).encode()
+    return CloudEvent(
+        {
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/sync-trigger",
+            "time": (datetime.now(UTC) - age).isoformat(),
+        },
+        {"message": {"data": base64.b64encode(data).decode(), "attributes": attributes,
+                     "messageId": "1"}, "subscription": "projects/p/subscriptions/s"},
+    )  # fmt: skip
+
+
+def post(target: str, event: CloudEvent, binary: bool = False) -> Any:
+    headers, body = to_binary(event) if binary else to_structured(event)
+    return client(target).post("/", headers=headers, data=body)
+
+
+def seed_calls(cloud: Cloud) -> None:
+    insert(cloud.env.bq, cloud.env.datasets, "call", [
+        call("c1", at(0)), call("c2", at(0)), call("bad", at(0), title="x\x00y"),
+    ])  # fmt: skip
+
+
+def calls(cloud: Cloud) -> list[Any]:
+    return [r[0] for r in cloud.env.query("SELECT gong_call_id FROM calls ORDER BY 1")]
+
+
+def test_structured_event_runs_its_source_and_dead_letters_bad_records(cloud: Cloud) -> None:
+    seed_calls(cloud)
+    response = post("sync_calls", pubsub_event({"mode": "incremental"}))
+    assert response.status_code == 200, response.data
+    assert calls(cloud) == ["c1", "c2"]
+    (letter,) = pull_all(cloud.dead_letters, expect=1, timeout=20)
+    assert letter.attributes["kind"] == "bad_record"
+    assert letter.attributes["source"] == "calls"
+    assert letter.attributes["key"] == '["bad"]'
+    assert letter.attributes["reason"].startswith("title: NUL byte")
+    assert json.loads(letter.data)["title"] == "x\u2400y"
+
+
+def test_binary_event_works_too_and_other_sources_are_ignored(cloud: Cloud) -> None:
+    seed_calls(cloud)
+    ignored = post("sync_emails", pubsub_event({"sources": ["calls"]}), binary=True)
+    assert ignored.status_code == 200
+    assert cloud.env.query("SELECT source FROM sync_status") == []
+    response = post("sync_calls", pubsub_event({"sources": ["calls"]}), binary=True)
+    assert response.status_code == 200, response.data
+    assert calls(cloud) == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "data: not valid JSON"),
+        (json.dumps({"source": ["calls"]}).encode(), "source: unknown field"),
+        (json.dumps({"mode": "sometimes"}).encode(), "mode: 'sometimes' is not"),
+    ],
+)
+def test_a_malformed_trigger_is_acked_and_dead_lettered(
+    cloud: Cloud, raw: bytes, reason: str
+) -> None:
+    response = post("sync_calls", pubsub_event(None, raw=raw))
+    assert response.status_code == 200  # acked: a retry could never succeed
+    (letter,) = pull_all(cloud.dead_letters, expect=1, timeout=20)
+    assert letter.attributes["kind"] == "bad_trigger"
+    assert letter.attributes["reason"].startswith(reason)
+    assert cloud.env.query("SELECT source FROM sync_status") == []
+
+
+def test_bad_base64_is_acked_and_dead_lettered(cloud: Cloud) -> None:
+    event = pubsub_event({})
+    event.data["message"]["data"] = "%%% not base64"
+    assert post("sync_calls", event).status_code == 200
+    (letter,) = pull_all(cloud.dead_letters, expect=1, timeout=20)
+    assert letter.attributes["reason"] == "data: not valid base64"
+
+
+def test_an_old_event_is_dropped_with_a_warning(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed_calls(cloud)
+    with caplog.at_level(logging.WARNING):
+        response = post("sync_calls", pubsub_event({}, age=timedelta(hours=2)))
+    assert response.status_code == 200
+    assert calls(cloud) == []
+    assert any("dropping a trigger" in r.getMessage() for r in caplog.records)
+
+
+def test_a_permanent_failure_returns_500_so_pubsub_redelivers(cloud: Cloud) -> None:
+    cloud.env.bq.delete_table(f"{cloud.env.bq.project}.{cloud.env.datasets['gong']}.call")
+    response = post("sync_calls", pubsub_event({}))
+    assert response.status_code == 500
+    assert cloud.env.query("SELECT last_status, error_details->>'type' FROM sync_status") == [
+        ("failed", "NotFound")
+    ]
+
+
+def test_the_time_budget_stops_between_pages_and_publishes_a_continuation(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert(cloud.env.bq, cloud.env.datasets, "call", [call(f"c{i:02d}", at(i)) for i in range(30)])
+    monkeypatch.setenv("GONG_SYNC_TIME_BUDGET_SECONDS", "0.001")
+    cloud_function.runtime.cache_clear()
+    assert post("sync_calls", pubsub_event({"sources": ["calls"]})).status_code == 200
+    (follow,) = pull_all(cloud.triggers, expect=1, timeout=20)
+    assert json.loads(follow.data) == {"mode": "incremental", "sources": ["calls"]}
+    assert follow.attributes["continuation"] == "true"
+    assert len(calls(cloud)) < 30
+    assert cloud.env.query("SELECT last_status FROM sync_status") == [("partial",)]
+
+
+def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> None:
+    slack = SlackStandIn()
+    try:
+        cloud.environ["GONG_SYNC_SLACK_WEBHOOK_URL"] = slack.url
+        settings = cloud_function.Settings.from_env(cloud.environ)
+        for i in range(3):
+            event = pubsub_event({"title": "x"}, kind="bad_record", source="calls",
+                                 reason="title: NUL byte", key=f'["k{i}"]', batch_index=str(i),
+                                 batch_size="3", batch_reasons="3× title: NUL byte",
+                                 execution_id="abc123")  # fmt: skip
+            cloud_function.handle_alert(event, settings)
+        undeliverable = pubsub_event(
+            {},
+            CloudPubSubDeadLetterSourceSubscription="projects/p/subscriptions/sync-calls",
+            CloudPubSubDeadLetterSourceDeliveryCount="5",
+        )
+        cloud_function.handle_alert(undeliverable, settings)
+        posts = slack.wait_for(2, timeout=5)
+    finally:
+        slack.stop()
+    assert len(posts) == 2
+    assert "calls*: 3 dead letter(s) - 3× title: NUL byte" in posts[0]["text"]
+    assert 'sample key: `["k0"]`' in posts[0]["text"]
+    assert "labels.execution_id%3D%22abc123%22" in posts[0]["text"]
+    assert "trigger undeliverable after 5 attempts (sync-calls)" in posts[1]["text"]
+
+
+def test_a_sentinel_secret_never_reaches_the_logs(
+    cloud: Cloud,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Secrets come from Secret Manager (a local REST stand-in) and appear in no log line."""
+    from tests.secret_manager_standin import SecretManagerStandIn
+
+    sentinel = "sentinel-9f8e7d-password"
+    hook = "http://127.0.0.1:9/hooks/sentinel-9f8e7d-webhook"
+    with SecretManagerStandIn({"db": sentinel, "slack": hook}) as sm:
+        monkeypatch.setenv("GONG_SYNC_SECRET_MANAGER_ENDPOINT", sm.url)
+        monkeypatch.setenv("GONG_SYNC_DB_PASSWORD_SECRET", "projects/p/secrets/db")
+        monkeypatch.setenv("GONG_SYNC_SLACK_WEBHOOK_SECRET", "projects/p/secrets/slack")
+        from gong_sync import secret_manager
+
+        secret_manager._client.cache_clear()
+        cloud_function.runtime.cache_clear()
+        seed_calls(cloud)
+        with caplog.at_level(logging.DEBUG):
+            assert post("sync_calls", pubsub_event({})).status_code == 200
+            rt = cloud_function.runtime()
+            assert rt.settings.postgres.password == sentinel  # it was really read
+            assert rt.settings.cloud.slack_webhook_url == hook
+            logging.getLogger("test").info("settings: %s", rt.settings)
+        secret_manager._client.cache_clear()
+    formatter = CloudLoggingFormatter()
+    lines = [formatter.format(r) for r in caplog.records]
+    out, err = capfd.readouterr()
+    assert len(lines) > 3
+    for text in [*lines, out, err]:
+        assert "sentinel-9f8e7d" not in text
