@@ -190,15 +190,10 @@ def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(reason + "; CI must run these tests")
         pytest.skip(reason)
     emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub"))
-    host = emulator.start()
-    previous = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = host
+    host = emulator.start()  # sets PUBSUB_EMULATOR_HOST; stop() restores the previous value
+    assert os.environ[ENV_VAR] == host
     yield host
     emulator.stop()
-    if previous is None:
-        os.environ.pop(ENV_VAR, None)
-    else:
-        os.environ[ENV_VAR] = previous
 
 
 @dataclasses.dataclass

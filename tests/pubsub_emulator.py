@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import json
 import os
 import shutil
@@ -56,8 +57,9 @@ def _java_available() -> bool:
     return shutil.which("java") is not None
 
 
+@functools.cache
 def emulator_binary() -> Path | None:
-    """The cloud-pubsub-emulator launcher, or None if it (or the Java it needs) is absent."""
+    """The cloud-pubsub-emulator launcher, or None if it or Java is absent (cached)."""
     if not _java_available():
         return None
     for root in _sdk_roots():

@@ -16,6 +16,7 @@ from typing import Any
 from gong_sync import engine, migrate, sources, trigger
 from gong_sync import log as gs_log
 from gong_sync.bigquery_reader import BigQueryReader, make_client
+from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.errors import is_transient
 from gong_sync.postgres import Connection, connect
 from gong_sync.pubsub_sink import PubSubDeadLetterSink
@@ -121,7 +122,7 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
     topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
 
     def sink(conn: Connection) -> PubSubDeadLetterSink:
-        return PubSubDeadLetterSink(rt.publisher, topic)
+        return PubSubDeadLetterSink(rt.publisher, topic, PostgresDeadLetterSink(conn))
 
     for attempt in range(1, RETRIES + 1):
         try:

@@ -49,9 +49,14 @@ class PostgresDeadLetterSink:
 
     def publish(self, letters: Sequence[DeadLetter]) -> None:
         """Insert the letters; a letter seen before only bumps its count."""
+        self.record(letters)
+
+    def record(self, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
+        """Insert the letters and return those never seen before (re-reads are not news)."""
         if not letters:
-            return
+            return []
         cur = self.conn.cursor()
+        new: list[DeadLetter] = []
         for letter in letters:
             record = letter.record_json()
             cur.execute(
@@ -59,7 +64,8 @@ class PostgresDeadLetterSink:
                 " (source, stream, target, record_key, reason, record, record_sha)"
                 " VALUES (%s, %s, %s, %s, %s, CAST(%s AS jsonb), %s)"
                 " ON CONFLICT (source, target, record_key, reason, record_sha)"
-                " DO UPDATE SET last_seen = now(), times_seen = dead_letters.times_seen + 1",
+                " DO UPDATE SET last_seen = now(), times_seen = dead_letters.times_seen + 1"
+                " RETURNING times_seen",
                 (
                     letter.source,
                     letter.stream,
@@ -70,8 +76,13 @@ class PostgresDeadLetterSink:
                     hashlib.sha256(record.encode()).hexdigest(),
                 ),
             )
+            row = cur.fetchone()
+            if row is not None and row[0] == 1:
+                new.append(letter)
         log.warning(
-            "%d record(s) dead-lettered",
+            "%d record(s) dead-lettered, %d of them new",
             len(letters),
+            len(new),
             extra={"fields": {"dead_letters": len(letters), "first_reason": letters[0].reason}},
         )
+        return new

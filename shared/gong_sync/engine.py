@@ -185,6 +185,7 @@ class SourceRun:
         letters: Sequence[DeadLetter],
         stream: Stream | None,
         mark: datetime | None,
+        position: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the page's batches, letters and watermark in one transaction."""
         try:
@@ -196,7 +197,7 @@ class SourceRun:
                 self.stats.add_write(write)
             self.sink.publish(letters)
             if stream is not None and mark is not None:
-                state.advance_watermark(self.conn, self.source.name, stream.table, mark)
+                state.advance_watermark(self.conn, self.source.name, stream.table, mark, position)
             self.conn.commit()
         except BaseException:
             self._rollback()
@@ -230,11 +231,23 @@ class SourceRun:
         budget = self.options.budget_seconds
         return budget is not None and time.monotonic() - self.started > budget
 
-    def _sync_stream(self, stream: Stream, since: datetime | None, until: datetime) -> bool:
+    def _sync_stream(
+        self,
+        stream: Stream,
+        since: datetime | None,
+        until: datetime,
+        resume: Mapping[str, Any] | None,
+    ) -> bool:
         """Page through one stream; False if the time budget ran out first."""
         target = self.source.target(stream.drives) if stream.drives else None
         ref = self.tables[stream.table]
         position: Row | None = None
+        if resume is not None and resume.get("done"):
+            return True  # finished earlier in this (continued) run: no second lookback pass
+        if resume is not None:  # continue exactly where an unfinished run stopped
+            position = {"_cursor": datetime.fromisoformat(resume["cursor"])}
+            position.update({f"_k{i}": v for i, v in enumerate(resume["key"])})
+            since = None
         read = 0
         while True:
             if self._out_of_time():
@@ -260,6 +273,7 @@ class SourceRun:
                     params.append(sql.scalar(name, ref.schema[col], position[f"_k{i}"]))
             page = self._query(text, params)
             if not page:
+                state.finish_stream(self.conn, self.source.name, stream.table)
                 return True
             read += len(page)
             self.stats.rows_read += len(page)
@@ -275,8 +289,12 @@ class SourceRun:
             )
             batches += touched
             letters += touched_letters
-            mark = max(r["_cursor"] for r in page)
-            self._commit_page(batches, letters, stream, mark)
+            last = page[-1]
+            resume_after = {
+                "cursor": last["_cursor"].isoformat(),
+                "key": [last[f"_k{i}"] for i in range(len(stream.key))],
+            }
+            self._commit_page(batches, letters, stream, last["_cursor"], resume_after)
             log.info(
                 "%s: %d rows read (page %d)",
                 stream.table,
@@ -285,8 +303,9 @@ class SourceRun:
                 extra={"fields": {"stream": stream.table, "rows_read": read}},
             )
             if len(page) < self.settings.page_size:
+                state.finish_stream(self.conn, self.source.name, stream.table)
                 return True
-            position = page[-1]
+            position = last
 
     def _sync_ids(self, ids: Sequence[str]) -> None:
         """Derive every target again for the given parent ids; watermarks stay put."""
@@ -310,14 +329,17 @@ class SourceRun:
             # hourly run) is a plain incremental run that picks up where this one stopped.
             state.reset_watermarks(self.conn, self.source.name)
         marks = state.watermarks(self.conn, self.source.name)
+        # An explicit window (since) is a deliberate re-read; it ignores any resume position.
+        resumes = {} if self.options.since else state.resume_positions(self.conn, self.source.name)
         for stream in self.source.streams:
             since = self.options.since
             if since is None and stream.table in marks:
                 since = marks[stream.table] - self.settings.lookback
-            if not self._sync_stream(stream, since, until):
+            if not self._sync_stream(stream, since, until, resumes.get(stream.table)):
                 self.stats.continuation_needed = True
                 self.stats.status = "partial"
                 return self.stats
+        state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
         return self.stats
 

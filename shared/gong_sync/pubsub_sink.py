@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from gong_sync.dead_letters import DeadLetter
+from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
 from gong_sync.log import current_labels
 
 log = logging.getLogger(__name__)
@@ -32,15 +32,21 @@ def _payload(letter: DeadLetter) -> bytes:
 
 
 class PubSubDeadLetterSink:
-    """Publishes each letter to the dead-letter topic and waits before the page commits."""
+    """Publishes each new letter to the dead-letter topic and waits before the page commits.
 
-    def __init__(self, publisher: Any, topic_path: str) -> None:
+    The Postgres ledger (`dead_letters`) sees every letter first, in the page's transaction,
+    so a bad row re-read inside the lookback is not published, and alerted, once per run.
+    """
+
+    def __init__(self, publisher: Any, topic_path: str, ledger: PostgresDeadLetterSink) -> None:
         """Publish through a PublisherClient (its batching groups the messages)."""
         self.publisher = publisher
         self.topic_path = topic_path
+        self.ledger = ledger
 
     def publish(self, letters: Sequence[DeadLetter]) -> None:
-        """Publish a page's letters; every letter carries the page's count for the alert."""
+        """Publish a page's new letters; every one carries the page's count for the alert."""
+        letters = self.ledger.record(letters)
         if not letters:
             return
         reasons = Counter(letter.reason for letter in letters).most_common(3)

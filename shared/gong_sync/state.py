@@ -42,15 +42,55 @@ def reset_watermarks(conn: Connection, source: str) -> None:
     conn.commit()
 
 
-def advance_watermark(conn: Connection, source: str, stream: str, mark: datetime) -> None:
-    """Move a stream's watermark forward (never back), inside the caller's transaction."""
+def resume_positions(conn: Connection, source: str) -> dict[str, dict[str, Any]]:
+    """Stream -> {"cursor": ISO time, "key": [...]} where an unfinished run stopped."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT stream, resume_after FROM sync_watermarks"
+        " WHERE source = %s AND resume_after IS NOT NULL",
+        (source,),
+    )
+    return {
+        stream: json.loads(pos) if isinstance(pos, str) else pos for stream, pos in cur.fetchall()
+    }
+
+
+def advance_watermark(
+    conn: Connection,
+    source: str,
+    stream: str,
+    mark: datetime,
+    resume_after: Mapping[str, Any] | None = None,
+) -> None:
+    """Move a stream's watermark forward (never back) and note the keyset position reached."""
     conn.cursor().execute(
-        "INSERT INTO sync_watermarks (source, stream, watermark) VALUES (%s, %s, %s)"
+        "INSERT INTO sync_watermarks (source, stream, watermark, resume_after)"
+        " VALUES (%s, %s, %s, CAST(%s AS jsonb))"
         " ON CONFLICT (source, stream) DO UPDATE"
         " SET watermark = GREATEST(sync_watermarks.watermark, EXCLUDED.watermark),"
-        " updated_at = now()",
-        (source, stream, mark),
+        " resume_after = EXCLUDED.resume_after, updated_at = now()",
+        (source, stream, mark, json.dumps(resume_after) if resume_after else None),
     )
+
+
+def finish_stream(conn: Connection, source: str, stream: str) -> None:
+    """A stream was read to its end: a continuation of this run skips it."""
+    conn.cursor().execute(
+        "UPDATE sync_watermarks SET resume_after = '{\"done\": true}'"
+        " WHERE source = %s AND stream = %s",
+        (source, stream),
+    )
+    conn.commit()
+
+
+def finish_run(conn: Connection, source: str) -> None:
+    """Every stream was read to its end: the next run starts from the watermarks again."""
+    conn.cursor().execute(
+        "UPDATE sync_watermarks SET resume_after = NULL"
+        " WHERE source = %s AND resume_after IS NOT NULL",
+        (source,),
+    )
+    conn.commit()
 
 
 def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> None:
