@@ -203,3 +203,33 @@ def test_a_sentinel_secret_never_reaches_the_logs(
     assert len(lines) > 3
     for text in [*lines, out, err]:
         assert "sentinel-9f8e7d" not in text
+
+
+def test_a_dropped_postgres_connection_is_retried_on_a_fresh_one(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first page's connection is terminated; the invocation reconnects and succeeds."""
+    from gong_sync.pubsub_sink import PubSubDeadLetterSink
+
+    killed: list[int] = []
+
+    class DropOnce(PubSubDeadLetterSink):
+        def publish(self, letters: Any) -> None:
+            if not killed:
+                cur = self.ledger.conn.cursor()
+                cur.execute("SELECT pg_backend_pid()")
+                (pid,) = cur.fetchone() or (0,)
+                killed.append(pid)
+                cloud.env.query("SELECT pg_terminate_backend(%s)", pid)
+            super().publish(letters)
+
+    monkeypatch.setattr(cloud_function, "PubSubDeadLetterSink", DropOnce)
+    monkeypatch.setattr(cloud_function, "BACKOFF_SECONDS", 0.01)
+    seed_calls(cloud)
+    with caplog.at_level(logging.WARNING):
+        response = post("sync_calls", pubsub_event({"sources": ["calls"]}))
+    assert response.status_code == 200, response.data
+    assert killed
+    assert any("transient failure, retrying" in r.getMessage() for r in caplog.records)
+    assert calls(cloud) == ["c1", "c2"]
+    assert cloud.env.query("SELECT last_status FROM sync_status") == [("success",)]

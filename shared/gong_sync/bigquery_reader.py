@@ -10,6 +10,7 @@ from typing import Any
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
 from gong_sync.bigquery_sql import TableRef
 from gong_sync.declarations import Source
@@ -45,10 +46,16 @@ class QueryResult:
 class BigQueryReader:
     """Resolves a source's logical tables and runs its queries."""
 
-    def __init__(self, client: bigquery.Client, settings: BigQuerySettings) -> None:
+    def __init__(
+        self, client: bigquery.Client, settings: BigQuerySettings, retry_seconds: float = 120.0
+    ) -> None:
         """Bind to a client and the dataset/table naming of this deployment."""
         self.client = client
         self.settings = settings
+        # google-api-core's exponential backoff on 429/5xx/connection errors, for API calls
+        # and for whole query jobs, bounded so a run fails (and Pub/Sub redelivers) in time.
+        self.retry = DEFAULT_RETRY.with_timeout(retry_seconds)
+        self.job_retry = DEFAULT_JOB_RETRY.with_timeout(retry_seconds)
 
     def dataset_for(self, role: str) -> str:
         """The dataset id that holds a role's tables (gong or salesforce)."""
@@ -61,7 +68,7 @@ class BigQueryReader:
         """Look up one table's real name and schema (a metadata call: no bytes billed)."""
         real = self.settings.table_overrides.get(logical, logical)
         full = f"{self.client.project}.{self.dataset_for(role)}.{real}"
-        table = self.client.get_table(full)
+        table = self.client.get_table(full, retry=self.retry)
         return TableRef(logical, full, {f.name: f.field_type for f in table.schema})
 
     def tables(self, source: Source, logical: Iterable[str]) -> dict[str, TableRef]:
@@ -70,8 +77,13 @@ class BigQueryReader:
 
     def query(self, sql: str, params: list[Any], page_size: int | None = None) -> QueryResult:
         """Run a parameterised query and return all its rows."""
-        job = self.client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params))
-        result = job.result(page_size=page_size)
+        job = self.client.query(
+            sql,
+            job_config=bigquery.QueryJobConfig(query_parameters=params),
+            retry=self.retry,
+            job_retry=self.job_retry,
+        )
+        result = job.result(page_size=page_size, retry=self.retry, job_retry=self.job_retry)
         names = [f.name for f in result.schema]
         rows = [dict(zip(names, row.values(), strict=True)) for row in result]
         return QueryResult(rows, int(job.total_bytes_processed or 0))
