@@ -238,6 +238,7 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     cloud_function.runtime.cache_clear()
+    cloud_function.alert_settings.cache_clear()
     yield Cloud(
         env, project, trigger, dead,
         create_pull_subscription(project, f"dl-watch-{n}", dead),
@@ -245,3 +246,4 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
         environ,
     )  # fmt: skip
     cloud_function.runtime.cache_clear()
+    cloud_function.alert_settings.cache_clear()

@@ -57,6 +57,7 @@ def deployed(cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("GONG_SYNC_PAGE_SIZE", "50")
     monkeypatch.setenv("FAILING_FUNCTION_LOG", str(failing_log))
     cloud_function.runtime.cache_clear()
+    cloud_function.alert_settings.cache_clear()
     served: list[ServedFunction] = []
     project, n = cloud.project, cloud.trigger_topic.rsplit("-", 1)[-1]
     fail_topic = f"fail-trigger-{n}"

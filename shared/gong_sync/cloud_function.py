@@ -84,8 +84,8 @@ def _age_seconds(event: Any) -> float | None:
 
 def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engine.RunStats | None:
     """Run one source for a trigger event; raise only for what a redelivery could fix."""
-    rt = rt or runtime()
-    cloud = rt.settings.cloud
+    # Triggers for other sources and stale ones are answered before any client is built.
+    cloud = rt.settings.cloud if rt else Settings.from_env().cloud
     with gs_log.labels(source=source_name, event_id=str(event.get("id") or "")):
         age = _age_seconds(event)
         if age is not None and age > cloud.max_event_age_seconds:
@@ -97,11 +97,12 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         try:
             wanted = trigger.decode(data, list(sources.SOURCES))
         except trigger.BadMessage as exc:
-            _reject(rt, source_name, data, str(exc))
+            _reject(rt or runtime(), source_name, data, str(exc))
             return None
         if not wanted.names(source_name):
             log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
             return None
+        rt = rt or runtime()
         options = engine.RunOptions(
             full_refresh=wanted.mode == "full_refresh",
             since=wanted.since,
@@ -213,9 +214,17 @@ def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
             "execution_id": ""}  # fmt: skip
 
 
+@functools.cache
+def alert_settings() -> Settings:
+    """The alerting function's settings: it needs the webhook, not the database."""
+    if not logging.getLogger().handlers:
+        gs_log.configure("json")
+    return resolve(Settings.from_env())
+
+
 def handle_alert(event: Any, settings: Settings | None = None, post: Poster = post_json) -> None:
     """Log a dead letter at ERROR and post a concise Slack message for each burst."""
-    settings = settings or runtime().settings
+    settings = settings or alert_settings()
     data, attributes = _message(event)
     info = describe(attributes, data)
     log.error(

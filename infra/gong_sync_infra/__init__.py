@@ -1,0 +1,1 @@
+"""The Pulumi program of gong-sync, as ComponentResources with dataclass Args."""

@@ -1,0 +1,154 @@
+"""Log-based metrics, alert policies and a dashboard, all built from the sync's JSON logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+# Every run writes one line whose jsonPayload.run holds the counts (see gong_sync.engine).
+RUN_LINE = 'resource.type="cloud_run_revision" AND jsonPayload.run.source:*'
+DEAD_LETTER_METRIC = "pubsub.googleapis.com/topic/send_message_operation_count"
+SOURCE_LABEL = {"source": 'EXTRACT(labels."logging.googleapis.com/labels".source)'}
+
+
+@dataclass
+class ObservabilityArgs:
+    """The dead-letter topic to watch, and where alerts go."""
+
+    dead_letter_topic: pulumi.Input[str]
+    sources: Sequence[str]
+    notification_channels: Sequence[pulumi.Input[str]] = ()
+
+
+class Observability(pulumi.ComponentResource):
+    """Rows synced and errors per source; alerts on errors, dead letters and staleness."""
+
+    def __init__(
+        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("gong-sync:ops:Observability", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        label: list[gcp.logging.MetricMetricDescriptorLabelArgsDict] = [
+            {"key": "source", "value_type": "STRING"}
+        ]
+        self.rows = gcp.logging.Metric(
+            "gong-sync-rows-synced",
+            name="gong_sync/rows_synced",
+            filter=RUN_LINE,
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "DISTRIBUTION",
+                               "unit": "1", "labels": label},
+            value_extractor="EXTRACT(jsonPayload.run.rows_upserted)",
+            bucket_options={"exponential_buckets": {"num_finite_buckets": 32,
+                                                    "growth_factor": 2, "scale": 1}},
+            label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
+            opts=child,
+        )  # fmt: skip
+        self.successes = gcp.logging.Metric(
+            "gong-sync-successful-runs",
+            name="gong_sync/successful_runs",
+            filter=f'{RUN_LINE} AND jsonPayload.run.status="success"',
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "labels": label},
+            label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
+            opts=child,
+        )  # fmt: skip
+        self.errors = gcp.logging.Metric(
+            "gong-sync-errors",
+            name="gong_sync/errors",
+            filter='resource.type="cloud_run_revision" AND severity>=ERROR'
+            ' AND labels."logging.googleapis.com/labels".source:*',
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "labels": label},
+            label_extractors=SOURCE_LABEL,
+            opts=child,
+        )
+        channels = list(args.notification_channels)
+
+        def policy(
+            key: str, condition: gcp.monitoring.AlertPolicyConditionArgsDict, doc: str
+        ) -> None:
+            gcp.monitoring.AlertPolicy(
+                f"gong-sync-{key}",
+                display_name=f"gong-sync: {condition['display_name']}",
+                combiner="OR",
+                conditions=[condition],
+                notification_channels=channels,
+                documentation={"content": doc, "mime_type": "text/markdown"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.errors, self.successes]),
+            )
+
+        policy(
+            "function-errors",
+            {"display_name": "function errors", "condition_threshold": {
+                "filter": 'metric.type="logging.googleapis.com/user/gong_sync/errors"'
+                          ' AND resource.type="cloud_run_revision"',
+                "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
+                "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
+            }},
+            "A sync function logged an ERROR. See the README's troubleshooting section.",
+        )  # fmt: skip
+        policy(
+            "dead-letters",
+            {"display_name": "dead letters published", "condition_threshold": {
+                "filter": pulumi.Output.concat(
+                    'metric.type="pubsub.googleapis.com/topic/send_message_operation_count"'
+                    ' AND resource.type="pubsub_topic" AND resource.label.topic_id="',
+                    args.dead_letter_topic, '"'),
+                "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
+                "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
+            }},
+            "Records or triggers were dead-lettered. Inspect the dead-letter archive subscription.",
+        )  # fmt: skip
+        policy(
+            "freshness",
+            {"display_name": "no successful run for 2 h", "condition_absent": {
+                "filter": 'metric.type="logging.googleapis.com/user/gong_sync/successful_runs"'
+                          ' AND resource.type="cloud_run_revision"',
+                "duration": "7200s",
+                "aggregations": [{"alignment_period": "600s", "per_series_aligner": "ALIGN_SUM",
+                                  "cross_series_reducer": "REDUCE_SUM",
+                                  "group_by_fields": ["metric.label.source"]}],
+            }},
+            "A source has not synced successfully for 2 hours (SLA: data at most 1 h old).",
+        )  # fmt: skip
+        self.dashboard = gcp.monitoring.Dashboard(
+            "gong-sync-dashboard", dashboard_json=json.dumps(_dashboard()), opts=child
+        )
+        self.register_outputs({})
+
+
+def _chart(title: str, metric: str, aligner: str) -> dict[str, object]:
+    return {
+        "title": title,
+        "xyChart": {"dataSets": [{"timeSeriesQuery": {"timeSeriesFilter": {
+            "filter": f'metric.type="{metric}"',
+            "aggregation": {"alignmentPeriod": "3600s", "perSeriesAligner": aligner,
+                            "crossSeriesReducer": "REDUCE_SUM",
+                            "groupByFields": ["metric.label.source"]},
+        }}, "plotType": "STACKED_BAR"}]},
+    }  # fmt: skip
+
+
+def _dashboard() -> dict[str, object]:
+    return {
+        "displayName": "gong-sync",
+        "mosaicLayout": {"columns": 12, "tiles": [
+            {"width": 6, "height": 4, "widget": _chart(
+                "Rows upserted per source", "logging.googleapis.com/user/gong_sync/rows_synced",
+                "ALIGN_DELTA")},
+            {"xPos": 6, "width": 6, "height": 4, "widget": _chart(
+                "Successful runs per source",
+                "logging.googleapis.com/user/gong_sync/successful_runs", "ALIGN_SUM")},
+            {"yPos": 4, "width": 6, "height": 4, "widget": _chart(
+                "Errors per source", "logging.googleapis.com/user/gong_sync/errors", "ALIGN_SUM")},
+            {"xPos": 6, "yPos": 4, "width": 6, "height": 4, "widget": {
+                "title": "Dead letters published",
+                "xyChart": {"dataSets": [{"timeSeriesQuery": {"timeSeriesFilter": {
+                    "filter": f'metric.type="{DEAD_LETTER_METRIC}"'
+                              ' AND resource.label.topic_id="sync-dead-letter"',
+                    "aggregation": {"alignmentPeriod": "3600s", "perSeriesAligner": "ALIGN_SUM"},
+                }}, "plotType": "STACKED_BAR"}]}}},
+        ]},
+    }  # fmt: skip

@@ -1,0 +1,171 @@
+"""The whole system of DESIGN §1, from one typed configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_gcp as gcp
+
+from gong_sync_infra import source_archive
+from gong_sync_infra.database import Database, DatabaseArgs
+from gong_sync_infra.functions import Deployment, FunctionArgs, SourceFunction
+from gong_sync_infra.observability import Observability, ObservabilityArgs
+from gong_sync_infra.platform import (
+    Apis,
+    ApisArgs,
+    HourlyTrigger,
+    Messaging,
+    MessagingArgs,
+    SchedulerArgs,
+    SecretArgs,
+    StoredSecret,
+)
+
+SYNC_PROJECT_ROLES = ("roles/bigquery.jobUser", "roles/cloudsql.client")
+
+
+@dataclass
+class StackConfig:
+    """Everything `pulumi config` can set (documented in Pulumi.yaml)."""
+
+    project: str
+    region: str = "europe-west1"
+    sources: tuple[str, ...] = ("calls", "emails", "opportunities")
+    gong_dataset: str = "gongio_ft"
+    salesforce_dataset: str = "salesforce"
+    bigquery_project: str | None = None
+    sql_tier: str = "db-custom-1-3840"
+    sql_private_network: str | None = None
+    production: bool = False
+    slack_webhook_url: pulumi.Input[str] = ""
+    alert_email: str | None = None
+    archive_dir: Path = field(default_factory=lambda: Path(".build"))
+
+
+@dataclass
+class Stack:
+    """The resources tests and outputs look at."""
+
+    messaging: Messaging
+    database: Database
+    functions: dict[str, SourceFunction]
+    alert: SourceFunction
+    scheduler: HourlyTrigger
+
+
+def build(config: StackConfig) -> Stack:
+    """Declare every resource of the system."""
+    project = gcp.organizations.get_project(project_id=config.project)
+    apis = Apis("apis", ApisArgs(config.project))
+    after_apis = pulumi.ResourceOptions(depends_on=[apis])
+    messaging = Messaging(
+        "messaging", MessagingArgs(config.project, project.number), opts=after_apis
+    )
+    database = Database(
+        "gong-sync-sql",
+        DatabaseArgs(
+            region=config.region,
+            tier=config.sql_tier,
+            private_network=config.sql_private_network,
+            production=config.production,
+        ),
+        opts=after_apis,
+    )
+    slack = StoredSecret(
+        "slack-webhook", SecretArgs("gong-sync-slack-webhook", config.slack_webhook_url),
+        opts=after_apis,
+    )  # fmt: skip
+    bucket = gcp.storage.Bucket(
+        "gong-sync-source",
+        location=config.region,
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        opts=after_apis,
+    )
+    archive = source_archive.build(config.archive_dir)
+    source_object = gcp.storage.BucketObject(
+        "function-source",
+        name=archive.name,  # named by content hash: unchanged code does not redeploy
+        bucket=bucket.name,
+        source=pulumi.FileAsset(str(archive)),
+    )
+    pusher = gcp.serviceaccount.Account(
+        "pubsub-pusher", account_id="gs-pubsub-pusher", display_name="gong-sync Pub/Sub push"
+    )
+    bq_project = config.bigquery_project or config.project
+    env: dict[str, pulumi.Input[str]] = {
+        "GONG_SYNC_PROJECT": config.project,
+        "GONG_SYNC_BQ_PROJECT": bq_project,
+        "GONG_SYNC_GONG_DATASET": config.gong_dataset,
+        "GONG_SYNC_SALESFORCE_DATASET": config.salesforce_dataset,
+        "GONG_SYNC_TRIGGER_TOPIC": messaging.trigger.name,
+        "GONG_SYNC_DEAD_LETTER_TOPIC": messaging.dead_letter.name,
+        "INSTANCE_CONNECTION_NAME": database.connection_name,
+        "GONG_SYNC_DB_NAME": "gong_sync",
+        "GONG_SYNC_DB_USER": "gong_sync",
+        # A resource name, not the password: the code reads the value from Secret Manager.
+        "GONG_SYNC_DB_PASSWORD_SECRET": database.password.resource_name,
+    }
+    deployment = Deployment(
+        project=config.project,
+        region=config.region,
+        source_bucket=bucket.name,
+        source_object=source_object.name,
+        pubsub_agent=messaging.pubsub_agent,
+        invoker=pusher.email,
+    )
+    functions = {
+        source: SourceFunction(
+            f"sync-{source}",
+            FunctionArgs(
+                entry_point=f"sync_{source}",
+                topic_id=messaging.trigger.id,
+                env=env,
+                secrets=[database.password.secret.id],
+                project_roles=SYNC_PROJECT_ROLES,
+                datasets=[
+                    (bq_project, config.gong_dataset),
+                    (bq_project, config.salesforce_dataset),
+                ],
+                # Dead letters, and continuation messages for its own source.
+                publish_to=[messaging.dead_letter.name, messaging.trigger.name],
+                labels={"source": source},
+                deployment=deployment,
+                dead_letter_topic=messaging.dead_letter.id,
+            ),
+            opts=after_apis,
+        )
+        for source in config.sources
+    }
+    alert = SourceFunction(
+        "alert",
+        FunctionArgs(
+            entry_point="alert",
+            topic_id=messaging.dead_letter.id,
+            env={"GONG_SYNC_PROJECT": config.project,
+                 "GONG_SYNC_SLACK_WEBHOOK_SECRET": slack.resource_name},
+            secrets=[slack.secret.id],
+            memory="256Mi",
+            max_instances=3,
+            deployment=deployment,
+        ),
+        opts=after_apis,
+    )  # fmt: skip
+    scheduler = HourlyTrigger(
+        "gong-sync-hourly", SchedulerArgs(messaging.trigger.id, config.region), opts=after_apis
+    )
+    channels = []
+    if config.alert_email:
+        channels.append(
+            gcp.monitoring.NotificationChannel(
+                "alert-email", type="email", labels={"email_address": config.alert_email}
+            ).id
+        )
+    Observability(
+        "observability",
+        ObservabilityArgs(messaging.dead_letter.name, config.sources, channels),
+        opts=after_apis,
+    )
+    return Stack(messaging, database, functions, alert, scheduler)

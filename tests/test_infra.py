@@ -1,0 +1,268 @@
+"""Policy tests of the Pulumi program under pulumi.runtime.set_mocks; each breaks with its rule."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
+
+from gong_sync_infra.stack import StackConfig, build
+
+DB_PASSWORD = "sentinel-db-password-7c1"
+SLACK_URL = "https://hooks.slack.example/services/sentinel-slack-7c1"
+SOURCES = ("calls", "emails", "opportunities")
+
+
+@dataclass
+class Registered:
+    """One resource as the engine would have received it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Echo inputs as outputs, plus the computed outputs the program reads."""
+
+    def __init__(self) -> None:
+        self.resources: list[Registered] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
+        out = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "gcp:serviceaccount/account:Account":
+            out["email"] = f"{args.inputs['accountId']}@proj.iam.gserviceaccount.com"
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            out["result"] = DB_PASSWORD
+        elif args.typ == "gcp:secretmanager/secret:Secret":
+            rid = f"projects/proj/secrets/{args.inputs['secretId']}"
+        elif args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
+            out["connectionName"] = "proj:europe-west1:gong-sync-sql"
+            out["name"] = args.name
+        elif args.typ == "gcp:pubsub/topic:Topic":
+            rid = f"projects/proj/topics/{args.inputs['name']}"
+        elif args.typ == "gcp:cloudfunctionsv2/function:Function":
+            out["serviceConfig"] = {
+                **args.inputs["serviceConfig"],
+                "uri": f"https://{args.name}.a.run.app",
+                "service": f"projects/proj/locations/europe-west1/services/{args.name}",
+            }
+        return rid, out
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": "123456789", "projectId": "proj"}
+        return {}
+
+    def of(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == typ]
+
+
+def deploy(tmp_path: Path, sources: tuple[str, ...] = SOURCES) -> Mocks:
+    """Run the program against mocks and wait for every resource to register."""
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="gong-sync", stack="test", preview=False)
+
+    @pulumi.runtime.test
+    def run() -> pulumi.Output[Any]:
+        stack = build(
+            StackConfig(
+                project="proj",
+                sources=sources,
+                archive_dir=tmp_path,
+                slack_webhook_url=pulumi.Output.secret(SLACK_URL),
+            )
+        )
+        return pulumi.Output.all(
+            stack.scheduler.job.urn, stack.alert.subscription.urn,
+            *[f.subscription.urn for f in stack.functions.values()],
+        )  # fmt: skip
+
+    run()
+    return mocks
+
+
+@pytest.fixture(scope="module")
+def mocks(tmp_path_factory: pytest.TempPathFactory) -> Mocks:
+    return deploy(tmp_path_factory.mktemp("infra"))
+
+
+SUB = "gcp:pubsub/subscription:Subscription"
+
+
+def test_every_sync_subscription_dead_letters_after_5_attempts_with_backoff(mocks: Mocks) -> None:
+    subs = {s.inputs["name"]: s.inputs for s in mocks.of(SUB)}
+    for source in SOURCES:
+        sub = subs[f"gong-sync-sync-{source}"]
+        assert sub["topic"] == "projects/proj/topics/sync-trigger"
+        assert sub["deadLetterPolicy"] == {
+            "deadLetterTopic": "projects/proj/topics/sync-dead-letter",
+            "maxDeliveryAttempts": 5,
+        }
+        assert sub["retryPolicy"]["minimumBackoff"]
+        assert sub["retryPolicy"]["maximumBackoff"]
+        assert sub["pushConfig"]["oidcToken"]["serviceAccountEmail"].startswith("gs-pubsub-pusher")
+    # The Pub/Sub service agent may publish dead letters and pull from each subscription.
+    agent = "serviceAccount:service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
+    dl_publishers = [t.inputs for t in mocks.of("gcp:pubsub/topicIAMMember:TopicIAMMember")
+                     if t.inputs["member"] == agent]  # fmt: skip
+    assert [(t["topic"], t["role"]) for t in dl_publishers] == [
+        ("sync-dead-letter", "roles/pubsub.publisher")
+    ]
+    subscribers = mocks.of("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember")
+    assert sorted(s.inputs["subscription"] for s in subscribers if s.inputs["member"] == agent) == [
+        f"gong-sync-sync-{s}" for s in sorted(SOURCES)
+    ]
+
+
+def test_the_dead_letter_topic_has_a_subscription(mocks: Mocks) -> None:
+    on_dlq = [s.inputs for s in mocks.of(SUB)
+              if s.inputs["topic"] == "projects/proj/topics/sync-dead-letter"]  # fmt: skip
+    assert {s["name"] for s in on_dlq} == {"sync-dead-letter-archive", "gong-sync-alert"}
+    archive = next(s for s in on_dlq if s["name"] == "sync-dead-letter-archive")
+    assert archive["messageRetentionDuration"] == "604800s"
+
+
+def test_the_scheduler_publishes_the_hourly_message_to_the_trigger_topic(mocks: Mocks) -> None:
+    (job,) = mocks.of("gcp:cloudscheduler/job:Job")
+    assert job.inputs["schedule"] == "0 * * * *"
+    target = job.inputs["pubsubTarget"]
+    assert target["topicName"] == "projects/proj/topics/sync-trigger"
+    assert json.loads(base64.b64decode(target["data"])) == {"mode": "incremental"}
+
+
+def test_no_public_iam_anywhere(mocks: Mocks) -> None:
+    for resource in mocks.resources:
+        text = json.dumps(resource.inputs, default=str)
+        assert "allUsers" not in text, resource.name
+        assert "allAuthenticatedUsers" not in text, resource.name
+
+
+def _roles_by_member(mocks: Mocks) -> dict[str, set[tuple[str, str]]]:
+    roles: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for typ, scope in [
+        ("gcp:projects/iAMMember:IAMMember", "project"),
+        ("gcp:bigquery/datasetIamMember:DatasetIamMember", "datasetId"),
+        ("gcp:secretmanager/secretIamMember:SecretIamMember", "secretId"),
+        ("gcp:pubsub/topicIAMMember:TopicIAMMember", "topic"),
+        ("gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember", "subscription"),
+        ("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "name"),
+    ]:
+        for r in mocks.of(typ):
+            roles[r.inputs["member"]].add((r.inputs["role"], str(r.inputs[scope])))
+    return roles
+
+
+def test_each_function_has_its_own_account_with_only_the_listed_roles(mocks: Mocks) -> None:
+    functions = mocks.of("gcp:cloudfunctionsv2/function:Function")
+    accounts = [f.inputs["serviceConfig"]["serviceAccountEmail"] for f in functions]
+    assert len(accounts) == len(set(accounts)) == len(SOURCES) + 1
+    roles = _roles_by_member(mocks)
+    for source in SOURCES:
+        member = f"serviceAccount:gs-sync-{source}@proj.iam.gserviceaccount.com"
+        assert roles[member] == {
+            ("roles/bigquery.jobUser", "proj"),
+            ("roles/cloudsql.client", "proj"),
+            ("roles/bigquery.dataViewer", "gongio_ft"),
+            ("roles/bigquery.dataViewer", "salesforce"),
+            ("roles/secretmanager.secretAccessor", "projects/proj/secrets/gong-sync-db-password"),
+            ("roles/pubsub.publisher", "sync-dead-letter"),
+            ("roles/pubsub.publisher", "sync-trigger"),
+        }
+    assert roles["serviceAccount:gs-alert@proj.iam.gserviceaccount.com"] == {
+        ("roles/secretmanager.secretAccessor", "projects/proj/secrets/gong-sync-slack-webhook"),
+    }
+    for f in functions:
+        if f.name != "alert":
+            assert f.inputs["serviceConfig"]["maxInstanceCount"] == 1
+        assert f.inputs["buildConfig"]["runtime"] == "python312"
+
+
+def test_no_secret_value_is_in_a_plain_environment_variable(mocks: Mocks) -> None:
+    functions = mocks.of("gcp:cloudfunctionsv2/function:Function")
+    for f in functions:
+        text = json.dumps(f.inputs, default=str)
+        assert DB_PASSWORD not in text
+        assert "sentinel-slack" not in text
+    env = next(f for f in functions if f.name == "sync-calls").inputs["serviceConfig"][
+        "environmentVariables"
+    ]
+    assert env["GONG_SYNC_DB_PASSWORD_SECRET"] == (
+        "projects/proj/secrets/gong-sync-db-password/versions/latest"
+    )
+    # The values live only in Secret Manager versions (and the SQL user it configures).
+    holders = {r.type for r in mocks.resources
+               if DB_PASSWORD in json.dumps(r.inputs, default=str)}  # fmt: skip
+    assert holders <= {"gcp:secretmanager/secretVersion:SecretVersion", "gcp:sql/user:User"}
+
+
+def test_adding_a_source_adds_one_function_one_subscription_one_account(
+    tmp_path: Path, mocks: Mocks
+) -> None:
+    fewer = deploy(tmp_path, SOURCES[:2])
+    count = Counter(r.type for r in mocks.resources)
+    count.subtract(Counter(r.type for r in fewer.resources))
+    added = {t: n for t, n in count.items() if n}
+    assert added["gcp:cloudfunctionsv2/function:Function"] == 1
+    assert added[SUB] == 1
+    assert added["gcp:serviceaccount/account:Account"] == 1
+
+
+def test_the_source_archive_serves_every_entrypoint_from_a_clean_directory(
+    tmp_path: Path,
+) -> None:
+    """Unzipped alone, the archive imports gong_sync from itself and answers every function."""
+    import subprocess
+    import zipfile
+
+    from gong_sync_infra import source_archive
+
+    first = source_archive.build(tmp_path / "a")
+    again = source_archive.build(tmp_path / "b")
+    assert first.name == again.name  # named by content: unchanged code, same object
+    names = zipfile.ZipFile(first).namelist()
+    assert {"main.py", "requirements.txt", "gong_sync/engine.py"} <= set(names)
+    assert "gong_sync/migrations/0001_initial.sql" in names
+    assert not [n for n in names if n.startswith("gong_sync/local/") or "__pycache__" in n]
+    clean = tmp_path / "clean"
+    zipfile.ZipFile(first).extractall(clean)
+    probe = f"""
+import base64, json, sys
+sys.path.insert(0, {str(clean)!r})
+import functions_framework, gong_sync
+assert gong_sync.__file__.startswith({str(clean)!r}), gong_sync.__file__
+from cloudevents.conversion import to_structured
+from cloudevents.http import CloudEvent
+for target, other in [("sync_calls", "emails"), ("sync_emails", "calls"),
+                      ("sync_opportunities", "calls"), ("alert", None)]:
+    app = functions_framework.create_app(target, {str(clean / "main.py")!r}, "cloudevent")
+    body = {{"sources": [other]}} if other else {{}}
+    attrs = {{}} if other else {{"kind": "bad_record", "batch_index": "1"}}
+    event = CloudEvent({{"type": "google.cloud.pubsub.topic.v1.messagePublished",
+                        "source": "//pubsub.googleapis.com/"}},
+                       {{"message": {{"data": base64.b64encode(json.dumps(body).encode()).decode(),
+                                     "attributes": attrs}}}})
+    headers, data = to_structured(event)
+    response = app.test_client().post("/", headers=headers, data=data)
+    assert response.status_code == 200, (target, response.status_code, response.data)
+    print(target, "ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=clean, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "GONG_SYNC_PROJECT": "proj"}, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == [
+        "sync_calls", "ok", "sync_emails", "ok", "sync_opportunities", "ok", "alert", "ok"
+    ]  # fmt: skip
