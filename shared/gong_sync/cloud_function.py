@@ -184,8 +184,9 @@ def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
     if "CloudPubSubDeadLetterSourceSubscription" in attributes:
         subscription = attributes["CloudPubSubDeadLetterSourceSubscription"].rsplit("/", 1)[-1]
         attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
+        named = [n for n in sources.SOURCES if subscription.endswith(f"-{n}") or subscription == n]
         return {
-            "source": subscription.removeprefix("sync-").removesuffix("-trigger"),
+            "source": named[0] if named else subscription,
             "reason": f"trigger undeliverable after {attempts} attempts ({subscription})",
             "count": 1,
             "key": attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime", ""),

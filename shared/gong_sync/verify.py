@@ -41,7 +41,7 @@ class TargetReport:
     missing: list[Key] = field(default_factory=list)  # in BigQuery, not in Postgres
     extra: list[Key] = field(default_factory=list)  # in Postgres, not in BigQuery
     changed: list[Key] = field(default_factory=list)  # values differ (sampled parents)
-    rejected: int = 0  # in BigQuery, absent here because they are dead letters
+    rejected: int = 0  # in BigQuery, absent here as dead letters (null keys included)
     values_checked: int = 0
 
     @property
@@ -134,7 +134,9 @@ class Verifier:
         for row in raw:
             values = [row[k] for k in target.key]
             key = _key(values)
-            if key is not None:
+            if key is None:
+                report.rejected += 1  # a null or blank key: always a dead letter, never stored
+            else:
                 by_key[key] = values
         stored = {
             k
