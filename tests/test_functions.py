@@ -233,3 +233,23 @@ def test_a_dropped_postgres_connection_is_retried_on_a_fresh_one(
     assert any("transient failure, retrying" in r.getMessage() for r in caplog.records)
     assert calls(cloud) == ["c1", "c2"]
     assert cloud.env.query("SELECT last_status FROM sync_status") == [("success",)]
+
+
+def test_an_explicit_request_for_a_busy_source_is_redelivered_not_dropped(cloud: Cloud) -> None:
+    from gong_sync import state
+
+    seed_calls(cloud)
+    holder = cloud.env.connect()
+    assert state.try_lock(holder, "calls")
+    try:
+        busy = post("sync_calls", pubsub_event({"sources": ["calls"], "mode": "full_refresh"}))
+        assert busy.status_code == 500  # Pub/Sub will redeliver it
+        hourly = post("sync_calls", pubsub_event({"mode": "incremental"}))
+        assert hourly.status_code == 200  # the running chain covers it
+    finally:
+        holder.close()
+    assert (
+        post("sync_calls", pubsub_event({"sources": ["calls"], "mode": "full_refresh"})).status_code
+        == 200
+    )
+    assert calls(cloud) == ["c1", "c2"]

@@ -132,7 +132,7 @@ def content(cloud: Cloud) -> dict[str, list[Any]]:
     q = cloud.env.query
     return {
         "calls": q("SELECT gong_call_id, title FROM calls ORDER BY 1"),
-        "call_speakers": q("SELECT gong_call_id, speaker_id, talk_time_percentage::text"
+        "call_speakers": q("SELECT gong_call_id, speaker_id, round(talk_time_percentage, 2)::text"
                            " FROM call_speakers ORDER BY 1, 2"),
         "transcripts": q("SELECT gong_call_id, sequence_number, text FROM transcripts"
                          " ORDER BY 1, 2"),

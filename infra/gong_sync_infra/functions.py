@@ -33,7 +33,8 @@ class FunctionArgs:
     topic_id: pulumi.Input[str]
     env: Mapping[str, pulumi.Input[str]]
     secrets: Sequence[pulumi.Input[str]] = ()  # Secret ids the function may read
-    project_roles: Sequence[str] = ()
+    project_roles: Sequence[tuple[str, pulumi.Input[str]]] = ()  # (role, project)
+    private_network: str | None = None  # reach private-IP Cloud SQL through direct VPC egress
     datasets: Sequence[tuple[pulumi.Input[str], pulumi.Input[str]]] = ()  # (project, dataset)
     publish_to: Sequence[pulumi.Input[str]] = ()  # topic names
     dead_letter_topic: pulumi.Input[str] | None = None
@@ -63,9 +64,9 @@ class SourceFunction(pulumi.ComponentResource):
             opts=child,
         )
         member = self.account.email.apply(lambda e: f"serviceAccount:{e}")
-        for role in args.project_roles:
+        for role, project in args.project_roles:
             gcp.projects.IAMMember(
-                f"{name}-{role.split('/')[-1]}", project=d.project, role=role, member=member,
+                f"{name}-{role.split('/')[-1]}", project=project, role=role, member=member,
                 opts=child,
             )  # fmt: skip
         for i, (project, dataset) in enumerate(args.datasets):
@@ -107,6 +108,14 @@ class SourceFunction(pulumi.ComponentResource):
                 "environment_variables": dict(args.env),
                 "ingress_settings": "ALLOW_ALL",  # Pub/Sub push comes from outside the VPC
                 "all_traffic_on_latest_revision": True,
+                **(
+                    {
+                        "direct_vpc_network_interfaces": [{"network": args.private_network}],
+                        "direct_vpc_egress": "VPC_EGRESS_PRIVATE_RANGES_ONLY",
+                    }
+                    if args.private_network
+                    else {}
+                ),
             },
             opts=child,
         )

@@ -12,7 +12,8 @@ import pulumi_gcp as gcp
 # Every run writes one line whose jsonPayload.run holds the counts (see gong_sync.engine).
 RUN_LINE = 'resource.type="cloud_run_revision" AND jsonPayload.run.source:*'
 DEAD_LETTER_METRIC = "pubsub.googleapis.com/topic/send_message_operation_count"
-SOURCE_LABEL = {"source": 'EXTRACT(labels."logging.googleapis.com/labels".source)'}
+# Cloud Logging moves the JSON key "logging.googleapis.com/labels" into the entry's labels.
+SOURCE_LABEL = {"source": "EXTRACT(labels.source)"}
 
 
 @dataclass
@@ -58,8 +59,7 @@ class Observability(pulumi.ComponentResource):
         self.errors = gcp.logging.Metric(
             "gong-sync-errors",
             name="gong_sync/errors",
-            filter='resource.type="cloud_run_revision" AND severity>=ERROR'
-            ' AND labels."logging.googleapis.com/labels".source:*',
+            filter='resource.type="cloud_run_revision" AND severity>=ERROR AND labels.source:*',
             metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "labels": label},
             label_extractors=SOURCE_LABEL,
             opts=child,

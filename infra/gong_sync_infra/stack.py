@@ -23,8 +23,6 @@ from gong_sync_infra.platform import (
     StoredSecret,
 )
 
-SYNC_PROJECT_ROLES = ("roles/bigquery.jobUser", "roles/cloudsql.client")
-
 
 @dataclass
 class StackConfig:
@@ -107,6 +105,7 @@ def build(config: StackConfig) -> Stack:
         "GONG_SYNC_DB_USER": "gong_sync",
         # A resource name, not the password: the code reads the value from Secret Manager.
         "GONG_SYNC_DB_PASSWORD_SECRET": database.password.resource_name,
+        "GONG_SYNC_DB_IP_TYPE": "PRIVATE" if config.sql_private_network else "PUBLIC",
     }
     deployment = Deployment(
         project=config.project,
@@ -124,7 +123,12 @@ def build(config: StackConfig) -> Stack:
                 topic_id=messaging.trigger.id,
                 env=env,
                 secrets=[database.password.secret.id],
-                project_roles=SYNC_PROJECT_ROLES,
+                # Query jobs run in the BigQuery project the client is bound to.
+                project_roles=[
+                    ("roles/bigquery.jobUser", bq_project),
+                    ("roles/cloudsql.client", config.project),
+                ],
+                private_network=config.sql_private_network,
                 datasets=[
                     (bq_project, config.gong_dataset),
                     (bq_project, config.salesforce_dataset),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gong_sync import engine, migrate, sources, trigger
+from gong_sync import engine, migrate, sources, state, trigger
 from gong_sync import log as gs_log
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -82,8 +84,13 @@ def _age_seconds(event: Any) -> float | None:
     return (datetime.now(UTC) - sent).total_seconds()
 
 
+class SourceBusy(RuntimeError):
+    """Another run holds the source's lock; an explicit request must wait for a redelivery."""
+
+
 def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engine.RunStats | None:
     """Run one source for a trigger event; raise only for what a redelivery could fix."""
+    started = time.monotonic()
     # Triggers for other sources and stale ones are answered before any client is built.
     cloud = rt.settings.cloud if rt else Settings.from_env().cloud
     with gs_log.labels(source=source_name, event_id=str(event.get("id") or "")):
@@ -93,7 +100,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
                 "dropping a trigger %.0f s old (max %.0f s)", age, cloud.max_event_age_seconds
             )
             return None
-        data, _ = _message(event)
+        data, attributes = _message(event)
         try:
             wanted = trigger.decode(data, list(sources.SOURCES))
         except trigger.BadMessage as exc:
@@ -103,19 +110,38 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
             log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
             return None
         rt = rt or runtime()
+        continuation = attributes.get("continuation") == "true"
+        explicit = bool(wanted.mode == "full_refresh" or wanted.since or wanted.until or wanted.ids)
+        if wanted.mode == "full_refresh" and not continuation:
+            _reset(rt, source_name)  # once, up front: retries below must not start it over
         options = engine.RunOptions(
-            full_refresh=wanted.mode == "full_refresh",
             since=wanted.since,
             until=wanted.until,
             ids=wanted.ids,
-            budget_seconds=cloud.time_budget_seconds,
+            deadline=started + cloud.time_budget_seconds,
+            resume=continuation,
         )
         stats = _run_with_retries(rt, source_name, options)
+        if stats.status == "skipped" and explicit and not continuation:
+            raise SourceBusy(f"{source_name} is running; redeliver this request later")
         if stats.continuation_needed:
-            follow = trigger.Trigger(sources=(source_name,), until=wanted.until)
+            follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
             rt.publish(cloud.trigger_topic, follow.to_json(), continuation="true")
             log.info("time budget reached; published a continuation for %s", source_name)
         return stats
+
+
+def _reset(rt: Runtime, source_name: str) -> None:
+    """Forget a source's watermarks under its lock, so the next reads start from scratch."""
+    conn = rt.connect()
+    try:
+        if not state.try_lock(conn, source_name):
+            raise SourceBusy(f"{source_name} is running; redeliver the full refresh later")
+        state.reset_watermarks(conn, source_name)
+        state.unlock(conn, source_name)
+    finally:
+        conn.close()
+    log.info("full refresh of %s: watermarks reset", source_name)
 
 
 def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions) -> engine.RunStats:
@@ -142,6 +168,8 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
             delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
             log.warning("transient failure, retrying in %.0f s: %s", delay, exc)
             time.sleep(delay)
+            # Continue where the failed attempt stopped, not from the lookback again.
+            options = dataclasses.replace(options, resume=True)
     raise AssertionError("unreachable")
 
 
@@ -164,19 +192,34 @@ Poster = Callable[[str, Mapping[str, Any]], None]
 
 
 def post_json(url: str, body: Mapping[str, Any]) -> None:
-    """POST a JSON body (a Slack webhook); raise on a non-2xx answer so Pub/Sub retries."""
+    """POST a JSON body (a Slack webhook); raise on 429/5xx so Pub/Sub retries.
+
+    Any other 4xx means the webhook itself is wrong: retrying for days would only repeat the
+    failure, so it is logged at ERROR and the dead letter is acked.
+    """
     request = urllib.request.Request(  # noqa: S310 - the URL comes from our own secret
         url, json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        if response.status >= 300:
-            raise RuntimeError(f"webhook answered HTTP {response.status}")
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 429 or exc.code >= 500:
+            raise
+        log.error(
+            "the Slack webhook rejected the alert (HTTP %d); fix the webhook secret", exc.code
+        )
 
 
 def logs_link(project: str | None, execution_id: str) -> str:
     """A Cloud Logging link to one run's lines."""
     query = urllib.parse.quote(f'labels.execution_id="{execution_id}"' if execution_id else "")
     return f"https://console.cloud.google.com/logs/query;query={query}?project={project or ''}"
+
+
+def _count(text: str | None) -> int:
+    """The page's letter count from an attribute; 1 when it is missing or garbled."""
+    return int(text) if text and text.isdigit() else 1
 
 
 def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
@@ -207,7 +250,7 @@ def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
         return {
             "source": attributes.get("source", "?"),
             "reason": attributes.get("batch_reasons") or attributes.get("reason", "?"),
-            "count": int(attributes.get("batch_size", "1")),
+            "count": _count(attributes.get("batch_size")),
             "key": attributes.get("key", ""),
             "execution_id": attributes.get("execution_id", ""),
         }

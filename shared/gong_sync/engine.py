@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -39,7 +40,8 @@ class RunOptions:
     since: datetime | None = None
     until: datetime | None = None
     ids: tuple[str, ...] = ()
-    budget_seconds: float | None = None  # stop cleanly between pages after this long
+    deadline: float | None = None  # time.monotonic() value: stop cleanly between pages after it
+    resume: bool = False  # a continuation: streams finished earlier in the chain are skipped
 
 
 @dataclass
@@ -168,10 +170,13 @@ class SourceRun:
                 key, line = mapper.map(row)
             except RowError as exc:
                 letters.append(self._letter(stream, target, row, str(exc)))
-                # Keep the rest of this parent's set as it is rather than prune a row we
-                # could not read this time.
-                if by_parent and row.get(target.parent) is not None:
+                # Keep what is stored for this unit rather than prune a row whose newest
+                # version we could not read (also when the unit is the row's own key).
+                if row.get(target.parent) is not None:
                     batch.kept.add((str(row[target.parent]),))
+                    if not by_parent:
+                        with contextlib.suppress(RowError):  # no key: nothing stored to keep
+                            batch.kept.add(mapper.key_of(row))
                 continue
             batch.units.add(unit)
             # Later rows win: pages are in cursor order, so this keeps the newest version.
@@ -186,6 +191,7 @@ class SourceRun:
         stream: Stream | None,
         mark: datetime | None,
         position: Mapping[str, Any] | None = None,
+        advance: bool = True,
     ) -> None:
         """Write the page's batches, letters and watermark in one transaction."""
         try:
@@ -197,7 +203,9 @@ class SourceRun:
                 self.stats.add_write(write)
             self.sink.publish(letters)
             if stream is not None and mark is not None:
-                state.advance_watermark(self.conn, self.source.name, stream.table, mark, position)
+                state.advance_watermark(
+                    self.conn, self.source.name, stream.table, mark, position, advance=advance
+                )
             self.conn.commit()
         except BaseException:
             self._rollback()
@@ -228,8 +236,8 @@ class SourceRun:
     # -- the run -----------------------------------------------------------------------------
 
     def _out_of_time(self) -> bool:
-        budget = self.options.budget_seconds
-        return budget is not None and time.monotonic() - self.started > budget
+        deadline = self.options.deadline
+        return deadline is not None and time.monotonic() > deadline
 
     def _sync_stream(
         self,
@@ -237,6 +245,7 @@ class SourceRun:
         since: datetime | None,
         until: datetime,
         resume: Mapping[str, Any] | None,
+        advance: bool = True,
     ) -> bool:
         """Page through one stream; False if the time budget ran out first."""
         target = self.source.target(stream.drives) if stream.drives else None
@@ -294,7 +303,7 @@ class SourceRun:
                 "cursor": last["_cursor"].isoformat(),
                 "key": [last[f"_k{i}"] for i in range(len(stream.key))],
             }
-            self._commit_page(batches, letters, stream, last["_cursor"], resume_after)
+            self._commit_page(batches, letters, stream, last["_cursor"], resume_after, advance)
             log.info(
                 "%s: %d rows read (page %d)",
                 stream.table,
@@ -324,18 +333,28 @@ class SourceRun:
             self.stats.status = "success"
             return self.stats
         until = self.options.until or datetime.now(UTC)
-        if self.options.full_refresh:
+        options = self.options
+        if options.full_refresh and not options.resume:
             # Forgetting the watermarks makes the refresh resumable: a continuation (or the next
             # hourly run) is a plain incremental run that picks up where this one stopped.
             state.reset_watermarks(self.conn, self.source.name)
+        if not options.resume:
+            state.clear_done(self.conn, self.source.name)
         marks = state.watermarks(self.conn, self.source.name)
-        # An explicit window (since) is a deliberate re-read; it ignores any resume position.
-        resumes = {} if self.options.since else state.resume_positions(self.conn, self.source.name)
+        # A fresh window (since) is a deliberate re-read from `since`, not a continuation.
+        fresh_window = options.since is not None and not options.resume
+        positions = {} if fresh_window else state.resume_positions(self.conn, self.source.name)
         for stream in self.source.streams:
-            since = self.options.since
-            if since is None and stream.table in marks:
-                since = marks[stream.table] - self.settings.lookback
-            if not self._sync_stream(stream, since, until, resumes.get(stream.table)):
+            mark = marks.get(stream.table)
+            since = options.since
+            if since is None and mark is not None:
+                since = mark - self.settings.lookback
+            # A window that starts after the lookback of the watermark must not move it past
+            # the rows in between, which it does not read.
+            advance = options.since is None or (
+                mark is not None and options.since <= mark - self.settings.lookback
+            )
+            if not self._sync_stream(stream, since, until, positions.get(stream.table), advance):
                 self.stats.continuation_needed = True
                 self.stats.status = "partial"
                 return self.stats

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -50,19 +52,27 @@ class Connection(Protocol):
         """Run statements through the simple-query protocol (several per call)."""
 
 
+@functools.cache
+def _connector() -> Any:
+    """One Cloud SQL connector per process: it keeps certificates fresh in the background."""
+    # Imported lazily: the connector pulls in aiohttp and is only needed in the cloud.
+    from google.cloud.sql.connector import Connector
+
+    connector = Connector(refresh_strategy="lazy")
+    atexit.register(connector.close)
+    return connector
+
+
 def connect(settings: PostgresSettings, **overrides: Any) -> Connection:
     """Open a connection; with INSTANCE_CONNECTION_NAME set, go through the Cloud SQL connector."""
     if settings.instance_connection_name:
-        # Imported lazily: the connector pulls in aiohttp and is only needed in the cloud.
-        from google.cloud.sql.connector import Connector
-
-        connector = Connector(refresh_strategy="lazy")
-        conn: Connection = connector.connect(
+        conn: Connection = _connector().connect(
             settings.instance_connection_name,
             "pg8000",
             user=settings.user,
             password=settings.password,
             db=settings.database,
+            ip_type=settings.ip_type,
         )
         return conn
     params: dict[str, Any] = {

@@ -142,7 +142,9 @@ class TargetWriter:
             f" AND NOT EXISTS (SELECT 1 FROM {self.stage} AS s WHERE {match_stage})"
         )
         stats.deleted = max(cur.rowcount, 0)
-        if stats.deleted and self.target.parent in unit_cols:
+        # Also when nothing was deleted here: children synced before their (now deleted)
+        # parent ever arrived must follow it too; NOT EXISTS protects live parents.
+        if self.children and self.target.parent in unit_cols:
             stats.deleted += self._cascade(units_table)
         return stats
 

@@ -183,7 +183,10 @@ class RowMapper:
             value = row.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
                 raise RowError(f"{name}: key is {'null' if value is None else 'empty'}")
-            key.append(str(value))
+            text = str(value)
+            if "\x00" in text:
+                raise RowError(f"{name}: NUL byte in key")
+            key.append(text)
         return tuple(key)
 
     def map(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:

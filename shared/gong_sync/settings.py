@@ -25,6 +25,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).upper()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -49,6 +56,7 @@ class PostgresSettings:
     # repr=False keeps the password out of any log line that prints the settings.
     password: str | None = field(default=None, repr=False)
     instance_connection_name: str | None = None
+    ip_type: str = "PUBLIC"  # how the Cloud SQL connector reaches the instance: PUBLIC or PRIVATE
 
     @property
     def is_external(self) -> bool:
@@ -129,6 +137,7 @@ class Settings:
                 user=env.get("GONG_SYNC_DB_USER") or "postgres",
                 password=env.get("GONG_SYNC_DB_PASSWORD") or None,
                 instance_connection_name=env.get("INSTANCE_CONNECTION_NAME") or None,
+                ip_type=_choice(env, "GONG_SYNC_DB_IP_TYPE", ("PUBLIC", "PRIVATE"), "PUBLIC"),
             ),
             bigquery=BigQuerySettings(
                 project=env.get("GONG_SYNC_BQ_PROJECT") or None,

@@ -32,7 +32,10 @@ def unlock(conn: Connection, source: str) -> None:
 def watermarks(conn: Connection, source: str) -> dict[str, datetime]:
     """Stream -> watermark for a source."""
     cur = conn.cursor()
-    cur.execute("SELECT stream, watermark FROM sync_watermarks WHERE source = %s", (source,))
+    cur.execute(
+        "SELECT stream, watermark FROM sync_watermarks WHERE source = %s AND watermark IS NOT NULL",
+        (source,),
+    )
     return {stream: mark for stream, mark in cur.fetchall()}
 
 
@@ -61,16 +64,23 @@ def advance_watermark(
     stream: str,
     mark: datetime,
     resume_after: Mapping[str, Any] | None = None,
+    *,
+    advance: bool = True,
 ) -> None:
-    """Move a stream's watermark forward (never back) and note the keyset position reached."""
+    """Note the keyset position reached and, unless told not to, move the watermark forward."""
     conn.cursor().execute(
         "INSERT INTO sync_watermarks (source, stream, watermark, resume_after)"
-        " VALUES (%s, %s, %s, CAST(%s AS jsonb))"
+        " VALUES (%s, %s, CASE WHEN %s THEN CAST(%s AS timestamptz) END, CAST(%s AS jsonb))"
         " ON CONFLICT (source, stream) DO UPDATE"
-        " SET watermark = GREATEST(sync_watermarks.watermark, EXCLUDED.watermark),"
+        " SET watermark = CASE WHEN %s"
+        "   THEN GREATEST(sync_watermarks.watermark, EXCLUDED.watermark)"
+        "   ELSE sync_watermarks.watermark END,"
         " resume_after = EXCLUDED.resume_after, updated_at = now()",
-        (source, stream, mark, json.dumps(resume_after) if resume_after else None),
-    )
+        (
+            source, stream, advance, mark,
+            json.dumps(resume_after) if resume_after else None, advance,
+        ),
+    )  # fmt: skip
 
 
 def finish_stream(conn: Connection, source: str, stream: str) -> None:
@@ -79,6 +89,16 @@ def finish_stream(conn: Connection, source: str, stream: str) -> None:
         "UPDATE sync_watermarks SET resume_after = '{\"done\": true}'"
         " WHERE source = %s AND stream = %s",
         (source, stream),
+    )
+    conn.commit()
+
+
+def clear_done(conn: Connection, source: str) -> None:
+    """A new run (not a continuation) reads every stream again; keep real positions."""
+    conn.cursor().execute(
+        "UPDATE sync_watermarks SET resume_after = NULL"
+        " WHERE source = %s AND resume_after ? 'done'",
+        (source,),
     )
     conn.commit()
 
