@@ -193,6 +193,12 @@ def test_bad_rows_become_dead_letters_and_the_rest_commits(env: Env) -> None:
     # Re-reading them inside the lookback does not duplicate the letters.
     env.sync()
     assert len(env.query("SELECT 1 FROM dead_letters")) == 7
+    # Nor does a Fivetran re-import that only bumps _fivetran_synced: it is not news.
+    g, p = env.datasets["gong"], env.bq.project
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_synced = @t WHERE id = 'nul'", t=at(7200))
+    env.sync()
+    assert env.query("SELECT count(*), max(times_seen) FROM dead_letters WHERE target = 'calls'"
+                     " AND record_key = '[\"nul\"]'") == [(1, 3)]  # fmt: skip
 
 
 class KillingSink(PostgresDeadLetterSink):

@@ -25,6 +25,9 @@ class DeadLetter:
     key: str  # JSON of the source key values, so a null key is still shown
     reason: str
     record: Mapping[str, Any]
+    # Identifies the record's content; bookkeeping (sync times, cursors) is left out, so a
+    # Fivetran re-import of a still-bad row is not news.
+    fingerprint: str = ""
 
     def record_json(self) -> str:
         """The record as JSON that Postgres jsonb and Pub/Sub both accept."""
@@ -73,7 +76,7 @@ class PostgresDeadLetterSink:
                     letter.key,
                     letter.reason,
                     record,
-                    hashlib.sha256(record.encode()).hexdigest(),
+                    letter.fingerprint or hashlib.sha256(record.encode()).hexdigest(),
                 ),
             )
             row = cur.fetchone()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -149,7 +150,12 @@ class SourceRun:
     def _letter(self, stream: str, target: Target, row: Row, reason: str) -> DeadLetter:
         key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
         record = {k: v for k, v in row.items() if not k.startswith("_k")}
-        return DeadLetter(self.source.name, stream, target.table, key, reason, record)
+        bookkeeping = {c.name for c in target.columns if not c.compare} | {"_cursor", "_deleted"}
+        content = {k: v for k, v in record.items() if k not in bookkeeping}
+        fingerprint = hashlib.sha256(
+            json.dumps(content, default=str, sort_keys=True).encode()
+        ).hexdigest()
+        return DeadLetter(self.source.name, stream, target.table, key, reason, record, fingerprint)
 
     def _fill(
         self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]

@@ -128,16 +128,8 @@ class Verifier:
 
     def _target(self, target: Target, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
-        raw = self._bq(sql.key_query(target, self.tables))
-        report.bigquery_rows = len(raw)
-        by_key = {}
-        for row in raw:
-            values = [row[k] for k in target.key]
-            key = _key(values)
-            if key is None:
-                report.rejected += 1  # a null or blank key: always a dead letter, never stored
-            else:
-                by_key[key] = values
+        # Postgres first: a row synced while BigQuery is read then shows as missing (and a
+        # fix re-syncs it, harmlessly), never as extra (which a fix would delete).
         stored = {
             k
             for k in (
@@ -148,6 +140,17 @@ class Verifier:
             )
             if k is not None
         }
+        self.conn.rollback()
+        raw = self._bq(sql.key_query(target, self.tables))
+        report.bigquery_rows = len(raw)
+        by_key = {}
+        for row in raw:
+            values = [row[k] for k in target.key]
+            key = _key(values)
+            if key is None:
+                report.rejected += 1  # a null or blank key: always a dead letter, never stored
+            else:
+                by_key[key] = values
         report.postgres_rows = len(stored)
         absent = sorted(set(by_key) - stored)
         rejected = {
