@@ -142,21 +142,23 @@ class Env:
         finally:
             conn.close()
 
+    @property
+    def environ(self) -> dict[str, str]:
+        """The environment that points gong-sync at this test's database and datasets."""
+        s = self.settings
+        return {
+            "GONG_SYNC_DB_HOST": s.postgres.host or "",
+            "GONG_SYNC_DB_PORT": str(s.postgres.port),
+            "GONG_SYNC_DB_NAME": s.postgres.database,
+            "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
+            "GONG_SYNC_BQ_PROJECT": self.bq.project,
+            "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
+            "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
+        }
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """gong-sync pointed at this test's own database and datasets."""
-        s = self.settings
-        return run_cli(
-            {
-                "GONG_SYNC_DB_HOST": s.postgres.host or "",
-                "GONG_SYNC_DB_PORT": str(s.postgres.port),
-                "GONG_SYNC_DB_NAME": s.postgres.database,
-                "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
-                "GONG_SYNC_BQ_PROJECT": self.bq.project,
-                "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
-                "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
-            },
-            *args,
-        )
+        return run_cli(self.environ, *args)
 
     @property
     def datasets(self) -> dict[str, str]:
@@ -220,15 +222,8 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     trigger, dead = f"sync-trigger-{n}", f"sync-dead-letter-{n}"
     create_topic(project, trigger)
     create_topic(project, dead)
-    s = env.settings
     environ = {
-        "GONG_SYNC_DB_HOST": s.postgres.host or "",
-        "GONG_SYNC_DB_PORT": str(s.postgres.port),
-        "GONG_SYNC_DB_NAME": s.postgres.database,
-        "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
-        "GONG_SYNC_BQ_PROJECT": env.bq.project,
-        "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
-        "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
+        **env.environ,
         "GONG_SYNC_PROJECT": project,
         "GONG_SYNC_TRIGGER_TOPIC": trigger,
         "GONG_SYNC_DEAD_LETTER_TOPIC": dead,
