@@ -347,6 +347,17 @@ class SourceRun:
         if not options.resume:
             state.clear_done(self.conn, self.source.name)
         marks = state.watermarks(self.conn, self.source.name)
+        now = datetime.now(UTC)  # not `until`: a window may end in the past on purpose
+        for table, stored in list(marks.items()):
+            if stored > now:
+                # No row can be stamped after now: the state is corrupt. Reading from scratch
+                # is safe (upserts are idempotent); trusting it would silently read nothing.
+                log.error(
+                    "watermark of %s.%s is in the future (%s); reading it from scratch",
+                    self.source.name, table, stored.isoformat(),
+                )  # fmt: skip
+                state.reset_watermark(self.conn, self.source.name, table)
+                del marks[table]
         # A fresh window (since) is a deliberate re-read from `since`, not a continuation.
         fresh_window = options.since is not None and not options.resume
         positions = {} if fresh_window else state.resume_positions(self.conn, self.source.name)

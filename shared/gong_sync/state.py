@@ -58,6 +58,14 @@ def resume_positions(conn: Connection, source: str) -> dict[str, dict[str, Any]]
     }
 
 
+def reset_watermark(conn: Connection, source: str, stream: str) -> None:
+    """Forget one stream's watermark and position, and commit."""
+    conn.cursor().execute(
+        "DELETE FROM sync_watermarks WHERE source = %s AND stream = %s", (source, stream)
+    )
+    conn.commit()
+
+
 def advance_watermark(
     conn: Connection,
     source: str,
