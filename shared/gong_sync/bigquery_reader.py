@@ -46,16 +46,14 @@ class QueryResult:
 class BigQueryReader:
     """Resolves a source's logical tables and runs its queries."""
 
-    def __init__(
-        self, client: bigquery.Client, settings: BigQuerySettings, retry_seconds: float = 120.0
-    ) -> None:
+    def __init__(self, client: bigquery.Client, settings: BigQuerySettings) -> None:
         """Bind to a client and the dataset/table naming of this deployment."""
         self.client = client
         self.settings = settings
         # google-api-core's exponential backoff on 429/5xx/connection errors, for API calls
         # and for whole query jobs, bounded so a run fails (and Pub/Sub redelivers) in time.
-        self.retry = DEFAULT_RETRY.with_timeout(retry_seconds)
-        self.job_retry = DEFAULT_JOB_RETRY.with_timeout(retry_seconds)
+        self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
+        self.job_retry = DEFAULT_JOB_RETRY.with_timeout(settings.retry_seconds)
 
     def dataset_for(self, role: str) -> str:
         """The dataset id that holds a role's tables (gong or salesforce)."""

@@ -75,6 +75,7 @@ class BigQuerySettings:
     salesforce_dataset: str = "salesforce"
     # Logical table name -> real table name, for customers whose Fivetran schema differs.
     table_overrides: Mapping[str, str] = field(default_factory=dict)
+    retry_seconds: float = 120.0  # how long transient BigQuery errors are retried
 
     @property
     def is_external(self) -> bool:
@@ -146,6 +147,7 @@ class Settings:
                 gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
                 salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
                 table_overrides=overrides,
+                retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
             ),
             cloud=CloudSettings(
                 project=(
