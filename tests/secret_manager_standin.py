@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import BackgroundHTTPServer
 
 _ACCESS = re.compile(r"^/v1/projects/[^/]+/secrets/([^/]+)/versions/[^/:]+:access")
 
 
-class SecretManagerStandIn:
+class SecretManagerStandIn(BackgroundHTTPServer):
     """Serves `projects/*/secrets/NAME/versions/*:access` from a dict of NAME -> value."""
 
     def __init__(self, secrets: dict[str, str]) -> None:
@@ -40,16 +40,4 @@ class SecretManagerStandIn:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> SecretManagerStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

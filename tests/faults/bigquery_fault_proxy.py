@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import http.client
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import BackgroundHTTPServer
 
 Fault = int | str  # an HTTP status to answer with, or "drop" to close the connection
 
 
-class FaultProxy:
+class FaultProxy(BackgroundHTTPServer):
     """Forwards to `upstream`; the requests whose path matches `match` get the planned faults."""
 
     def __init__(self, upstream: str, match: str) -> None:
@@ -62,9 +63,7 @@ class FaultProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.host = f"127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def _next_fault(self, path: str) -> Fault | None:
         if self.match not in path:
@@ -75,13 +74,3 @@ class FaultProxy:
             if fault is not None:
                 self.injected += 1
             return fault
-
-    def __enter__(self) -> FaultProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
