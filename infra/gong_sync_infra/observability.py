@@ -81,26 +81,26 @@ class Observability(pulumi.ComponentResource):
 
         policy(
             "function-errors",
-            {"display_name": "function errors", "condition_threshold": {
-                "filter": 'metric.type="logging.googleapis.com/user/gong_sync/errors"'
-                          ' AND resource.type="cloud_run_revision"',
-                "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
-                "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
-            }},
+            _any_in_5_min(
+                "function errors",
+                'metric.type="logging.googleapis.com/user/gong_sync/errors"'
+                ' AND resource.type="cloud_run_revision"',
+            ),
             "A sync function logged an ERROR. See the README's troubleshooting section.",
-        )  # fmt: skip
+        )
         policy(
             "dead-letters",
-            {"display_name": "dead letters published", "condition_threshold": {
-                "filter": pulumi.Output.concat(
-                    'metric.type="pubsub.googleapis.com/topic/send_message_operation_count"'
+            _any_in_5_min(
+                "dead letters published",
+                pulumi.Output.concat(
+                    f'metric.type="{DEAD_LETTER_METRIC}"'
                     ' AND resource.type="pubsub_topic" AND resource.label.topic_id="',
-                    args.dead_letter_topic, '"'),
-                "comparison": "COMPARISON_GT", "threshold_value": 0, "duration": "0s",
-                "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
-            }},
+                    args.dead_letter_topic,
+                    '"',
+                ),
+            ),
             "Records or triggers were dead-lettered. Inspect the dead-letter archive subscription.",
-        )  # fmt: skip
+        )
         policy(
             "freshness",
             {"display_name": "no successful run for 2 h", "condition_absent": {
@@ -117,6 +117,22 @@ class Observability(pulumi.ComponentResource):
             "gong-sync-dashboard", dashboard_json=json.dumps(_dashboard()), opts=child
         )
         self.register_outputs({})
+
+
+def _any_in_5_min(
+    title: str, metric_filter: pulumi.Input[str]
+) -> gcp.monitoring.AlertPolicyConditionArgsDict:
+    """A condition that fires when the metric counts anything within five minutes."""
+    return {
+        "display_name": title,
+        "condition_threshold": {
+            "filter": metric_filter,
+            "comparison": "COMPARISON_GT",
+            "threshold_value": 0,
+            "duration": "0s",
+            "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
+        },
+    }
 
 
 def _chart(title: str, metric: str, aligner: str) -> dict[str, object]:

@@ -103,7 +103,9 @@ class SourceRun:
         self.stats = RunStats(source.name)
         self.tables: dict[str, sql.TableRef] = {}
         self.started = time.monotonic()
-        self._bind(source)
+        # Filled by execute() for the declaration it resolves (the source or its fallback).
+        self.mappers: dict[str, RowMapper] = {}
+        self.writers: dict[str, TargetWriter] = {}
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
