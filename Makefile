@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean bench bench-quick
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,9 +24,18 @@ run: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest $(ARGS)
 
+## Benchmark at 100k calls / 500k transcript rows against bare COPY and dlt; writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench --markdown bench/RESULTS.md $(ARGS)
+
+## The same benchmark at a small scale (under 3 minutes); CI runs it after the tests.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --calls 5000 --transcripts 25000 --rss-transcripts 5000,25000 \
+		--label quick $(ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check shared tests functions infra
+	$(BIN)/ruff format --check shared tests functions infra bench
 	$(BIN)/mypy
 
 clean:

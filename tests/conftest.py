@@ -55,14 +55,22 @@ def _tmp_root(factory: pytest.TempPathFactory, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresSettings]:
-    """A real Postgres 18 server, with a migrated template database."""
-    server = LocalPostgres(_tmp_root(tmp_path_factory, "pg") / "data", database="template_sync")
+def start_postgres(
+    factory: pytest.TempPathFactory, name: str
+) -> tuple[LocalPostgres, PostgresSettings]:
+    """Start a real Postgres 18 server of its own, with the migrated template database."""
+    server = LocalPostgres(_tmp_root(factory, name) / "data", database="template_sync")
     settings = server.start()
     conn = connect(settings)
     migrate.apply(conn)
     conn.close()
+    return server, settings
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresSettings]:
+    """A real Postgres 18 server, with a migrated template database."""
+    server, settings = start_postgres(tmp_path_factory, "pg")
     yield settings
     server.stop()
 
@@ -171,7 +179,10 @@ def make_env(pg_server: PostgresSettings, bq_host: str) -> Env:
     """A fresh database and fresh empty source datasets, with small pages to force paging."""
     client = make_client(BigQuerySettings(emulator_host=bq_host, project="gong-sync-test"))
     bq_settings = dataclasses.replace(fresh_datasets(client), emulator_host=bq_host)
-    settings = Settings(postgres=fresh_database(pg_server), bigquery=bq_settings, page_size=7)
+    # Pages of 7, two per query: tests cross page and query boundaries with little data.
+    settings = Settings(
+        postgres=fresh_database(pg_server), bigquery=bq_settings, page_size=7, pages_per_query=2
+    )
     return Env(settings, client)
 
 
@@ -228,6 +239,7 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
         "GONG_SYNC_TRIGGER_TOPIC": trigger,
         "GONG_SYNC_DEAD_LETTER_TOPIC": dead,
         "GONG_SYNC_PAGE_SIZE": "7",
+        "GONG_SYNC_PAGES_PER_QUERY": "2",
         "PUBSUB_EMULATOR_HOST": pubsub_host,
     }
     for key, value in environ.items():

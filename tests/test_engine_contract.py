@@ -413,3 +413,70 @@ def test_a_new_run_reads_streams_a_failed_chain_marked_done(env: Env) -> None:
     assert env.sync(resume=True).rows_read == 0  # a continuation honours the flag
     assert env.sync().rows_read >= 1  # a new run does not
     assert ids(env) == ["a", "b"]
+
+
+def _participant(pid: str, cid: str, sid: str, synced: Any, title: str) -> dict[str, Any]:
+    return {
+        "id": pid,
+        "call_id": cid,
+        "user_id": None,
+        "speaker_id": sid,
+        "name": f"Person {pid}",
+        "email_address": f"{pid}@client.example",
+        "affiliation": "External",
+        "title": title,
+        "phone_number": None,
+        "_fivetran_synced": synced,
+        "_fivetran_deleted": False,
+    }
+
+
+def test_a_run_derives_each_speaker_set_once(env: Env) -> None:
+    """Backfill and re-import write every row once; touches after a full read are not re-read."""
+    calls = [f"c{i}" for i in range(3)]
+    insert(env.bq, env.datasets, "call", [call(c, at(0)) for c in calls])
+    insert(
+        env.bq,
+        env.datasets,
+        "call_speaker",
+        [speaker(f"s{n}", c, at(0)) for c in calls for n in range(2)],
+    )
+    insert(
+        env.bq,
+        env.datasets,
+        "call_participant",
+        [_participant(f"p{c}{n}", c, f"s{n}", at(0), "CFO") for c in calls for n in range(2)],
+    )
+    backfill = env.sync()
+    # call + call_speaker only: call_participant and users touch nothing a full read of
+    # call_speaker did not already derive.
+    assert backfill.rows_read == 3 + 6
+    assert backfill.rows_upserted == 3 + 6
+    conn = env.connect()
+    marks = state.watermarks(conn, "calls")
+    conn.close()
+    assert marks["call_participant"] == at(0)  # where reading it would have ended
+    assert "users" not in marks  # empty: nothing to mark
+
+    # A re-import: every row's cursor moves, nothing else.
+    g, p = env.datasets["gong"], env.bq.project
+    for table in ("call", "call_speaker", "call_participant"):
+        dml(env.bq, f"UPDATE `{p}.{g}.{table}` SET _fivetran_synced = @t WHERE TRUE", t=at(7200))
+    reimport = env.sync()
+    assert reimport.rows_read == 3 + 6 + 6
+    assert reimport.rows_upserted == 0
+    assert reimport.rows_unchanged == 3 + 6  # not 3 + 12: each set derived once
+
+    # Later, only a participant's title changes: its stream is read and the speaker follows.
+    dml(
+        env.bq,
+        f"UPDATE `{p}.{g}.call_participant` SET title = 'CEO', _fivetran_synced = @t"
+        " WHERE id = 'pc11'",
+        t=at(14400),
+    )
+    env.sync()
+    assert env.query("SELECT title FROM call_speakers WHERE speaker_id = 's1' ORDER BY 1") == [
+        ("CEO",),
+        ("CFO",),
+        ("CFO",),
+    ]

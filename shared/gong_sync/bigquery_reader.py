@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,22 +66,53 @@ class BigQueryReader:
         """Look up one table's real name and schema (a metadata call: no bytes billed)."""
         real = self.settings.table_overrides.get(logical, logical)
         full = f"{self.client.project}.{self.dataset_for(role)}.{real}"
-        table = self.client.get_table(full, retry=self.retry)
+        table = self.client.get_table(
+            full, retry=self.retry, timeout=self.settings.request_timeout_seconds
+        )
         return TableRef(logical, full, {f.name: f.field_type for f in table.schema})
 
     def tables(self, source: Source, logical: Iterable[str]) -> dict[str, TableRef]:
         """Resolve every logical table a source reads."""
         return {name: self.table_ref(name, source.datasets[name]) for name in logical}
 
-    def query(self, sql: str, params: list[Any], page_size: int | None = None) -> QueryResult:
-        """Run a parameterised query and return all its rows."""
+    def _run(self, sql: str, params: list[Any], page_size: int | None) -> tuple[Any, Any]:
+        # job_retry=None here: given one, the client wraps jobs.insert in a private retry of
+        # its own that ignores ours and keeps trying for 10 minutes. The insert is still
+        # retried (by `retry`, bounded), and a failed job is still rerun by result() below.
         job = self.client.query(
             sql,
             job_config=bigquery.QueryJobConfig(query_parameters=params),
             retry=self.retry,
-            job_retry=self.job_retry,
+            job_retry=None,
+            timeout=self.settings.request_timeout_seconds,
         )
-        result = job.result(page_size=page_size, retry=self.retry, job_retry=self.job_retry)
+        result = job.result(
+            page_size=page_size,
+            retry=self.retry,
+            job_retry=self.job_retry,
+            timeout=self.settings.request_timeout_seconds,
+        )
+        return job, result
+
+    def query(self, sql: str, params: list[Any]) -> QueryResult:
+        """Run a parameterised query and return all its rows."""
+        job, result = self._run(sql, params, None)
         names = [f.name for f in result.schema]
-        rows = [dict(zip(names, row.values(), strict=True)) for row in result]
+        # Not row.values(): it deep-copies every row, a sixth of the client's CPU in a backfill.
+        rows = [dict(zip(names, row, strict=False)) for row in result]
         return QueryResult(rows, int(job.total_bytes_processed or 0))
+
+    def pages(self, sql: str, params: list[Any], page_size: int) -> Iterator[QueryResult]:
+        """Run one query and yield its rows a page at a time, in order.
+
+        One query for many pages: BigQuery bills each query's scan, so paging through one
+        result costs one scan where a query per page would cost one per page.
+        """
+        job, result = self._run(sql, params, page_size)
+        names = [f.name for f in result.schema]
+        billed = int(job.total_bytes_processed or 0)
+        for page in result.pages:
+            rows = [dict(zip(names, row, strict=False)) for row in page]
+            if rows:
+                yield QueryResult(rows, billed)
+                billed = 0

@@ -157,7 +157,7 @@ def page_query(
     has_since: bool,
     has_position: bool,
 ) -> str:
-    """One keyset page of a stream in (cursor, key) order, inside the closed range."""
+    """A stream's rows after a keyset position in (cursor, key) order, up to @limit of them."""
     a = stream.alias
     cursor = f"{a}.`{stream.cursor}`"
     keys = [f"{a}.`{k}`" for k in stream.key]
@@ -180,7 +180,16 @@ def page_query(
         )
     return (
         f"SELECT {selected} FROM {from_sql} WHERE {' AND '.join(where)}"
-        f" ORDER BY {cursor}, {', '.join(keys)} LIMIT @page_size"
+        f" ORDER BY {cursor}, {', '.join(keys)} LIMIT @limit"
+    )
+
+
+def newest_cursor_query(stream: Stream, tables: Mapping[str, TableRef]) -> str:
+    """The newest cursor of a stream up to @until: where reading it in full would have ended."""
+    cursor = f"`{stream.cursor}`"
+    return (
+        f"SELECT MAX({cursor}) AS newest FROM {quote(tables[stream.table].full_name)}"
+        f" WHERE {cursor} <= @until"
     )
 
 

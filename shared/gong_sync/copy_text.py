@@ -5,19 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 NULL = "\\N"
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_ARRAY_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
 
 
+# Membership tests and replace() run in C at memchr speed; str.translate with a table looks
+# up every character and was a tenth of a backfill's CPU on JSON-heavy rows.
 def field(text: str | None) -> str:
     """Escape one field's text form (None becomes NULL)."""
-    return NULL if text is None else text.translate(_ESCAPES)
+    if text is None:
+        return NULL
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        return text.replace("\r", "\\r")
+    return text
+
+
+def _quoted(item: str) -> str:
+    if "\\" in item or '"' in item:
+        item = item.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + item + '"'
 
 
 def array_literal(items: Sequence[str | None]) -> str:
     """A Postgres array literal for text[] with every element quoted."""
-    parts = ("NULL" if i is None else '"' + i.translate(_ARRAY_ESCAPES) + '"' for i in items)
-    return "{" + ",".join(parts) + "}"
+    return "{" + ",".join("NULL" if i is None else _quoted(i) for i in items) + "}"
 
 
 def line(fields: Sequence[str]) -> str:

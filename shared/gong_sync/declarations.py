@@ -9,6 +9,7 @@ whose whole set of target rows is derived again, as when a user's title changes)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -69,6 +70,14 @@ class Target:
             if col.name == name:
                 return col
         raise KeyError(f"{self.table} has no column {name}")
+
+    @property
+    def base_table(self) -> str:
+        """The logical table every row of the target starts from: the first one in from_sql."""
+        found = re.search(r"\{(\w+)\}", self.from_sql)
+        if found is None:
+            raise ValueError(f"target {self.table} reads no {{table}}")
+        return found.group(1)
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -8,7 +8,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 # How many parent keys one derivation query carries in its UNNEST parameter.
 DERIVE_BATCH = 10_000
+# Parents remembered per target as derived in this invocation; past this, touches derive again
+# (correct, only slower), so memory stays bounded however large a re-import is.
+REMEMBER_PARENTS = 250_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class RunStats:
     rows_failed: int = 0
     bytes_processed: int = 0
     duration_seconds: float = 0.0
+    # Where the time went: BigQuery (queries and fetching), mapping rows, writing Postgres.
+    read_seconds: float = 0.0
+    transform_seconds: float = 0.0
+    load_seconds: float = 0.0
     pages: int = 0
     continuation_needed: bool = False
     error: dict[str, str] | None = None
@@ -106,6 +114,10 @@ class SourceRun:
         # Filled by execute() for the declaration it resolves (the source or its fallback).
         self.mappers: dict[str, RowMapper] = {}
         self.writers: dict[str, TargetWriter] = {}
+        # Targets derived for every parent during this invocation: later touches are no-ops.
+        self.complete: set[str] = set()
+        # Parents derived during this invocation, per target: a later touch of one is a no-op.
+        self.derived: dict[str, set[str]] = {}
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -118,7 +130,9 @@ class SourceRun:
     # -- reading -----------------------------------------------------------------------------
 
     def _query(self, text: str, params: list[Any]) -> list[Row]:
+        started = time.perf_counter()
         result = self.reader.query(text, params)
+        self.stats.read_seconds += time.perf_counter() - started
         self.stats.bytes_processed += result.bytes_processed
         return result.rows
 
@@ -163,6 +177,15 @@ class SourceRun:
         self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
     ) -> None:
         """Map rows into batch; deleted rows only name their unit, bad rows become letters."""
+        started = time.perf_counter()
+        try:
+            self._fill_rows(batch, rows, stream, letters)
+        finally:
+            self.stats.transform_seconds += time.perf_counter() - started
+
+    def _fill_rows(
+        self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
+    ) -> None:
         target = batch.target
         mapper = self.mappers[target.table]
         by_parent = batch.unit_cols != target.key
@@ -202,11 +225,12 @@ class SourceRun:
         advance: bool = True,
     ) -> None:
         """Write the page's batches, letters and watermark in one transaction."""
+        started = time.perf_counter()
         try:
             for batch in batches:
                 units = [u for u in batch.units if u not in batch.kept]
                 write = self.writers[batch.target.table].replace(
-                    list(batch.lines.values()), units, batch.unit_cols
+                    batch.lines, units, batch.unit_cols
                 )
                 self.stats.add_write(write)
             self.sink.publish(letters)
@@ -218,6 +242,8 @@ class SourceRun:
         except BaseException:
             self._rollback()
             raise
+        finally:
+            self.stats.load_seconds += time.perf_counter() - started
         self.stats.rows_failed += len(letters)
 
     def _rollback(self) -> None:
@@ -239,7 +265,21 @@ class SourceRun:
             self._fill(batch, self._derive(target, keys), stream, letters)
             batch.units |= {(k,) for k in keys}
             batches.append(batch)
+            self._remember(table, keys)
         return batches, letters
+
+    def _remember(self, table: str, parents: Iterable[str]) -> None:
+        seen = self.derived.setdefault(table, set())
+        if len(seen) < REMEMBER_PARENTS:
+            seen.update(parents)
+
+    def _not_derived_yet(self, touched: Mapping[str, set[str]]) -> dict[str, set[str]]:
+        """Touched parents minus those derived earlier in this invocation.
+
+        That derivation ran after the run began, so it saw every row up to `until` that a
+        touch could name: a re-import would otherwise derive each speaker set three times.
+        """
+        return {table: keys - self.derived.get(table, set()) for table, keys in touched.items()}
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -265,7 +305,9 @@ class SourceRun:
             position = {"_cursor": datetime.fromisoformat(resume["cursor"])}
             position.update({f"_k{i}": v for i, v in enumerate(resume["key"])})
             since = None
-        read = 0
+        # One query covers many pages (one scan billed); its LIMIT bounds the sort and the
+        # work lost when the time budget ends mid-result.
+        limit = self.settings.page_size * self.settings.pages_per_query
         while True:
             if self._out_of_time():
                 return False
@@ -278,7 +320,7 @@ class SourceRun:
             )
             params = [
                 sql.scalar("until", "TIMESTAMP", until),
-                sql.scalar("page_size", "INT64", self.settings.page_size),
+                sql.scalar("limit", "INT64", limit),
             ]
             if since is not None:
                 params.append(sql.scalar("since", "TIMESTAMP", since))
@@ -288,41 +330,106 @@ class SourceRun:
                     zip(sql.key_param_names(stream), stream.key, strict=True)
                 ):
                     params.append(sql.scalar(name, ref.schema[col], position[f"_k{i}"]))
-            page = self._query(text, params)
-            if not page:
+            got = 0
+            for page in self._pages(text, params):
+                got += len(page)
+                position = self._commit_stream_page(stream, target, page, advance)
+                if got < limit and self._out_of_time():
+                    return False  # stop between pages; a continuation resumes after `position`
+            if got < limit:
                 state.finish_stream(self.conn, self.source.name, stream.table)
                 return True
-            read += len(page)
-            self.stats.rows_read += len(page)
-            self.stats.pages += 1
-            letters: list[DeadLetter] = []
-            batches: list[_Batch] = []
-            if target is not None:
-                batch = _Batch(target, target.key)
-                self._fill(batch, page, stream.table, letters)
-                batches.append(batch)
-            touched, touched_letters = self._parent_batches(
-                self._touched_parents(stream, page), stream.table
+
+    def _pages(self, text: str, params: list[Any]) -> Iterator[list[Row]]:
+        """The pages of one query, each fetched while the one before it is written.
+
+        Only the time spent waiting for a page counts as reading.
+        """
+        pages = self.reader.pages(text, params, self.settings.page_size)
+        # One page ahead: the fetch waits on BigQuery while this thread waits on Postgres.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as ahead:
+            pending = ahead.submit(next, pages, None)
+            while True:
+                started = time.perf_counter()
+                result = pending.result()
+                self.stats.read_seconds += time.perf_counter() - started
+                if result is None:
+                    return
+                pending = ahead.submit(next, pages, None)
+                self.stats.bytes_processed += result.bytes_processed
+                yield result.rows
+
+    def _commit_stream_page(
+        self, stream: Stream, target: Target | None, page: list[Row], advance: bool
+    ) -> Row:
+        """Map, write and commit one page of a stream with its position; returns its last row."""
+        self.stats.rows_read += len(page)
+        self.stats.pages += 1
+        letters: list[DeadLetter] = []
+        batches: list[_Batch] = []
+        if target is not None:
+            batch = _Batch(target, target.key)
+            self._fill(batch, page, stream.table, letters)
+            batches.append(batch)
+            if target.key == (target.parent,):  # each row is its parent's whole set
+                self._remember(target.table, (u[0] for u in batch.units | batch.kept))
+        touched, touched_letters = self._parent_batches(
+            self._not_derived_yet(self._touched_parents(stream, page)), stream.table
+        )
+        batches += touched
+        letters += touched_letters
+        last = page[-1]
+        resume_after = {
+            "cursor": last["_cursor"].isoformat(),
+            "key": [last[f"_k{i}"] for i in range(len(stream.key))],
+        }
+        self._commit_page(batches, letters, stream, last["_cursor"], resume_after, advance)
+        log.info(
+            "%s: page %d, %d rows",
+            stream.table,
+            self.stats.pages,
+            len(page),
+            extra={"fields": {"stream": stream.table, "rows": len(page)}},
+        )
+        return last
+
+    def _covered_by(self, stream: Stream) -> set[str]:
+        """Targets that a full read of stream derives for every parent they can have."""
+        return {
+            t.table
+            for t in self.source.targets
+            if t.base_table == stream.table
+            and (
+                stream.drives == t.table
+                or any(touch.target == t.table and touch.column for touch in stream.touches)
             )
-            batches += touched
-            letters += touched_letters
-            last = page[-1]
-            resume_after = {
-                "cursor": last["_cursor"].isoformat(),
-                "key": [last[f"_k{i}"] for i in range(len(stream.key))],
-            }
-            self._commit_page(batches, letters, stream, last["_cursor"], resume_after, advance)
-            log.info(
-                "%s: %d rows read (page %d)",
-                stream.table,
-                read,
-                self.stats.pages,
-                extra={"fields": {"stream": stream.table, "rows_read": read}},
-            )
-            if len(page) < self.settings.page_size:
-                state.finish_stream(self.conn, self.source.name, stream.table)
-                return True
-            position = last
+        }
+
+    def _redundant(self, stream: Stream) -> bool:
+        """A touching stream whose targets were all derived in full after this run started.
+
+        Those derivations already saw every row of this stream up to `until`, so reading it
+        would only derive the same sets again (on a backfill: every speaker three times).
+        """
+        return (
+            stream.drives is None
+            and bool(stream.touches)
+            and all(touch.target in self.complete for touch in stream.touches)
+        )
+
+    def _skip(self, stream: Stream, until: datetime) -> None:
+        """Mark a redundant stream read to its newest row, without reading its rows."""
+        text = sql.newest_cursor_query(stream, self.tables)
+        newest = self._query(text, [sql.scalar("until", "TIMESTAMP", until)])[0]["newest"]
+        if newest is not None:  # the same watermark a full read would have left
+            state.advance_watermark(self.conn, self.source.name, stream.table, newest)
+        state.finish_stream(self.conn, self.source.name, stream.table)
+        log.info(
+            "%s: rows not read; %s were derived in full earlier in this run",
+            stream.table,
+            ", ".join(sorted({t.target for t in stream.touches})),
+            extra={"fields": {"stream": stream.table, "skipped": True}},
+        )
 
     def _sync_ids(self, ids: Sequence[str]) -> None:
         """Derive every target again for the given parent ids; watermarks stay put."""
@@ -364,6 +471,9 @@ class SourceRun:
         fresh_window = options.since is not None and not options.resume
         positions = {} if fresh_window else state.resume_positions(self.conn, self.source.name)
         for stream in self.source.streams:
+            if self._redundant(stream):
+                self._skip(stream, until)
+                continue
             mark = marks.get(stream.table)
             since = options.since
             if since is None and mark is not None:
@@ -373,10 +483,13 @@ class SourceRun:
             advance = options.since is None or (
                 mark is not None and options.since <= mark - self.settings.lookback
             )
-            if not self._sync_stream(stream, since, until, positions.get(stream.table), advance):
+            position = positions.get(stream.table)
+            if not self._sync_stream(stream, since, until, position, advance):
                 self.stats.continuation_needed = True
                 self.stats.status = "partial"
                 return self.stats
+            if since is None and position is None:  # read from its very start to its end
+                self.complete |= self._covered_by(stream)
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
         return self.stats
@@ -427,6 +540,8 @@ def run_source(
                 raise
             finally:
                 stats.duration_seconds = round(time.monotonic() - run.started, 3)
+                for phase in ("read_seconds", "transform_seconds", "load_seconds"):
+                    setattr(stats, phase, round(getattr(stats, phase), 3))
                 _record(source.name, stats, conn, connect)
                 log.log(
                     logging.ERROR if stats.status == "failed" else logging.INFO,

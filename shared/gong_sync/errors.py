@@ -17,6 +17,12 @@ _TRANSIENT_GOOGLE = (
 )
 
 
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a Postgres error raised by pg8000, or "" for anything else."""
+    args = getattr(exc, "args", ())
+    return str(args[0].get("C", "")) if args and isinstance(args[0], dict) else ""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for 429s, 5xx, timeouts and dropped connections; False for bad config or SQL."""
     import pg8000.exceptions
@@ -30,6 +36,5 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, pg8000.exceptions.DatabaseError):
         # SQLSTATE classes 08 (connection), 40 (rollback, e.g. serialization), 53 (resources),
         # 57 (operator intervention, e.g. admin shutdown) are worth another try.
-        state = exc.args[0].get("C", "") if exc.args and isinstance(exc.args[0], dict) else ""
-        return state[:2] in ("08", "40", "53", "57")
+        return sqlstate(exc)[:2] in ("08", "40", "53", "57")
     return isinstance(exc, TimeoutError | OSError)

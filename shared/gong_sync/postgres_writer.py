@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from gong_sync import copy_text
 from gong_sync.declarations import Target
+from gong_sync.errors import sqlstate
 from gong_sync.postgres import Connection
 
 
@@ -44,6 +45,8 @@ class TargetWriter:
         self.conn = conn
         self._units_ready: set[str] = set()
         self._stage_ready = False
+        # None until the first write checks: COPY straight into a table that was empty.
+        self._direct: bool | None = None
         self.target = target
         self.children = children
         t = target
@@ -86,6 +89,35 @@ class TargetWriter:
                 stream=copy_text.chunks(lines),
             )
 
+    def _copy_direct(self, lines: Sequence[str]) -> bool:
+        """COPY rows straight into a table this run found empty; False if a key repeats.
+
+        Bare COPY is about twice as fast as staging plus an upsert. It is safe while the
+        keys are new, and a repeated key (unique violation) rolls back to the savepoint and
+        switches this writer to the upsert for good.
+        """
+        cur = self.conn.cursor()
+        table = ident(self.target.table)
+        if self._direct is None:
+            cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {table})")
+            self._direct = bool(cur.fetchall()[0][0])
+        if not self._direct:
+            return False
+        cur.execute("SAVEPOINT direct_copy")
+        try:
+            cur.execute(
+                f"COPY {table} ({_cols(self.columns)}) FROM STDIN",
+                stream=copy_text.chunks(lines),
+            )
+        except Exception as exc:
+            if sqlstate(exc) != "23505":  # unique_violation
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT direct_copy")
+            self._direct = False
+            return False
+        cur.execute("RELEASE SAVEPOINT direct_copy")
+        return True
+
     def changed(self, lines: Sequence[str]) -> list[tuple[str, ...]]:
         """Keys whose stored row differs from `lines` in any compared column; writes nothing."""
         self._stage(lines)
@@ -112,20 +144,32 @@ class TargetWriter:
 
     def replace(
         self,
-        lines: Sequence[str],
+        lines: Mapping[tuple[str, ...], str],
         units: Sequence[tuple[str, ...]],
         unit_cols: Sequence[str],
     ) -> WriteStats:
-        """Make the rows of every unit exactly `lines`; the caller commits."""
+        """Make the rows of every unit exactly `lines` (key -> COPY line); the caller commits."""
         cur = self.conn.cursor()
-        self._stage(lines)
+        stats = WriteStats()
+        by_key = tuple(unit_cols) == self.target.key
+        if by_key:
+            # A unit that is its own live row has nothing to delete or cascade; leaving it
+            # out spares a backfill page the whole delete pass.
+            units = [u for u in units if u not in lines]
+        rows = list(lines.values())
+        # Only where each unit is its own row: a set replaced per parent needs the stage.
+        if rows and by_key and self._copy_direct(rows):
+            stats.upserted = len(rows)
+            if units:
+                self._stage([])  # the delete below must not see an earlier page's rows
+        else:
+            self._stage(rows)
+            if rows:
+                cur.execute(self.upsert)
+                stats.upserted = max(cur.rowcount, 0)
+                stats.unchanged = len(rows) - stats.upserted
         units_table = self._units_table(unit_cols)
         cur.execute(f"TRUNCATE {units_table}")
-        stats = WriteStats()
-        if lines:
-            cur.execute(self.upsert)
-            stats.upserted = max(cur.rowcount, 0)
-            stats.unchanged = len(lines) - stats.upserted
         if not units:
             return stats
         cur.execute(

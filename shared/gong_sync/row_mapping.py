@@ -125,13 +125,17 @@ def _boolean(col: Column, nul: NulPolicy) -> Encoder:
     return encode
 
 
+# Built once: json.dumps with any option builds a new encoder on every call.
+_JSON = json.JSONEncoder(default=json_default, ensure_ascii=False, sort_keys=True)
+
+
 def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
         if nul == "strip":
             value = replace_nul(value)
-        text = json.dumps(value, default=json_default, ensure_ascii=False, sort_keys=True)
+        text = _JSON.encode(value)
         if "\\u0000" in text:
             raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
         return text

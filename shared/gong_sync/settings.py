@@ -76,6 +76,9 @@ class BigQuerySettings:
     # Logical table name -> real table name, for customers whose Fivetran schema differs.
     table_overrides: Mapping[str, str] = field(default_factory=dict)
     retry_seconds: float = 120.0  # how long transient BigQuery errors are retried
+    # Each API request, and the wait for a query to finish: a response that never comes is
+    # then a retried timeout rather than a run that hangs until the function is killed.
+    request_timeout_seconds: float = 60.0
 
     @property
     def is_external(self) -> bool:
@@ -115,6 +118,7 @@ class Settings:
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
     cloud: CloudSettings = field(default_factory=CloudSettings)
     page_size: int = 5000
+    pages_per_query: int = 50
     lookback: timedelta = timedelta(hours=1)
     local_dir: str = ".local"
 
@@ -148,6 +152,7 @@ class Settings:
                 salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
                 table_overrides=overrides,
                 retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
+                request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
             ),
             cloud=CloudSettings(
                 project=(
@@ -165,6 +170,7 @@ class Settings:
                 slack_webhook_url=env.get("GONG_SYNC_SLACK_WEBHOOK_URL") or None,
             ),
             page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
+            pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 50, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),
             local_dir=env.get("GONG_SYNC_LOCAL_DIR") or ".local",
         )

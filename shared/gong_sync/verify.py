@@ -227,7 +227,7 @@ def fix(
                     # No cascade: each child table's own extras are found and deleted, and a
                     # child whose parent is gone from BigQuery (not soft-deleted) stays live.
                     writer = TargetWriter(conn, target, [])
-                    stats = writer.replace([], t.extra, target.key)
+                    stats = writer.replace({}, t.extra, target.key)
                     log.info("%s: deleted %d extra row(s)", t.target, stats.deleted)
             conn.commit()
         finally:

