@@ -80,13 +80,35 @@ def transcript(cid: str | None, index: int | None, synced: datetime, **over: Any
     return row
 
 
+def email(eid: str | None, synced: datetime, **over: Any) -> dict[str, Any]:
+    """A Gong email row."""
+    row: dict[str, Any] = {
+        "id": eid,
+        "subject": f"Subject {eid}",
+        "sent_at": at(-60),
+        "body": f"Body of {eid}",
+        "thread_id": "t1",
+        "direction": "Inbound",
+        "headers": {"x-mailer": "gong"},
+        "context": None,
+        "_fivetran_synced": synced,
+        "_fivetran_deleted": False,
+    }
+    row.update(over)
+    return row
+
+
 def insert(
-    client: bigquery.Client, datasets: dict[str, str], table: str, rows: list[dict[str, Any]]
+    client: bigquery.Client,
+    datasets: dict[str, str],
+    table: str,
+    rows: list[dict[str, Any]],
+    real: str | None = None,
 ) -> None:
-    """Land rows in a Fivetran table of the emulator, failing fast on a bad row."""
+    """Land rows in a Fivetran table (or the customer's `real` one), failing fast on a bad row."""
     role = "salesforce" if table in ("opportunity", "account", "user") else "gong"
     errors = client.insert_rows_json(
-        f"{client.project}.{datasets[role]}.{table}",
+        f"{client.project}.{datasets[role]}.{real or table}",
         [demo_data.to_json_row(table, r) for r in rows],
         retry=_RETRY,
         timeout=30,

@@ -6,8 +6,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import pytest
-
 from gong_sync import state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
 from tests.conftest import Env
@@ -199,54 +197,6 @@ def test_bad_rows_become_dead_letters_and_the_rest_commits(env: Env) -> None:
     env.sync()
     assert env.query("SELECT count(*), max(times_seen) FROM dead_letters WHERE target = 'calls'"
                      " AND record_key = '[\"nul\"]'") == [(1, 3)]  # fmt: skip
-
-
-class KillingSink(PostgresDeadLetterSink):
-    """Terminates its own backend on the nth page, standing in for a dropped connection."""
-
-    def __init__(self, conn: Any, kill_on: int, admin: Env) -> None:
-        super().__init__(conn)
-        self.calls = 0
-        self.kill_on = kill_on
-        self.admin = admin
-
-    def publish(self, letters: Sequence[DeadLetter]) -> None:
-        self.calls += 1
-        if self.calls == self.kill_on:
-            cur = self.conn.cursor()
-            cur.execute("SELECT pg_backend_pid()")
-            row = cur.fetchone()
-            assert row is not None
-            self.admin.query("SELECT pg_terminate_backend(%s)", row[0])
-        super().publish(letters)
-
-
-def test_a_killed_connection_loses_nothing_and_the_rerun_duplicates_nothing(env: Env) -> None:
-    """The page in flight rolls back; the rerun resumes from the watermark."""
-    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", at(i // 3)) for i in range(30)])
-    reader_env = env
-
-    def sink(conn: Any) -> KillingSink:
-        return KillingSink(conn, kill_on=3, admin=reader_env)
-
-    from gong_sync import sources
-    from gong_sync.bigquery_reader import BigQueryReader
-    from gong_sync.engine import run_source
-
-    with pytest.raises(Exception, match=r"(?i)terminat|connection|network|closed"):
-        run_source(
-            sources.get("calls"),
-            env.settings,
-            BigQueryReader(env.bq, env.settings.bigquery),
-            env.connect,
-            sink,
-        )
-    # Two pages of 7 committed before the kill; the third rolled back whole.
-    assert len(ids(env)) == 14
-    assert env.query("SELECT last_status FROM sync_status") == [("failed",)]
-    env.sync()
-    assert ids(env) == [f"c{i:02d}" for i in range(30)]
-    assert env.query("SELECT last_status FROM sync_status") == [("success",)]
 
 
 def test_two_concurrent_runs_never_both_process(env: Env) -> None:

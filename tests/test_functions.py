@@ -13,7 +13,6 @@ from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
 from gong_sync import cloud_function
-from gong_sync.log import CloudLoggingFormatter
 from tests.conftest import Cloud
 from tests.factories import at, call, insert
 from tests.pubsub_emulator import SlackStandIn, pull_all
@@ -168,71 +167,6 @@ def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> N
     assert 'sample key: `["k0"]`' in posts[0]["text"]
     assert "labels.execution_id%3D%22abc123%22" in posts[0]["text"]
     assert "trigger undeliverable after 5 attempts (sync-calls)" in posts[1]["text"]
-
-
-def test_a_sentinel_secret_never_reaches_the_logs(
-    cloud: Cloud,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    """Secrets come from Secret Manager (a local REST stand-in) and appear in no log line."""
-    from tests.secret_manager_standin import SecretManagerStandIn
-
-    sentinel = "sentinel-9f8e7d-password"
-    hook = "http://127.0.0.1:9/hooks/sentinel-9f8e7d-webhook"
-    with SecretManagerStandIn({"db": sentinel, "slack": hook}) as sm:
-        monkeypatch.setenv("GONG_SYNC_SECRET_MANAGER_ENDPOINT", sm.url)
-        monkeypatch.setenv("GONG_SYNC_DB_PASSWORD_SECRET", "projects/p/secrets/db")
-        monkeypatch.setenv("GONG_SYNC_SLACK_WEBHOOK_SECRET", "projects/p/secrets/slack")
-        from gong_sync import secret_manager
-
-        secret_manager._client.cache_clear()
-        cloud_function.runtime.cache_clear()
-        seed_calls(cloud)
-        with caplog.at_level(logging.DEBUG):
-            assert post("sync_calls", pubsub_event({})).status_code == 200
-            rt = cloud_function.runtime()
-            assert rt.settings.postgres.password == sentinel  # it was really read
-            assert rt.settings.cloud.slack_webhook_url == hook
-            logging.getLogger("test").info("settings: %s", rt.settings)
-        secret_manager._client.cache_clear()
-    formatter = CloudLoggingFormatter()
-    lines = [formatter.format(r) for r in caplog.records]
-    out, err = capfd.readouterr()
-    assert len(lines) > 3
-    for text in [*lines, out, err]:
-        assert "sentinel-9f8e7d" not in text
-
-
-def test_a_dropped_postgres_connection_is_retried_on_a_fresh_one(
-    cloud: Cloud, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The first page's connection is terminated; the invocation reconnects and succeeds."""
-    from gong_sync.pubsub_sink import PubSubDeadLetterSink
-
-    killed: list[int] = []
-
-    class DropOnce(PubSubDeadLetterSink):
-        def publish(self, letters: Any) -> None:
-            if not killed:
-                cur = self.ledger.conn.cursor()
-                cur.execute("SELECT pg_backend_pid()")
-                (pid,) = cur.fetchone() or (0,)
-                killed.append(pid)
-                cloud.env.query("SELECT pg_terminate_backend(%s)", pid)
-            super().publish(letters)
-
-    monkeypatch.setattr(cloud_function, "PubSubDeadLetterSink", DropOnce)
-    monkeypatch.setattr(cloud_function, "BACKOFF_SECONDS", 0.01)
-    seed_calls(cloud)
-    with caplog.at_level(logging.WARNING):
-        response = post("sync_calls", pubsub_event({"sources": ["calls"]}))
-    assert response.status_code == 200, response.data
-    assert killed
-    assert any("transient failure, retrying" in r.getMessage() for r in caplog.records)
-    assert calls(cloud) == ["c1", "c2"]
-    assert cloud.env.query("SELECT last_status FROM sync_status") == [("success",)]
 
 
 def test_an_explicit_request_for_a_busy_source_is_redelivered_not_dropped(cloud: Cloud) -> None:

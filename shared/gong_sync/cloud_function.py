@@ -122,13 +122,24 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
             resume=continuation,
         )
         stats = _run_with_retries(rt, source_name, options)
-        if stats.status == "skipped" and explicit and not continuation:
+        # Only a run reading every stream up to now covers an hourly trigger or a continuation;
+        # an explicit request (a window's continuation too) is covered by no other run.
+        if stats.status == "skipped" and (explicit or not _covered(rt, source_name)):
             raise SourceBusy(f"{source_name} is running; redeliver this request later")
         if stats.continuation_needed:
             follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
             rt.publish(cloud.trigger_topic, follow.to_json(), continuation="true")
             log.info("time budget reached; published a continuation for %s", source_name)
         return stats
+
+
+def _covered(rt: Runtime, source_name: str) -> bool:
+    """Whether the run holding the source's lock does the work of an hourly trigger."""
+    conn = rt.connect()
+    try:
+        return state.covered(conn, source_name)
+    finally:
+        conn.close()
 
 
 def _reset(rt: Runtime, source_name: str) -> None:

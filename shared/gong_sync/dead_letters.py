@@ -5,14 +5,57 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gong_sync.postgres import Connection
-from gong_sync.row_mapping import json_default, replace_nul
+from gong_sync.row_mapping import json_default
 
 log = logging.getLogger(__name__)
+
+# Neither Postgres (text, jsonb) nor Pub/Sub (UTF-8 attributes) can hold a NUL or a surrogate
+# code point; a record rejected for holding one must still be storable, visibly marked.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# The ledger's unique index takes at most 2704 bytes an entry: a long key or reason failed the
+# page's transaction on every run. The record itself keeps every value whole.
+_KEY_VALUE_BYTES = 300
+_REASON_BYTES = 600
+
+
+def printable(value: Any) -> Any:
+    """The value with NUL shown as U+2400 (␀) and surrogates as U+FFFD (�), keys included."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(lambda m: "\u2400" if m.group() == "\x00" else "\ufffd", value)
+    if isinstance(value, Mapping):
+        return {printable(str(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
+
+
+def _clip(text: str, limit: int) -> str:
+    """The text cut to at most `limit` UTF-8 bytes, saying so when cut."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return f"{data[:limit].decode('utf-8', 'ignore')}... ({len(data)} bytes)"
+
+
+def _clip_key(key: str) -> str:
+    """A JSON key with each long value clipped; a key that needs none is returned as is."""
+    if len(key) * 4 <= _KEY_VALUE_BYTES:  # 4 bytes a character at most
+        return key
+    try:
+        values = json.loads(key)
+    except ValueError:
+        return _clip(key, _KEY_VALUE_BYTES)
+    if not isinstance(values, list):
+        return _clip(key, _KEY_VALUE_BYTES)
+    clipped = [_clip(v, _KEY_VALUE_BYTES) if isinstance(v, str) else v for v in values]
+    # Unchanged keys keep their exact text: the ledger matches re-reads on it.
+    return key if clipped == values else json.dumps(clipped, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -29,11 +72,14 @@ class DeadLetter:
     # Fivetran re-import of a still-bad row is not news.
     fingerprint: str = ""
 
+    def __post_init__(self) -> None:
+        # The key and reason may quote the bad value; every sink must be able to carry them.
+        object.__setattr__(self, "key", _clip_key(printable(self.key)))
+        object.__setattr__(self, "reason", _clip(printable(self.reason), _REASON_BYTES))
+
     def record_json(self) -> str:
         """The record as JSON that Postgres jsonb and Pub/Sub both accept."""
-        # jsonb cannot hold NUL: it becomes U+2400 (␀), visibly.
-        printable = replace_nul(self.record, "\u2400")
-        return json.dumps(printable, default=json_default, sort_keys=True)
+        return json.dumps(printable(self.record), default=json_default, sort_keys=True)
 
 
 class DeadLetterSink(Protocol):

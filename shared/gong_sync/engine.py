@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core.exceptions import NotFound
@@ -47,6 +47,11 @@ class RunOptions:
     ids: tuple[str, ...] = ()
     deadline: float | None = None  # time.monotonic() value: stop cleanly between pages after it
     resume: bool = False  # a continuation: streams finished earlier in the chain are skipped
+
+    @property
+    def reads_to_now(self) -> bool:
+        """Whether the run reads every stream up to now: it covers an hourly trigger."""
+        return not self.ids and self.since is None and self.until is None
 
 
 @dataclass
@@ -303,7 +308,9 @@ class SourceRun:
             return True  # finished earlier in this (continued) run: no second lookback pass
         if resume is not None:  # continue exactly where an unfinished run stopped
             position = {"_cursor": datetime.fromisoformat(resume["cursor"])}
-            position.update({f"_k{i}": v for i, v in enumerate(resume["key"])})
+            # key_json: jsonb cannot hold a NUL or a lone surrogate, a JSON string of them can.
+            key = json.loads(resume["key_json"]) if "key_json" in resume else resume["key"]
+            position.update({f"_k{i}": v for i, v in enumerate(key)})
             since = None
         # One query covers many pages (one scan billed); its LIMIT bounds the sort and the
         # work lost when the time budget ends mid-result.
@@ -337,7 +344,8 @@ class SourceRun:
                 if got < limit and self._out_of_time():
                     return False  # stop between pages; a continuation resumes after `position`
             if got < limit:
-                state.finish_stream(self.conn, self.source.name, stream.table)
+                tag = self._window(advance)  # a window's own "done" binds no other run
+                state.finish_stream(self.conn, self.source.name, stream.table, tag)
                 return True
 
     def _pages(self, text: str, params: list[Any]) -> Iterator[list[Row]]:
@@ -358,6 +366,15 @@ class SourceRun:
                 pending = ahead.submit(next, pages, None)
                 self.stats.bytes_processed += result.bytes_processed
                 yield result.rows
+
+    def _window(self, advance: bool) -> dict[str, str]:
+        """The tag of a position that only this window's own continuation may resume from.
+
+        A window that starts after the watermark's lookback leaves the watermark alone: any
+        other run resuming at its position would skip the rows between the two for good.
+        """
+        since = self.options.since
+        return {} if advance or since is None else {"window": since.isoformat()}
 
     def _commit_stream_page(
         self, stream: Stream, target: Target | None, page: list[Row], advance: bool
@@ -381,7 +398,8 @@ class SourceRun:
         last = page[-1]
         resume_after = {
             "cursor": last["_cursor"].isoformat(),
-            "key": [last[f"_k{i}"] for i in range(len(stream.key))],
+            "key_json": json.dumps([last[f"_k{i}"] for i in range(len(stream.key))]),
+            **self._window(advance),
         }
         self._commit_page(batches, letters, stream, last["_cursor"], resume_after, advance)
         log.info(
@@ -458,7 +476,14 @@ class SourceRun:
         marks = state.watermarks(self.conn, self.source.name)
         now = datetime.now(UTC)  # not `until`: a window may end in the past on purpose
         for table, stored in list(marks.items()):
-            if stored > now:
+            if not isinstance(stored, datetime):  # 'infinity' and '-infinity' come back as text
+                log.error(
+                    "watermark of %s.%s is not a time (%r); reading it from scratch",
+                    self.source.name, table, stored,
+                )  # fmt: skip
+                state.reset_watermark(self.conn, self.source.name, table)
+                del marks[table]
+            elif stored > now:
                 # No row can be stamped after now: the state is corrupt. Reading from scratch
                 # is safe (upserts are idempotent); trusting it would silently read nothing.
                 log.error(
@@ -470,6 +495,15 @@ class SourceRun:
         # A fresh window (since) is a deliberate re-read from `since`, not a continuation.
         fresh_window = options.since is not None and not options.resume
         positions = {} if fresh_window else state.resume_positions(self.conn, self.source.name)
+        for table, pos in list(positions.items()):
+            if not _valid_position(pos):
+                log.error(
+                    "resume position of %s.%s is garbage (%r); reading from its watermark",
+                    self.source.name, table, pos,
+                )  # fmt: skip
+                del positions[table]
+        # Another window's position is not ours to resume from (see _window).
+        positions = {t: p for t, p in positions.items() if _same_window(p, options.since)}
         for stream in self.source.streams:
             if self._redundant(stream):
                 self._skip(stream, until)
@@ -477,11 +511,11 @@ class SourceRun:
             mark = marks.get(stream.table)
             since = options.since
             if since is None and mark is not None:
-                since = mark - self.settings.lookback
+                since = _minus(mark, self.settings.lookback)
             # A window that starts after the lookback of the watermark must not move it past
             # the rows in between, which it does not read.
             advance = options.since is None or (
-                mark is not None and options.since <= mark - self.settings.lookback
+                mark is not None and options.since <= _minus(mark, self.settings.lookback)
             )
             position = positions.get(stream.table)
             if not self._sync_stream(stream, since, until, position, advance):
@@ -493,6 +527,39 @@ class SourceRun:
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
         return self.stats
+
+
+def _minus(mark: datetime, lookback: timedelta) -> datetime:
+    """The watermark less the lookback; a year-1 watermark cannot go lower than datetime does."""
+    try:
+        return mark - lookback
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _same_window(pos: Mapping[str, Any], since: datetime | None) -> bool:
+    """Whether a position was left by no window, or by the window starting at since."""
+    window = pos.get("window")
+    if window is None:
+        return True
+    try:
+        return since is not None and datetime.fromisoformat(window) == since
+    except (TypeError, ValueError):  # garbage: reading from the watermark instead is safe
+        return False
+
+
+def _valid_position(pos: Any) -> bool:
+    """Whether a stored resume position is one this engine wrote."""
+    if not isinstance(pos, Mapping):
+        return False
+    if pos.get("done") is True:
+        return True
+    try:
+        datetime.fromisoformat(pos["cursor"])
+        key = json.loads(pos["key_json"]) if "key_json" in pos else pos["key"]
+    except (KeyError, TypeError, ValueError):
+        return False
+    return isinstance(key, list)
 
 
 def resolve(source: Source, reader: BigQueryReader) -> tuple[Source, dict[str, sql.TableRef]]:
@@ -528,7 +595,8 @@ def run_source(
     stats = run.stats
     with gs_log.labels(source=source.name, execution_id=stats.execution_id):
         try:
-            if not state.try_lock(conn, source.name):
+            # An ids or window run says it covers no hourly trigger that finds it holding the lock.
+            if not state.try_lock(conn, source.name, covers=options.reads_to_now):
                 stats.status = "skipped"
                 log.warning("another run of %s holds its lock; not running", source.name)
                 return stats

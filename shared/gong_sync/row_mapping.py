@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,6 +19,15 @@ from gong_sync.declarations import Column, RowError, Target
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 _INT32 = 2**31
+# A lone surrogate is not Unicode: encoding the COPY stream failed and took the whole run down.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Postgres numeric holds at most 131072 digits before the point and 16383 after it; past that
+# one odd value failed the whole page's COPY on every run.
+_NUMERIC_MAX_ADJUSTED = 131071
+_NUMERIC_MIN_EXPONENT = -16383
+# A btree entry holds at most 2704 bytes; a longer key failed the page's COPY on every run.
+KEY_MAX_BYTES = 2000
+_SHOWN_CHARS = 80  # of a bad value quoted in a reason
 
 Encoder = Callable[[Any], str | None]
 NulPolicy = Literal["reject", "strip"]
@@ -44,11 +55,24 @@ def replace_nul(value: Any, by: str = "") -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A bad value as a reason quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} chars)"
+
+
+def _has_surrogate(text: str) -> bool:
+    # isascii() is O(1) in CPython, so ASCII text (most of it) costs no scan.
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
 def _text(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
         text = value if isinstance(value, str) else str(value)
+        if _has_surrogate(text):
+            raise RowError(f"{col.name}: lone surrogate in text (not valid Unicode)")
         if "\x00" in text:
             if nul == "reject":
                 raise RowError(f"{col.name}: NUL byte in text (Postgres text cannot store it)")
@@ -63,7 +87,7 @@ def _timestamp(col: Column, nul: NulPolicy) -> Encoder:
         if value is None:
             return None
         if not isinstance(value, datetime) or value.tzinfo is None:
-            raise RowError(f"{col.name}: expected a UTC timestamp, got {value!r}")
+            raise RowError(f"{col.name}: expected a UTC timestamp, got {_shown(value)}")
         if not EARLIEST <= value < LATEST:
             raise RowError(
                 f"{col.name}: timestamp {value.isoformat()} is outside "
@@ -79,7 +103,7 @@ def _date(col: Column, nul: NulPolicy) -> Encoder:
         if value is None:
             return None
         if not isinstance(value, date):
-            raise RowError(f"{col.name}: expected a date, got {value!r}")
+            raise RowError(f"{col.name}: expected a date, got {_shown(value)}")
         return value.isoformat()
 
     return encode
@@ -92,10 +116,29 @@ def _integer(col: Column, nul: NulPolicy) -> Encoder:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not -limit <= value < limit:
-            raise RowError(f"{col.name}: expected a {col.type}, got {value!r}")
+            raise RowError(f"{col.name}: expected a {col.type}, got {_shown(value)}")
         return str(value)
 
     return encode
+
+
+def _fits(col: Column, value: int | float | Decimal) -> bool:
+    """Whether Postgres stores this finite value in the column's type instead of failing."""
+    if col.type == "double":
+        try:
+            as_float = float(value)
+        except OverflowError:
+            return False
+        # float8 input rejects overflow and underflow alike.
+        return math.isfinite(as_float) and (as_float != 0 or value == 0)
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return (
+            isinstance(exponent, int)
+            and exponent >= _NUMERIC_MIN_EXPONENT
+            and (not value or value.adjusted() <= _NUMERIC_MAX_ADJUSTED)
+        )
+    return True
 
 
 def _number(col: Column, nul: NulPolicy) -> Encoder:
@@ -106,9 +149,16 @@ def _number(col: Column, nul: NulPolicy) -> Encoder:
             try:  # Fivetran sometimes lands numbers as strings; accept only clean ones.
                 value = Decimal(str(value).strip())
             except ArithmeticError:
-                raise RowError(f"{col.name}: not a number: {value!r}") from None
-        if isinstance(value, Decimal) and not value.is_finite() and col.type == "numeric":
-            raise RowError(f"{col.name}: not a finite number: {value!r}")
+                raise RowError(f"{col.name}: not a number: {_shown(value)}") from None
+        if isinstance(value, Decimal):
+            finite = value.is_finite()
+        else:
+            finite = not isinstance(value, float) or math.isfinite(value)
+        if not finite:
+            if col.type == "numeric":  # a float NaN too: numeric would store it, as no amount
+                raise RowError(f"{col.name}: not a finite number: {_shown(value)}")
+        elif not _fits(col, value):
+            raise RowError(f"{col.name}: {_shown(value)} is out of range for Postgres {col.type}")
         return repr(value) if isinstance(value, float) else str(value)
 
     return encode
@@ -119,7 +169,7 @@ def _boolean(col: Column, nul: NulPolicy) -> Encoder:
         if value is None:
             return None
         if not isinstance(value, bool):
-            raise RowError(f"{col.name}: expected a boolean, got {value!r}")
+            raise RowError(f"{col.name}: expected a boolean, got {_shown(value)}")
         return "t" if value else "f"
 
     return encode
@@ -136,6 +186,8 @@ def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
         if nul == "strip":
             value = replace_nul(value)
         text = _JSON.encode(value)
+        if _has_surrogate(text):
+            raise RowError(f"{col.name}: lone surrogate inside JSON (not valid Unicode)")
         if "\\u0000" in text:
             raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
         return text
@@ -190,7 +242,16 @@ class RowMapper:
             text = str(value)
             if "\x00" in text:
                 raise RowError(f"{name}: NUL byte in key")
+            if _has_surrogate(text):  # checked here too: a deleted row's key is never mapped
+                raise RowError(f"{name}: lone surrogate in key (not valid Unicode)")
             key.append(text)
+        if sum(map(len, key)) * 4 > KEY_MAX_BYTES:  # 4 bytes a character at most
+            size = sum(len(k.encode("utf-8")) for k in key)
+            if size > KEY_MAX_BYTES:
+                raise RowError(
+                    f"{', '.join(self.key_names)}: key is {size} bytes; Postgres indexes at most"
+                    f" {KEY_MAX_BYTES} here"
+                )
         return tuple(key)
 
     def map(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:

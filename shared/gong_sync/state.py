@@ -11,15 +11,49 @@ from gong_sync.postgres import Connection
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync:' || %s))"
+# Held, besides the lock, by a run that reads no stream up to now (ids, a window).
+_PARTIAL_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync-partial:' || %s))"
+_PARTIAL_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync-partial:' || %s))"
+_PARTIAL_PROBE_SQL = "SELECT pg_try_advisory_lock_shared(hashtext('gong-sync-partial:' || %s))"
+_PARTIAL_UNPROBE_SQL = "SELECT pg_advisory_unlock_shared(hashtext('gong-sync-partial:' || %s))"
 
 
-def try_lock(conn: Connection, source: str) -> bool:
-    """Take the session-level lock of a source; False if another run holds it."""
-    cur = conn.cursor()
-    cur.execute(_LOCK_SQL, (source,))
+def _ask(cur: Any, sql: str, source: str) -> bool:
+    """The boolean one lock function answers for a source."""
+    cur.execute(sql, (source,))
     row = cur.fetchone()
-    conn.commit()
     return bool(row and row[0])
+
+
+def try_lock(conn: Connection, source: str, *, covers: bool = True) -> bool:
+    """Take the session-level lock of a source; False if another run holds it.
+
+    A run that does not cover an hourly trigger (covers=False) first takes a second lock, so
+    a trigger that finds the source busy can tell (see `covered`).
+    """
+    cur = conn.cursor()
+    if not covers and not _ask(cur, _PARTIAL_LOCK_SQL, source):
+        conn.commit()
+        return False
+    taken = _ask(cur, _LOCK_SQL, source)
+    if not taken and not covers:
+        cur.execute(_PARTIAL_UNLOCK_SQL, (source,))
+    conn.commit()
+    return taken
+
+
+def covered(conn: Connection, source: str) -> bool:
+    """Whether the run holding a source's lock reads every stream up to now.
+
+    Such a run (or its continuation) does the work of an hourly trigger that finds the source
+    busy; an ids or window run does not, so that trigger must come back later.
+    """
+    cur = conn.cursor()
+    free = _ask(cur, _PARTIAL_PROBE_SQL, source)
+    if free:
+        cur.execute(_PARTIAL_UNPROBE_SQL, (source,))
+    conn.commit()
+    return free
 
 
 def unlock(conn: Connection, source: str) -> None:
@@ -29,8 +63,8 @@ def unlock(conn: Connection, source: str) -> None:
     conn.commit()
 
 
-def watermarks(conn: Connection, source: str) -> dict[str, datetime]:
-    """Stream -> watermark for a source."""
+def watermarks(conn: Connection, source: str) -> dict[str, Any]:
+    """Stream -> watermark for a source (as stored: 'infinity' comes back as text)."""
     cur = conn.cursor()
     cur.execute(
         "SELECT stream, watermark FROM sync_watermarks WHERE source = %s AND watermark IS NOT NULL",
@@ -53,9 +87,8 @@ def resume_positions(conn: Connection, source: str) -> dict[str, dict[str, Any]]
         " WHERE source = %s AND resume_after IS NOT NULL",
         (source,),
     )
-    return {
-        stream: json.loads(pos) if isinstance(pos, str) else pos for stream, pos in cur.fetchall()
-    }
+    # pg8000 parses jsonb itself: parsing again broke on a stored JSON string.
+    return {stream: pos for stream, pos in cur.fetchall()}
 
 
 def reset_watermark(conn: Connection, source: str, stream: str) -> None:
@@ -91,12 +124,14 @@ def advance_watermark(
     )  # fmt: skip
 
 
-def finish_stream(conn: Connection, source: str, stream: str) -> None:
+def finish_stream(
+    conn: Connection, source: str, stream: str, tag: Mapping[str, str] | None = None
+) -> None:
     """A stream was read to its end: a continuation of this run skips it."""
     conn.cursor().execute(
-        "UPDATE sync_watermarks SET resume_after = '{\"done\": true}'"
+        "UPDATE sync_watermarks SET resume_after = '{\"done\": true}'::jsonb || CAST(%s AS jsonb)"
         " WHERE source = %s AND stream = %s",
-        (source, stream),
+        (json.dumps(dict(tag or {})), source, stream),
     )
     conn.commit()
 

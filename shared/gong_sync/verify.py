@@ -218,7 +218,8 @@ def fix(
     """Delete the extra rows, then sync the parents of missing and changed rows again by id."""
     conn = connect()
     try:
-        if not state.try_lock(conn, source.name):
+        # covers=False: deleting extras is not an hourly run's work; a trigger must come back.
+        if not state.try_lock(conn, source.name, covers=False):
             raise RuntimeError(f"a sync of {source.name} is running; run verify --fix again later")
         try:
             for t in report.targets:

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import http.client
+import select
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
+from types import TracebackType
 from typing import Any
 
 from tests.local_http import BackgroundHTTPServer
 
-Fault = int | str  # an HTTP status to answer with, or "drop" to close the connection
+# An HTTP status to answer with; "drop" to close the connection unanswered; "hang" to forward
+# the request but hold its response back until the client gives up waiting.
+Fault = int | str
 
 
 class FaultProxy(BackgroundHTTPServer):
     """Forwards to `upstream`; the requests whose path matches `match` get the planned faults."""
 
-    def __init__(self, upstream: str, match: str) -> None:
+    def __init__(self, upstream: str, match: str, hang_seconds: float = 20.0) -> None:
         self.upstream = upstream
         self.match = match
         self.plan: list[Fault | None] = []  # consumed one per matching request (None: pass)
         self.always: Fault | None = None  # every matching request fails this way
+        # Bytes replaced in the responses to matching requests: what a server could send
+        # that the emulator cannot store (a lone surrogate escape, bytes that are not UTF-8).
+        self.rewrite: dict[bytes, bytes] = {}
+        # A held response is released (as a dropped connection) after this long, so a client
+        # without a timeout shows up as a failed test rather than a hung one.
+        self.hang_seconds = hang_seconds
         self.matched = 0
         self.injected = 0
+        self.abandoned = 0  # held responses whose client closed the connection (timed out)
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -49,6 +63,15 @@ class FaultProxy(BackgroundHTTPServer):
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
+                upstream.close()
+                if proxy.match in self.path:
+                    for old, new in proxy.rewrite.items():
+                        data = data.replace(old, new)
+                if fault == "hang":
+                    # The emulator did the work (a job may now exist); the client never hears.
+                    proxy._hold(self.connection)
+                    self.close_connection = True
+                    return
                 self.send_response(response.status)
                 for key, value in response.getheaders():
                     if key.lower() not in ("transfer-encoding", "content-length", "connection"):
@@ -56,7 +79,6 @@ class FaultProxy(BackgroundHTTPServer):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                upstream.close()
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
@@ -74,3 +96,24 @@ class FaultProxy(BackgroundHTTPServer):
             if fault is not None:
                 self.injected += 1
             return fault
+
+    def _hold(self, sock: socket.socket) -> None:
+        """Answer nothing until the client closes its end, the proxy stops, or time runs out."""
+        deadline = time.monotonic() + self.hang_seconds
+        while not self._closing.is_set() and (left := deadline - time.monotonic()) > 0:
+            readable, _, _ = select.select([sock], [], [], min(left, 0.1))
+            if readable:
+                try:
+                    closed = not sock.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    closed = True
+                if closed:  # the client timed out and hung up: what the test wants to see
+                    with self._lock:
+                        self.abandoned += 1
+                return
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closing.set()  # release held responses, so shutdown does not wait for them
+        super().__exit__(kind, exc, tb)

@@ -3,48 +3,91 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 
 from gong_sync.bigquery_reader import make_client
 from tests.conftest import Env
 from tests.factories import at, call, insert
-from tests.faults.bigquery_fault_proxy import FaultProxy
+from tests.faults.bigquery_fault_proxy import Fault, FaultProxy
+from tests.faults.matrix import Scenario, model
+
+# Short enough to keep the test quick, long enough for an emulator request on a busy machine.
+REQUEST_TIMEOUT = 3.0
 
 
 def _through(env: Env, proxy: FaultProxy, retry_seconds: float) -> Env:
     bq = dataclasses.replace(
-        env.settings.bigquery, emulator_host=proxy.host, retry_seconds=retry_seconds
+        env.settings.bigquery,
+        emulator_host=proxy.host,
+        retry_seconds=retry_seconds,
+        request_timeout_seconds=REQUEST_TIMEOUT,
     )
     settings = dataclasses.replace(env.settings, bigquery=bq)
     return Env(settings, make_client(bq))
 
 
-def test_429_500_and_dropped_connections_mid_pagination_are_retried(env: Env) -> None:
-    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", at(i // 4)) for i in range(30)])
+def _seed(env: Env) -> list[dict[str, object]]:
+    rows = [call(f"c{i:02d}", at(i // 4)) for i in range(60)]  # pages of 7 cut through ties
+    insert(env.bq, env.datasets, "call", rows)
+    return rows
+
+
+# Each request kind the client makes while paging: getQueryResults pages through a query's
+# rows; jobs.insert starts each query (with pages_per_query=2, every other page).
+RESULTS, INSERT = "/queries", "/jobs?"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("request_kind", "plan", "injected"),
+    [
+        (RESULTS, [None, None, 429, 500, "drop", None, 503], 4),
+        # Held responses: the emulator runs the query (a job now exists) but the answer never
+        # arrives; the client times out, retries, and must neither lose nor repeat a row.
+        (INSERT, [None, "hang", None, "hang"], 2),
+    ],
+    ids=["429-500-drop", "timeouts"],
+)
+def test_transient_faults_mid_pagination_are_retried(
+    env: Env, matrix: Scenario, request_kind: str, plan: list[Fault | None], injected: int
+) -> None:
+    rows = _seed(env)
+    hangs = plan.count("hang")  # the proxy consumes its plan
     upstream = env.settings.bigquery.emulator_host or ""
-    with FaultProxy(upstream, match="/queries") as proxy:
-        # Let the first pages through, then fail the next query calls three different ways.
-        proxy.plan = [None, None, 429, 500, "drop", None, 503]
+    with FaultProxy(upstream, match=request_kind) as proxy:
+        proxy.plan = plan
         stats = _through(env, proxy, retry_seconds=60).sync()
     assert stats.status == "success"
-    assert proxy.injected == 4
-    assert [r[0] for r in env.query("SELECT gong_call_id FROM calls ORDER BY 1")] == [
-        f"c{i:02d}" for i in range(30)
-    ]
-    assert env.query("SELECT count(*), count(DISTINCT gong_call_id) FROM calls") == [(30, 30)]
+    assert proxy.injected == injected
+    assert proxy.abandoned == hangs, "held responses were waited out, not timed out"
+    matrix.exact(env, model(call=rows), "calls")
 
 
-def test_persistent_faults_give_up_cleanly_and_lose_nothing(env: Env) -> None:
-    insert(env.bq, env.datasets, "call", [call(f"c{i:02d}", at(i // 4)) for i in range(30)])
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("request_kind", "fault"),
+    [(RESULTS, 503), (INSERT, 503), (INSERT, "hang")],
+    ids=["results-503", "insert-503", "insert-timeouts"],
+)
+def test_persistent_faults_give_up_cleanly_and_lose_nothing(
+    env: Env, matrix: Scenario, request_kind: str, fault: Fault
+) -> None:
+    rows = _seed(env)
     upstream = env.settings.bigquery.emulator_host or ""
-    with FaultProxy(upstream, match="/queries") as proxy:
-        proxy.plan = [None, None]  # two pages, then BigQuery stays down
-        proxy.always = 503
-        with pytest.raises(Exception, match=r"(?i)503|unavailable|retry|deadline|timeout"):
-            _through(env, proxy, retry_seconds=3).sync()
+    with FaultProxy(upstream, match=request_kind) as proxy:
+        proxy.plan = [None, None]  # two requests, then BigQuery stays down or silent
+        proxy.always = fault
+        started = time.monotonic()
+        with pytest.raises(Exception, match=r"(?i)503|unavailable|retry|deadline|timed? ?out"):
+            _through(env, proxy, retry_seconds=4).sync()
+        waited = time.monotonic() - started
+    # Retries of 4 s and requests of 3 s: under the proxy's 20 s hold, far under the client's
+    # own 10-minute insert retry that once kept a run going after ours had given up.
+    assert waited < 20, f"the run took {waited:.0f} s to give up"
     committed = len(env.query("SELECT 1 FROM calls"))
-    assert 0 < committed < 30  # the pages before the outage stayed committed
+    assert 0 < committed < 60  # the pages before the outage stayed committed
     assert env.query("SELECT last_status FROM sync_status") == [("failed",)]
     assert env.sync().status == "success"  # BigQuery is back: the rerun completes
-    assert env.query("SELECT count(*), count(DISTINCT gong_call_id) FROM calls") == [(30, 30)]
+    matrix.exact(env, model(call=rows), "calls")
