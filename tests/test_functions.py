@@ -119,6 +119,16 @@ def test_an_old_event_is_dropped_with_a_warning(
     assert any("dropping a trigger" in r.getMessage() for r in caplog.records)
 
 
+def test_an_old_explicit_request_still_runs(cloud: Cloud) -> None:
+    """No hourly trigger does an ids resync (or a window, or a full refresh): late, it runs."""
+    seed_calls(cloud)
+    response = post(
+        "sync_calls", pubsub_event({"sources": ["calls"], "ids": ["c2"]}, age=timedelta(hours=2))
+    )
+    assert response.status_code == 200
+    assert calls(cloud) == ["c2"]
+
+
 def test_a_permanent_failure_returns_500_so_pubsub_redelivers(cloud: Cloud) -> None:
     cloud.env.bq.delete_table(f"{cloud.env.bq.project}.{cloud.env.datasets['gong']}.call")
     response = post("sync_calls", pubsub_event({}))

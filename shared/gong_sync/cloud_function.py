@@ -94,12 +94,6 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
     # Triggers for other sources and stale ones are answered before any client is built.
     cloud = rt.settings.cloud if rt else Settings.from_env().cloud
     with gs_log.labels(source=source_name, event_id=str(event.get("id") or "")):
-        age = _age_seconds(event)
-        if age is not None and age > cloud.max_event_age_seconds:
-            log.warning(
-                "dropping a trigger %.0f s old (max %.0f s)", age, cloud.max_event_age_seconds
-            )
-            return None
         data, attributes = _message(event)
         try:
             wanted = trigger.decode(data, list(sources.SOURCES))
@@ -109,9 +103,19 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         if not wanted.names(source_name):
             log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
             return None
-        rt = rt or runtime()
         continuation = attributes.get("continuation") == "true"
         explicit = bool(wanted.mode == "full_refresh" or wanted.since or wanted.until or wanted.ids)
+        age = _age_seconds(event)
+        # Only an hourly trigger (or its continuation) is superseded by the next one; a late
+        # explicit request is still what someone asked for, and no other trigger does it.
+        if age is not None and age > cloud.max_event_age_seconds and not explicit:
+            log.warning(
+                "dropping a trigger %.0f s old (max %.0f s): the next hourly one supersedes it",
+                age,
+                cloud.max_event_age_seconds,
+            )
+            return None
+        rt = rt or runtime()
         if wanted.mode == "full_refresh" and not continuation:
             _reset(rt, source_name)  # once, up front: retries below must not start it over
         options = engine.RunOptions(
