@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gong_sync.postgres import Connection
-from gong_sync.row_mapping import json_default
+from gong_sync.row_mapping import json_default, map_strings
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +26,10 @@ _REASON_BYTES = 600
 
 def printable(value: Any) -> Any:
     """The value with NUL shown as U+2400 (␀) and surrogates as U+FFFD (�), keys included."""
-    if isinstance(value, str):
-        return _UNSTORABLE.sub(lambda m: "\u2400" if m.group() == "\x00" else "\ufffd", value)
-    if isinstance(value, Mapping):
-        return {printable(str(k)): printable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [printable(v) for v in value]
-    return value
+    return map_strings(
+        value,
+        lambda text: _UNSTORABLE.sub(lambda m: "\u2400" if m.group() == "\x00" else "\ufffd", text),
+    )
 
 
 def _clip(text: str, limit: int) -> str:

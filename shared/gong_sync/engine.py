@@ -308,9 +308,7 @@ class SourceRun:
             return True  # finished earlier in this (continued) run: no second lookback pass
         if resume is not None:  # continue exactly where an unfinished run stopped
             position = {"_cursor": datetime.fromisoformat(resume["cursor"])}
-            # key_json: jsonb cannot hold a NUL or a lone surrogate, a JSON string of them can.
-            key = json.loads(resume["key_json"]) if "key_json" in resume else resume["key"]
-            position.update({f"_k{i}": v for i, v in enumerate(key)})
+            position.update({f"_k{i}": v for i, v in enumerate(_resume_key(resume))})
             since = None
         # One query covers many pages (one scan billed); its LIMIT bounds the sort and the
         # work lost when the time budget ends mid-result.
@@ -548,6 +546,12 @@ def _same_window(pos: Mapping[str, Any], since: datetime | None) -> bool:
         return False
 
 
+def _resume_key(pos: Mapping[str, Any]) -> Any:
+    """The key of a stored position: as JSON text (key_json) or, from older runs, a list."""
+    # jsonb cannot hold a NUL or a lone surrogate; a JSON string escaping them can.
+    return json.loads(pos["key_json"]) if "key_json" in pos else pos["key"]
+
+
 def _valid_position(pos: Any) -> bool:
     """Whether a stored resume position is one this engine wrote."""
     if not isinstance(pos, Mapping):
@@ -556,7 +560,7 @@ def _valid_position(pos: Any) -> bool:
         return True
     try:
         datetime.fromisoformat(pos["cursor"])
-        key = json.loads(pos["key_json"]) if "key_json" in pos else pos["key"]
+        key = _resume_key(pos)
     except (KeyError, TypeError, ValueError):
         return False
     return isinstance(key, list)

@@ -44,15 +44,20 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
+def map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """The value with fn applied to every string inside it, mapping keys included."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {fn(str(k)): map_strings(v, fn) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [map_strings(v, fn) for v in value]
+    return value
+
+
 def replace_nul(value: Any, by: str = "") -> Any:
     """The value with every NUL byte in every string inside it (keys too) replaced by `by`."""
-    if isinstance(value, str):
-        return value.replace("\x00", by)
-    if isinstance(value, Mapping):
-        return {replace_nul(str(k), by): replace_nul(v, by) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [replace_nul(v, by) for v in value]
-    return value
+    return map_strings(value, lambda text: text.replace("\x00", by))
 
 
 def _shown(value: Any) -> str:
