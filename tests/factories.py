@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from google.api_core.retry import Retry
@@ -94,6 +95,19 @@ def email(eid: str | None, synced: datetime, **over: Any) -> dict[str, Any]:
         "_fivetran_synced": synced,
         "_fivetran_deleted": False,
     }
+    row.update(over)
+    return row
+
+
+def opportunity(oid: str, modstamp: Any, **over: Any) -> dict[str, Any]:
+    """A Salesforce opportunity row."""
+    row: dict[str, Any] = {
+        "id": oid, "name": f"Deal {oid}", "account_id": "001A", "owner_id": "005A",
+        "stage_name": "Discovery", "close_date": None, "amount": Decimal("1200.50"),
+        "probability": 0.2, "is_closed": False, "is_won": False, "is_deleted": False,
+        "last_modified_date": modstamp, "system_modstamp": modstamp,
+        "_fivetran_synced": modstamp, "_fivetran_deleted": False,
+    }  # fmt: skip
     row.update(over)
     return row
 

@@ -6,6 +6,8 @@ the engine's SQL or mapping shows up as a difference.
 
 from __future__ import annotations
 
+import html
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -38,9 +40,25 @@ def _bad_time(value: datetime | None) -> bool:
     return value is not None and not LO <= value < HI
 
 
+def _gone(row: dict[str, Any]) -> bool:
+    """A row is deleted only when a deletion flag is TRUE: NULL is alive."""
+    return row.get("_fivetran_deleted") is True or row.get("is_deleted") is True
+
+
 def deleted_calls(data: Rows) -> set[str]:
     """Ids of soft-deleted calls."""
-    return {c["id"] for c in data["call"] if c["_fivetran_deleted"] and c["id"] is not None}
+    return {c["id"] for c in data["call"] if _gone(c) and c["id"] is not None}
+
+
+def live_calls(data: Rows) -> set[str]:
+    """Ids of the calls BigQuery holds and has not deleted: the parents children need."""
+    return {c["id"] for c in data["call"] if not _gone(c) and not _blank(c["id"])}
+
+
+def without_orphans(rows: dict[Any, Any], data: Rows) -> dict[Any, Any]:
+    """Child rows (keyed by call id first) whose call is live: what verify --fix leaves."""
+    calls = live_calls(data)
+    return {k: v for k, v in rows.items() if k[0] in calls}
 
 
 def calls(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
@@ -48,7 +66,7 @@ def calls(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
     out: dict[str, tuple[Any, ...]] = {}
     letters: set[Any] = set()
     for c in sorted(data["call"], key=lambda r: r["_fivetran_synced"]):
-        if c["_fivetran_deleted"] and not _blank(c["id"]):
+        if _gone(c) and not _blank(c["id"]):
             out.pop(c["id"], None)
             continue
         metadata = {
@@ -74,22 +92,20 @@ def calls(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
 def speakers(data: Rows) -> tuple[dict[tuple[str, str], tuple[Any, ...]], set[Any]]:
     """(call, speaker) -> expected call_speakers row, and dead-lettered keys."""
     gone = deleted_calls(data)
-    live = [
-        s for s in data["call_speaker"] if not s["_fivetran_deleted"] and s["call_id"] not in gone
-    ]
+    live = [s for s in data["call_speaker"] if not _gone(s) and s["call_id"] not in gone]
     total: dict[str, float] = defaultdict(float)
     for s in live:
         total[s["call_id"]] += s["talk_time"] or 0.0
     participants = {
         (p["call_id"], p["speaker_id"]): p
         for p in data["call_participant"]
-        if not p["_fivetran_deleted"] and p["speaker_id"] is not None
+        if not _gone(p) and p["speaker_id"] is not None
     }
-    users = {u["id"]: u for u in data["users"] if not u["_fivetran_deleted"]}
+    users = {u["id"]: u for u in data["users"] if not _gone(u)}
     out: dict[tuple[str, str], tuple[Any, ...]] = {}
     letters: set[Any] = set()
     for s in live:
-        if _blank(s["id"]):
+        if _blank(s["id"]) or _blank(s["call_id"]):
             letters.add((s["call_id"], s["id"]))
             continue
         p = participants.get((s["call_id"], s["id"]), {})
@@ -121,7 +137,7 @@ def transcripts(data: Rows) -> tuple[dict[tuple[str, int], tuple[Any, ...]], set
     out: dict[tuple[str, int], tuple[Any, ...]] = {}
     letters: set[Any] = set()
     for t in data["transcript"]:
-        if t["_fivetran_deleted"] or t["call_id"] in gone:
+        if _gone(t) or t["call_id"] in gone:
             continue
         key = (t["call_id"], t["index"])
         sentences = t["sentence"]
@@ -141,30 +157,72 @@ def transcripts(data: Rows) -> tuple[dict[tuple[str, int], tuple[Any, ...]], set
     return out, letters
 
 
-def call_opportunities(data: Rows) -> set[tuple[str, str]]:
-    """(call, opportunity) links from Gong's call context."""
+def call_opportunities(data: Rows) -> tuple[set[tuple[str, str]], set[Any]]:
+    """(call, opportunity) links from Gong's call context, and dead-lettered keys.
+
+    A link to an opportunity deleted in Salesforce goes; one Salesforce never had stays.
+    """
     gone = deleted_calls(data)
-    return {
-        (x["call_id"], x["object_id"])
-        for x in data["call_context_integration"]
-        if not x["_fivetran_deleted"]
-        and x["object_type"] == "Opportunity"
-        and x["call_id"] not in gone
-        and not _blank(x["call_id"])
-        and not _blank(x["object_id"])
-    }
+    deleted_opportunities = {o["id"] for o in data["opportunity"] if _gone(o)}
+    links: set[tuple[str, str]] = set()
+    letters: set[Any] = set()
+    for x in data["call_context_integration"]:
+        if (
+            _gone(x)
+            or x["object_type"] != "Opportunity"
+            or x["call_id"] in gone
+            or x["object_id"] in deleted_opportunities
+        ):
+            continue
+        if _blank(x["call_id"]) or _blank(x["object_id"]):
+            letters.add((x["call_id"], x["object_id"]))
+        else:
+            links.add((x["call_id"], x["object_id"]))
+    return links, letters
+
+
+# The README's rule for HTML bodies, restated with regular expressions and the standard
+# library's html module: none of the product's detection or parsing is reused.
+_ELEMENTS = set(
+    " ".join(
+        [
+            "a b i p q s u br dd dl dt em h1 h2 h3 h4 h5 h6 hr li ol rp rt td th tr tt ul",
+            "bdi bdo big col del dfn div img ins kbd map nav pre sub sup var wbr",
+            "abbr area base body cite code data font form head html link main mark menu meta",
+            "ruby samp slot span time aside audio embed input label meter small style table",
+            "tbody tfoot thead title section track video",
+            "button canvas center dialog figure footer header hgroup iframe legend object",
+            "option output script search select source strike strong summary",
+            "address article caption details picture progress template textarea colgroup",
+            "datalist fieldset noscript optgroup blockquote figcaption",
+        ]
+    ).split()
+)
+_INLINE_NAMES = (
+    "a|abbr|b|bdi|bdo|big|cite|code|data|dfn|em|font|i|kbd|mark|q|s|samp|small|span|strike"
+    "|strong|sub|sup|time|tt|u|var"
+)
+
+
+def _looks_like_html(body: str) -> bool:
+    start = body[:65536]
+    if re.search(r"<!doctype\s+html|<!--", start, re.I):
+        return True
+    names = re.findall(r"</?([a-zA-Z][a-zA-Z0-9]*)[\s/>]", start)
+    return any(n.lower() in _ELEMENTS for n in names)
 
 
 def email_text(body: str) -> str:
-    """The README's rule for plain text, restated with the standard library's html module."""
-    import html
-    import re
-
+    """Plain text of a body: for HTML, the visible text only; whitespace collapsed."""
     body = body.replace("\x00", "")
-    if re.search(r"<(p|br|html|body|div)\b", body, re.I):
-        body = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.I | re.S)
-        body = re.sub(r"</?(p|br|div|li|tr|h\d|ul|ol)\b[^>]*>", " ", body, flags=re.I)
-        body = html.unescape(re.sub(r"<[^>]+>", "", body))
+    if _looks_like_html(body):
+        flags = re.I | re.S
+        body = re.sub(r"<!--.*?(?:-->|\Z)", "", body, flags=re.S)
+        body = re.sub(r"<![^>]*>", "", body)
+        body = re.sub(r"<head\b[^>]*>.*?(?:</head\s*>|(?=<body\b)|\Z)", "", body, flags=flags)
+        body = re.sub(r"<(script|style|title)\b[^>]*>.*?(?:</\1\s*>|\Z)", "", body, flags=flags)
+        body = re.sub(rf"</?(?:{_INLINE_NAMES})\b[^>]*>", "", body, flags=re.I)
+        body = html.unescape(re.sub(r"</?[a-zA-Z][^>]*>", " ", body))
     return " ".join(body.split())
 
 
@@ -185,16 +243,16 @@ def emails(data: Rows) -> dict[str, tuple[Any, ...]]:
     rank = {"to": 0, "cc": 1, "bcc": 2}
     recipients: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for r in data["email_recipient"]:
-        if not r["_fivetran_deleted"] and r["email_address"]:
+        if not _gone(r) and r["email_address"]:
             address = r["email_address"].strip().lower()
             recipients[r["email_id"]].append((rank.get((r["type"] or "").lower(), 3), address))
     senders: dict[str, list[str]] = defaultdict(list)
     for s in data["email_sender"]:
-        if not s["_fivetran_deleted"] and s["email_address"]:
+        if not _gone(s) and s["email_address"]:
             senders[s["email_id"]].append(s["email_address"].strip().lower())
     out: dict[str, tuple[Any, ...]] = {}
     for e in data["email"]:
-        if e["_fivetran_deleted"] or _blank(e["id"]):
+        if _gone(e) or _blank(e["id"]):
             continue
         ordered = list(dict.fromkeys(a for _, a in sorted(recipients[e["id"]])))
         text = email_text(e["body"]) if e["body"] is not None else None
@@ -219,13 +277,11 @@ def emails(data: Rows) -> dict[str, tuple[Any, ...]]:
 
 def opportunities(data: Rows) -> dict[str, tuple[Any, ...]]:
     """gong_opportunity_id -> expected opportunities row."""
-    accounts = {
-        a["id"]: a for a in data["account"] if not a["is_deleted"] and not a["_fivetran_deleted"]
-    }
-    users = {u["id"]: u for u in data["user"] if not u["_fivetran_deleted"]}
+    accounts = {a["id"]: a for a in data["account"] if not _gone(a)}
+    users = {u["id"]: u for u in data["user"] if not _gone(u)}
     out: dict[str, tuple[Any, ...]] = {}
     for o in data["opportunity"]:
-        if o["is_deleted"] or o["_fivetran_deleted"] or _blank(o["id"]):
+        if _gone(o) or _blank(o["id"]):
             continue
         owner = users.get(o["owner_id"], {}).get("email")
         out[o["id"]] = (

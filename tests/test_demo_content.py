@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from gong_sync.local import demo_data
+from gong_sync.local import demo_edge_cases as edge
 from gong_sync.settings import PostgresSettings
 from tests import reference
 from tests.conftest import Env, make_env
@@ -81,10 +82,63 @@ def test_transcripts_equal_the_reference(synced: Env, demo: reference.Rows) -> N
 
 
 def test_call_opportunities_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
-    expected = reference.call_opportunities(demo)
+    expected, letters = reference.call_opportunities(demo)
     actual = synced.query("SELECT gong_call_id, gong_opportunity_id FROM call_opportunities")
     assert len(actual) == len(expected) > 0
     assert set(actual) == expected
+    dead = synced.query("SELECT count(*) FROM dead_letters WHERE target='call_opportunities'")
+    assert dead == [(len(letters),)]
+    links = {o for c, o in actual if c == edge.NULL_FLAG_CALL}
+    # NULL flags are alive; links to opportunities deleted in Salesforce go; unknown ids stay.
+    assert links == {edge.NULL_FLAG_OPPORTUNITY, edge.NEVER_LANDED_OPPORTUNITY}
+
+
+def test_null_flags_are_alive_in_every_table_and_join(synced: Env) -> None:
+    call = edge.NULL_FLAG_CALL
+    assert synced.query("SELECT title FROM calls WHERE gong_call_id = %s", call) == [
+        ("Flags unset",)
+    ]
+    assert synced.query(
+        "SELECT speaker_id, name, email, title FROM call_speakers WHERE gong_call_id = %s"
+        " ORDER BY 1",
+        call,
+    ) == [
+        (edge.gong_id(11), "Nell Null", "nell.null@acme.example", "Account Executive"),
+        (edge.gong_id(12), "Pat Null", "pat@customer.example", "CFO"),
+    ]
+    assert synced.query(
+        "SELECT sequence_number FROM transcripts WHERE gong_call_id = %s ORDER BY 1", call
+    ) == [(0,), (1,)]
+    assert synced.query(
+        "SELECT sender_email, recipients FROM emails WHERE gong_email_id = %s",
+        edge.NULL_FLAG_EMAIL,
+    ) == [("nell.null@acme.example", ["to@customer.example", "cc@customer.example"])]
+    assert synced.query(
+        "SELECT account_name, owner_email FROM opportunities WHERE gong_opportunity_id = %s",
+        edge.NULL_FLAG_OPPORTUNITY,
+    ) == [("Null Flag Co", "nell.null@acme.example")]
+
+
+def test_children_of_a_call_bigquery_lacks_are_kept_until_verify(synced: Env) -> None:
+    orphan = edge.ORPHAN_CALL
+    for table in ("call_speakers", "transcripts", "call_opportunities"):
+        got = synced.query(f"SELECT count(*) FROM {table} WHERE gong_call_id = %s", orphan)
+        assert got == [(1,)], table
+
+
+def test_html_bodies_keep_only_visible_text(synced: Env) -> None:
+    got = dict(
+        synced.query(
+            "SELECT gong_email_id, body_snippet FROM emails WHERE gong_email_id = ANY(%s)",
+            list(edge.HTML_CASES),
+        )
+    )
+    assert [got[k] for k in edge.HTML_CASES] == [
+        "Bold move & more soon",
+        "Seats 40 Term 2 yrs",
+        "Visible",
+        "Agenda Pricing & terms",
+    ]
 
 
 def test_emails_equal_the_reference(synced: Env, demo: reference.Rows) -> None:

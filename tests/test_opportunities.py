@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
 from tests.conftest import Env
-from tests.factories import at, dml, insert
-
-
-def opportunity(oid: str, modstamp: Any, **over: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": oid, "name": f"Deal {oid}", "account_id": "001A", "owner_id": "005A",
-        "stage_name": "Discovery", "close_date": None, "amount": Decimal("1200.50"),
-        "probability": 0.2, "is_closed": False, "is_won": False, "is_deleted": False,
-        "last_modified_date": modstamp, "system_modstamp": modstamp,
-        "_fivetran_synced": modstamp, "_fivetran_deleted": False,
-    }  # fmt: skip
-    row.update(over)
-    return row
+from tests.factories import at, dml, insert, opportunity
 
 
 def _seed(env: Env) -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from tests.conftest import Env
-from tests.factories import at, call, dml, insert, transcript
+from tests.factories import at, call, dml, insert, speaker, transcript
 
 OLD, NEW = at(0), at(7200)  # OLD rows fall outside the 1 h lookback once NEW has synced
 
@@ -65,9 +65,13 @@ def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
     assert before.returncode == 1, before.stderr[-2000:]
     report = _calls_report(before.stdout)
     assert report["calls"]["samples"] == {"missing": [["c4"]], "extra": [["c2"], ["c3"]]}
-    # c2's monologue stays live: its call vanished from BigQuery without a soft delete, and
-    # the monologue itself is still there.
-    assert report["transcripts"]["samples"] == {"changed": [["c5", "0"]], "extra": [["c3", "0"]]}
+    # The monologues of c2 (gone from BigQuery) and c3 (soft-deleted) are orphans: their
+    # call is not live in BigQuery, and nothing else would ever delete them.
+    assert report["transcripts"]["samples"] == {
+        "changed": [["c5", "0"]],
+        "orphans": [["c2", "0"], ["c3", "0"]],
+    }
+    assert (report["transcripts"]["extra"], report["transcripts"]["orphans"]) == (0, 2)
     assert report["call_opportunities"]["samples"] == {"extra": [["c1", "006A"]]}
 
     fixed = env.cli("verify", "--fix", "--source", "calls")
@@ -80,6 +84,12 @@ def test_verify_finds_every_kind_of_drift_and_fix_repairs_it(env: Env) -> None:
         ("c6",),
     ]
     assert env.query("SELECT text FROM transcripts WHERE gong_call_id = 'c5'") == [("Hi. Ok",)]
+    assert env.query("SELECT gong_call_id FROM transcripts ORDER BY 1") == [
+        ("c1",),
+        ("c4",),
+        ("c5",),
+        ("c6",),
+    ]
     assert env.query("SELECT * FROM call_opportunities") == [("c6", "006B")]
     again = env.cli("verify", "--json", "--source", "calls")
     assert again.returncode == 0, again.stdout
@@ -96,3 +106,29 @@ def test_a_link_removed_in_the_source_is_removed_here(env: Env) -> None:
     )
     env.sync()
     assert env.query("SELECT * FROM call_opportunities") == [("c1", "006A")]
+
+
+def test_orphans_alone_fail_verify_and_fix_removes_every_child(env: Env) -> None:
+    _seed(env)
+    # Children of a call BigQuery never had: stored (a child may land first), then orphans.
+    insert(env.bq, env.datasets, "transcript", [transcript("c7", 0, NEW)])
+    insert(env.bq, env.datasets, "call_speaker", [speaker("s7", "c7", NEW)])
+    insert(env.bq, env.datasets, "call_context_integration", [
+        {"call_id": "c7", "object_type": "Opportunity", "object_id": "006C", "name": "Deal",
+         "value": "Open", "_fivetran_synced": NEW, "_fivetran_deleted": False},
+    ])  # fmt: skip
+    assert env.sync().status == "success"
+    children = ("transcripts", "call_speakers", "call_opportunities")
+    count = " UNION ALL ".join(
+        f"SELECT count(*) FROM {t} WHERE gong_call_id = 'c7'" for t in children
+    )
+    assert env.query(count) == [(1,), (1,), (1,)]
+    before = env.cli("verify", "--json", "--source", "calls")
+    assert before.returncode == 1, before.stdout
+    report = _calls_report(before.stdout)
+    for table in children:
+        assert (report[table]["orphans"], report[table]["missing"], report[table]["extra"]) == (
+            1, 0, 0,
+        ), table  # fmt: skip
+    assert env.cli("verify", "--fix", "--source", "calls").returncode == 0
+    assert env.query(count) == [(0,), (0,), (0,)]

@@ -162,7 +162,7 @@ def page_query(
     cursor = f"{a}.`{stream.cursor}`"
     keys = [f"{a}.`{k}`" for k in stream.key]
     if target is not None:
-        selected = f"{select_list(target, tables)}, {target.deleted_sql} AS _deleted"
+        selected = f"{select_list(target, tables)}, {is_deleted(target)} AS _deleted"
         from_sql = resolve(target.from_sql, tables)
     else:
         touch_cols = [t.column for t in stream.touches if t.column]
@@ -193,12 +193,20 @@ def newest_cursor_query(stream: Stream, tables: Mapping[str, TableRef]) -> str:
     )
 
 
-def derive_query(target: Target, tables: Mapping[str, TableRef]) -> str:
-    """Every live row of a target whose parent is in @keys."""
+def is_deleted(target: Target) -> str:
+    """The target's deletion test, TRUE only when it is TRUE: NULL (a NULL flag) is alive."""
+    return f"COALESCE(({target.deleted_sql}), FALSE)"
+
+
+def derive_query(
+    target: Target, tables: Mapping[str, TableRef], *, null_parent: bool = False
+) -> str:
+    """Every live row of a target whose parent is in @keys (or, null_parent, is NULL)."""
     parent = target.column(target.parent).sql
+    which = f"{parent} IS NULL" if null_parent else f"{parent} IN UNNEST(@keys)"
     return (
         f"SELECT {select_list(target, tables)} FROM {resolve(target.from_sql, tables)}"
-        f" WHERE NOT ({target.deleted_sql}) AND {parent} IN UNNEST(@keys)"
+        f" WHERE NOT {is_deleted(target)} AND {which}"
     )
 
 
@@ -215,4 +223,4 @@ def scalar(name: str, bq_type: str, value: Any) -> bigquery.ScalarQueryParameter
 def key_query(target: Target, tables: Mapping[str, TableRef]) -> str:
     """The keys of every live row of a target: only key columns are selected, so it is cheap."""
     keys = ", ".join(f"{target.column(k).sql} AS `{k}`" for k in target.key)
-    return f"SELECT {keys} FROM {resolve(target.from_sql, tables)} WHERE NOT ({target.deleted_sql})"
+    return f"SELECT {keys} FROM {resolve(target.from_sql, tables)} WHERE NOT {is_deleted(target)}"

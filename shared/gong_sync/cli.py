@@ -199,6 +199,7 @@ def _print_reports(reports: Sequence[verify.SourceReport], as_json: bool, title:
             {
                 "source": r.source,
                 "drift": r.drift,
+                "clean": r.clean,
                 "bytes_processed": r.bytes_processed,
                 "targets": [t.summary() for t in r.targets],
             }
@@ -208,12 +209,12 @@ def _print_reports(reports: Sequence[verify.SourceReport], as_json: bool, title:
         return
     rows = [
         (r.source, t.target, t.bigquery_rows, t.postgres_rows, len(t.missing), len(t.extra),
-         len(t.changed), t.rejected, t.values_checked, r.bytes_processed)
+         len(t.changed), len(t.orphans), t.rejected, t.values_checked, r.bytes_processed)
         for r in reports
         for t in r.targets
     ]  # fmt: skip
     header = ("source", "target", "bigquery", "postgres", "missing", "extra", "changed",
-              "rejected", "checked", "bytes")  # fmt: skip
+              "orphans", "rejected", "checked", "bytes")  # fmt: skip
     sys.stdout.write(f"{title}\n{_table(rows, header)}\n")
     for r in reports:
         for t in r.targets:
@@ -230,12 +231,12 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         conn.close()
         reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
         reports = _verify_all(names, live, reader, args.sample)
-        drift = any(r.drift for r in reports)
+        clean = all(r.clean for r in reports)
         _print_reports(reports, args.json, "before --fix" if args.fix else "verify")
-        if not (args.fix and drift):
-            return 1 if drift else 0
+        if clean or not args.fix:
+            return 0 if clean else 1
         for report in reports:
-            if report.drift:
+            if not report.clean:
                 verify.fix(
                     sources.get(report.source),
                     report,
@@ -246,7 +247,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
                 )
         reports = _verify_all(names, live, reader, args.sample)
         _print_reports(reports, args.json, "after --fix")
-        return 1 if any(r.drift for r in reports) else 0
+        return 0 if all(r.clean for r in reports) else 1
 
 
 def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:

@@ -32,6 +32,25 @@ PgType = Literal[
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 
+# The columns Fivetran and Salesforce use to mark a row deleted.
+DELETION_FLAGS = ("_fivetran_deleted", "is_deleted")
+
+
+def deleted(*flags: str) -> str:
+    """SQL that is TRUE when any of these flags is TRUE: a NULL flag means the row is alive.
+
+    Fivetran leaves NULL in a flag column added to a table that already had rows, and
+    `NOT NULL` is NULL, which a WHERE or a JOIN treats as FALSE: every flag in every query
+    goes through here (a test checks the declarations for bare flags).
+    """
+    return "(" + " OR ".join(f"COALESCE({flag}, FALSE)" for flag in flags) + ")"
+
+
+def live(*flags: str) -> str:
+    """SQL that is TRUE unless one of these flags is TRUE (NULL is alive)."""
+    return f"NOT {deleted(*flags)}"
+
+
 class RowError(ValueError):
     """A source row that cannot be mapped; the message is the dead-letter reason."""
 
@@ -56,7 +75,8 @@ class Target:
     parent: str  # the column naming the root entity (a call id); sets are replaced per parent
     columns: tuple[Column, ...]
     from_sql: str  # "{table}" placeholders are resolved to configured BigQuery tables
-    deleted_sql: str  # a BOOL expression: the source row is (soft) deleted
+    # A BOOL expression: the row is (soft) deleted. The SQL builder reads NULL as alive.
+    deleted_sql: str
     metadata_alias: str | None = None  # unmapped columns of this alias land in "metadata"
     transform: Transform | None = None
     inputs: tuple[Column, ...] = ()  # extra BigQuery values the transform reads (not written)

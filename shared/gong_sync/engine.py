@@ -122,7 +122,7 @@ class SourceRun:
         # Targets derived for every parent during this invocation: later touches are no-ops.
         self.complete: set[str] = set()
         # Parents derived during this invocation, per target: a later touch of one is a no-op.
-        self.derived: dict[str, set[str]] = {}
+        self.derived: dict[str, set[str | None]] = {}
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -141,23 +141,33 @@ class SourceRun:
         self.stats.bytes_processed += result.bytes_processed
         return result.rows
 
-    def _derive(self, target: Target, parents: Iterable[str]) -> list[Row]:
-        """All live rows of target for these parents, in batches."""
-        keys = sorted(parents)
+    def _derive(self, target: Target, parents: Iterable[str | None]) -> list[Row]:
+        """All live rows of target for these parents (None: the rows whose parent is NULL)."""
+        wanted = set(parents)
+        keys = sorted(k for k in wanted if k is not None)
         text = sql.derive_query(target, self.tables)
         rows: list[Row] = []
         for i in range(0, len(keys), DERIVE_BATCH):
             param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
             rows += self._query(text, [param])
+        if None in wanted:  # no stored set to replace: each such row becomes a dead letter
+            rows += self._query(sql.derive_query(target, self.tables, null_parent=True), [])
         return rows
 
-    def _touched_parents(self, stream: Stream, page: list[Row]) -> dict[str, set[str]]:
-        """Target -> parents named by a page of a touching stream."""
-        out: dict[str, set[str]] = {}
+    def _touched_parents(self, stream: Stream, page: list[Row]) -> dict[str, set[str | None]]:
+        """Target -> parents named by a page of a touching stream.
+
+        Where the stream's rows are the target's rows (call_speaker for call_speakers), a NULL
+        parent is named too: its rows are read and rejected, never silently dropped.
+        """
+        out: dict[str, set[str | None]] = {}
         for touch in stream.touches:
             parents = out.setdefault(touch.target, set())
             if touch.column:
-                parents.update(str(r[touch.column]) for r in page if r[touch.column] is not None)
+                values = [r[touch.column] for r in page]
+                parents.update(str(v) for v in values if v is not None)
+                if None in values and self.source.target(touch.target).base_table == stream.table:
+                    parents.add(None)
             elif touch.lookup_sql:
                 ids = sorted({str(r["_k0"]) for r in page if r["_k0"] is not None})
                 if ids:
@@ -258,7 +268,7 @@ class SourceRun:
             log.debug("rollback failed", exc_info=True)
 
     def _parent_batches(
-        self, parents: Mapping[str, set[str]], stream: str
+        self, parents: Mapping[str, set[str | None]], stream: str
     ) -> tuple[list[_Batch], list[DeadLetter]]:
         batches: list[_Batch] = []
         letters: list[DeadLetter] = []
@@ -268,17 +278,19 @@ class SourceRun:
             target = self.source.target(table)
             batch = _Batch(target, (target.parent,))
             self._fill(batch, self._derive(target, keys), stream, letters)
-            batch.units |= {(k,) for k in keys}
+            batch.units |= {(k,) for k in keys if k is not None}
             batches.append(batch)
             self._remember(table, keys)
         return batches, letters
 
-    def _remember(self, table: str, parents: Iterable[str]) -> None:
+    def _remember(self, table: str, parents: Iterable[str | None]) -> None:
         seen = self.derived.setdefault(table, set())
         if len(seen) < REMEMBER_PARENTS:
             seen.update(parents)
 
-    def _not_derived_yet(self, touched: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    def _not_derived_yet(
+        self, touched: Mapping[str, set[str | None]]
+    ) -> dict[str, set[str | None]]:
         """Touched parents minus those derived earlier in this invocation.
 
         That derivation ran after the run began, so it saw every row up to `until` that a
@@ -449,8 +461,9 @@ class SourceRun:
 
     def _sync_ids(self, ids: Sequence[str]) -> None:
         """Derive every target again for the given parent ids; watermarks stay put."""
+        wanted: set[str | None] = set(ids)
         batches, letters = self._parent_batches(
-            {t.table: set(ids) for t in self.source.targets}, "ids"
+            {t.table: wanted for t in self.source.targets}, "ids"
         )
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
         self._commit_page(batches, letters, None, None)

@@ -2,6 +2,8 @@
 
 It catches what the cursor cannot see: rows deleted in BigQuery without `_fivetran_synced`
 moving, rows removed or edited by hand in Postgres, and late rows older than the lookback.
+It also finds orphans: children (transcripts, speakers, links) of a call that BigQuery does
+not have, which a sync keeps because a child may land before its parent.
 """
 
 from __future__ import annotations
@@ -36,18 +38,26 @@ class TargetReport:
 
     target: str
     parent_at: int
-    bigquery_rows: int = 0
+    bigquery_rows: int = 0  # distinct live keys in BigQuery (a row with a null key counts 1)
     postgres_rows: int = 0
     missing: list[Key] = field(default_factory=list)  # in BigQuery, not in Postgres
     extra: list[Key] = field(default_factory=list)  # in Postgres, not in BigQuery
     changed: list[Key] = field(default_factory=list)  # values differ (sampled parents)
+    # In Postgres, and their parent (a call) is not a live row in BigQuery: not drift of this
+    # table's own rows, but nothing will ever delete them.
+    orphans: list[Key] = field(default_factory=list)
     rejected: int = 0  # in BigQuery, absent here as dead letters (null keys included)
     values_checked: int = 0
 
     @property
     def drift(self) -> bool:
-        """Whether anything differs."""
+        """Whether any row differs from its source row."""
         return bool(self.missing or self.extra or self.changed)
+
+    @property
+    def clean(self) -> bool:
+        """Whether Postgres holds exactly what BigQuery does: no drift and no orphans."""
+        return not (self.drift or self.orphans)
 
     def summary(self) -> dict[str, Any]:
         """Counts plus a few sample keys of each kind of drift."""
@@ -58,6 +68,7 @@ class TargetReport:
             "missing": len(self.missing),
             "extra": len(self.extra),
             "changed": len(self.changed),
+            "orphans": len(self.orphans),
             "rejected": self.rejected,
             "values_checked": self.values_checked,
             "samples": {
@@ -66,6 +77,7 @@ class TargetReport:
                     ("missing", self.missing),
                     ("extra", self.extra),
                     ("changed", self.changed),
+                    ("orphans", self.orphans),
                 )
                 if keys
             },
@@ -84,6 +96,11 @@ class SourceReport:
     def drift(self) -> bool:
         """Whether any target drifted."""
         return any(t.drift for t in self.targets)
+
+    @property
+    def clean(self) -> bool:
+        """Whether every target is clean (no drift, no orphans)."""
+        return all(t.clean for t in self.targets)
 
 
 def _key(values: Any) -> Key | None:
@@ -108,6 +125,8 @@ class Verifier:
         self.reader = reader
         self.conn = conn
         self.report = SourceReport(source.name)
+        # Live keys in BigQuery per target, kept for the children that look up their parent.
+        self.live: dict[str, set[Key]] = {}
 
     def _bq(self, text: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         result = self.reader.query(text, params or [])
@@ -126,6 +145,15 @@ class Verifier:
         self.conn.rollback()
         return self.report
 
+    def _live_parents(self, target: Target) -> set[str] | None:
+        """Parent ids live in BigQuery for a child target; None for a target with no parent."""
+        for parent in self.source.targets:
+            if target.table in parent.children:
+                if parent.table not in self.live:  # declared after its child: read it now
+                    self._target(parent, 0)
+                return {k[0] for k in self.live[parent.table]}
+        return None
+
     def _target(self, target: Target, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
         # Postgres first: a row synced while BigQuery is read then shows as missing (and a
@@ -142,17 +170,19 @@ class Verifier:
         }
         self.conn.rollback()
         raw = self._bq(sql.key_query(target, self.tables))
-        report.bigquery_rows = len(raw)
-        by_key = {}
+        by_key: dict[Key, list[Any]] = {}
+        nulls = 0
         for row in raw:
             values = [row[k] for k in target.key]
             key = _key(values)
             if key is None:
-                report.rejected += 1  # a null or blank key: always a dead letter, never stored
+                nulls += 1  # a null or blank key: always a dead letter, never stored
             else:
                 by_key[key] = values
+        self.live[target.table] = set(by_key)
+        report.bigquery_rows = len(by_key) + nulls
+        report.rejected = nulls
         report.postgres_rows = len(stored)
-        absent = sorted(set(by_key) - stored)
         rejected = {
             r[0]
             for r in self._pg(
@@ -161,17 +191,28 @@ class Verifier:
                 target.table,
             )
         }
-        for key in absent:
+        parents = self._live_parents(target)
+        at = report.parent_at
+        for key in sorted(set(by_key) - stored):
             if json.dumps(by_key[key], default=str, ensure_ascii=False) in rejected:
                 report.rejected += 1
-            else:
+            elif parents is None or key[at] in parents:  # an orphan need not be stored
                 report.missing.append(key)
-        report.extra = sorted(stored - set(by_key))
-        report.changed, report.values_checked = self._values(target, sample)
+        for key in sorted(stored - set(by_key)):
+            if parents is None or key[at] in parents:
+                report.extra.append(key)
+        if parents is not None:
+            report.orphans = sorted(k for k in stored if k[at] not in parents)
+        report.changed, report.values_checked = self._values(target, sample, parents)
         return report
 
-    def _values(self, target: Target, sample: int) -> tuple[list[Key], int]:
-        """Derive a sample of parents from BigQuery and diff their rows in Postgres."""
+    def _values(
+        self, target: Target, sample: int, live_parents: set[str] | None
+    ) -> tuple[list[Key], int]:
+        """Derive a sample of parents from BigQuery and diff their rows in Postgres.
+
+        Orphans are left out: they are reported as such, and a fix deletes them.
+        """
         if sample <= 0:
             return [], 0
         parent = ident(target.parent)
@@ -183,6 +224,8 @@ class Verifier:
                 sample,
             )
         ]
+        if live_parents is not None:
+            parents = [p for p in parents if p in live_parents]
         if not parents:
             return [], 0
         param = bigquery.ArrayQueryParameter("keys", "STRING", parents)
@@ -215,7 +258,7 @@ def fix(
     connect: Callable[[], Connection],
     sink_for: Callable[[Connection], DeadLetterSink],
 ) -> engine.RunStats | None:
-    """Delete the extra rows, then sync the parents of missing and changed rows again by id."""
+    """Delete extra rows and orphans, then sync parents of missing and changed rows by id."""
     conn = connect()
     try:
         # covers=False: deleting extras is not an hourly run's work; a trigger must come back.
@@ -223,13 +266,13 @@ def fix(
             raise RuntimeError(f"a sync of {source.name} is running; run verify --fix again later")
         try:
             for t in report.targets:
-                if t.extra:
+                if t.extra or t.orphans:
                     target = source.target(t.target)
-                    # No cascade: each child table's own extras are found and deleted, and a
-                    # child whose parent is gone from BigQuery (not soft-deleted) stays live.
+                    # No cascade: each child table's own extras and orphans were found, and
+                    # deleting exactly those keys cannot touch a row that landed since.
                     writer = TargetWriter(conn, target, [])
-                    stats = writer.replace({}, t.extra, target.key)
-                    log.info("%s: deleted %d extra row(s)", t.target, stats.deleted)
+                    stats = writer.replace({}, [*t.extra, *t.orphans], target.key)
+                    log.info("%s: deleted %d extra and orphaned row(s)", t.target, stats.deleted)
             conn.commit()
         finally:
             state.unlock(conn, source.name)

@@ -21,12 +21,11 @@ from google.cloud import bigquery
 from gong_sync.bigquery_reader import make_client
 from tests import reference
 from tests.conftest import Cloud, Env
-from tests.factories import at, call, email, insert, speaker, transcript
+from tests.factories import at, call, email, insert, opportunity, speaker, transcript
 from tests.faults.bigquery_fault_proxy import FaultProxy
 from tests.faults.matrix import Scenario, model
 from tests.pubsub_emulator import pull_all
 from tests.test_functions import post, pubsub_event
-from tests.test_opportunities import opportunity
 
 # Quotes, comments, statement breaks, COPY's own escapes (\N, \., tab, newline), array-literal
 # syntax, and the placeholder forms of pg8000 ($1, %s), BigQuery (@until) and the declarations
@@ -320,7 +319,7 @@ def test_injection_shaped_text_lands_verbatim_in_every_text_field(
     matrix.exact(env, data, *ALL_TARGETS)
     _speakers(env, matrix, data)
     links = env.query("SELECT gong_call_id, gong_opportunity_id FROM call_opportunities")
-    matrix.compare("call_opportunities", reference.call_opportunities(data), links)
+    matrix.compare("call_opportunities", reference.call_opportunities(data)[0], links)
     _letters(env, matrix, {})
     tables = ("calls", "call_speakers", "transcripts", "call_opportunities", "emails",
               "opportunities", "sync_status", "dead_letters")  # fmt: skip

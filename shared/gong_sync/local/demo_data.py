@@ -20,7 +20,7 @@ from typing import Any, Final
 from google.api_core.exceptions import GoogleAPIError
 from google.cloud import bigquery
 
-from . import fivetran_schemas
+from . import demo_edge_cases, fivetran_schemas
 from .fivetran_schemas import FIVETRAN_DELETED, FIVETRAN_SYNCED, TABLES
 
 logger = logging.getLogger(__name__)
@@ -1130,6 +1130,9 @@ def generate(scale: int = 1, seed: int = 7) -> dict[str, list[dict[str, Any]]]:
     gen.build_opportunities()
     gen.build_calls()
     gen.build_emails()
+    demo_edge_cases.add(
+        gen.tables, BASE_INSTANT - timedelta(days=10), [_OPP_IS_DELETED, _OPP_FIVETRAN_DELETED]
+    )
     return gen.tables
 
 

@@ -7,11 +7,20 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from gong_sync.declarations import Column, RowError, Source, Stream, Target, Touch
+from gong_sync.declarations import (
+    Column,
+    RowError,
+    Source,
+    Stream,
+    Target,
+    Touch,
+    deleted,
+    live,
+)
 
 # A child row whose call is soft-deleted counts as deleted too, so a late transcript of a
 # deleted call never resurrects it. LEFT JOIN: a call not landed yet hides nothing.
-_CALL_GONE = "COALESCE(c._fivetran_deleted, FALSE)"
+_CALL_FLAG = "c._fivetran_deleted"
 
 
 def unpack_monologue(row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -58,7 +67,7 @@ CALLS = Target(
         Column("source_synced_at", "timestamptz", "c._fivetran_synced", compare=False),
     ),
     from_sql="{call} AS c",
-    deleted_sql="c._fivetran_deleted",
+    deleted_sql=deleted("c._fivetran_deleted"),
     metadata_alias="c",
     children=("call_speakers", "transcripts", "call_opportunities"),
 )
@@ -98,12 +107,12 @@ CALL_SPEAKERS = Target(
     from_sql=(
         "{call_speaker} AS s"
         " LEFT JOIN {call_participant} AS p"
-        "   ON p.call_id = s.call_id AND p.speaker_id = s.id AND NOT p._fivetran_deleted"
+        f"   ON p.call_id = s.call_id AND p.speaker_id = s.id AND {live('p._fivetran_deleted')}"
         " LEFT JOIN {users} AS u"
-        "   ON u.id = COALESCE(s.user_id, p.user_id) AND NOT u._fivetran_deleted"
+        f"   ON u.id = COALESCE(s.user_id, p.user_id) AND {live('u._fivetran_deleted')}"
         " LEFT JOIN {call} AS c ON c.id = s.call_id"
     ),
-    deleted_sql=f"s._fivetran_deleted OR {_CALL_GONE}",
+    deleted_sql=deleted("s._fivetran_deleted", _CALL_FLAG),
 )
 
 TRANSCRIPTS = Target(
@@ -122,74 +131,116 @@ TRANSCRIPTS = Target(
         Column("source_synced_at", "timestamptz", "t._fivetran_synced", compare=False),
     ),
     from_sql="{transcript} AS t LEFT JOIN {call} AS c ON c.id = t.call_id",
-    deleted_sql=f"t._fivetran_deleted OR {_CALL_GONE}",
+    deleted_sql=deleted("t._fivetran_deleted", _CALL_FLAG),
     transform=unpack_monologue,
     inputs=(Column("sentence", "jsonb", "t.sentence"),),
 )
 
-# Gong's CRM context of a call: its Opportunity objects are the call's opportunities.
-CALL_OPPORTUNITIES = Target(
-    table="call_opportunities",
-    key=("gong_call_id", "gong_opportunity_id"),
-    parent="gong_call_id",
-    columns=(
-        Column("gong_call_id", "text", "x.call_id"),
-        Column("gong_opportunity_id", "text", "x.object_id"),
+_NOT_AN_OPPORTUNITY = "COALESCE(x.object_type, '') != 'Opportunity'"
+
+
+def _call_opportunities(with_salesforce: bool) -> Target:
+    """Gong's CRM context of a call: its Opportunity objects are the call's opportunities.
+
+    With Salesforce's `opportunity` table, a link to an opportunity deleted there goes, as
+    the links of a deleted call go with the call; an id Salesforce never had is kept (the
+    opportunity may still land).
+    """
+    from_sql = "{call_context_integration} AS x LEFT JOIN {call} AS c ON c.id = x.call_id"
+    flags = ["x._fivetran_deleted", _CALL_FLAG]
+    if with_salesforce:
+        from_sql += " LEFT JOIN {opportunity} AS o ON o.id = x.object_id"
+        flags += ["o.is_deleted", "o._fivetran_deleted"]
+    return Target(
+        table="call_opportunities",
+        key=("gong_call_id", "gong_opportunity_id"),
+        parent="gong_call_id",
+        columns=(
+            Column("gong_call_id", "text", "x.call_id"),
+            Column("gong_opportunity_id", "text", "x.object_id"),
+        ),
+        from_sql=from_sql,
+        deleted_sql=f"({deleted(*flags)} OR {_NOT_AN_OPPORTUNITY})",
+    )
+
+
+_STREAMS = (
+    Stream(table="call", alias="c", key=("id",), drives="calls"),
+    Stream(
+        table="call_speaker",
+        alias="s",
+        key=("id",),
+        touches=(Touch("call_speakers", column="call_id"),),
     ),
-    from_sql="{call_context_integration} AS x LEFT JOIN {call} AS c ON c.id = x.call_id",
-    deleted_sql=(
-        f"x._fivetran_deleted OR COALESCE(x.object_type, '') != 'Opportunity' OR {_CALL_GONE}"
+    Stream(
+        table="call_participant",
+        alias="p",
+        key=("id",),
+        touches=(Touch("call_speakers", column="call_id"),),
     ),
+    # A user's name or title feeds every call they spoke in.
+    Stream(
+        table="users",
+        alias="u",
+        key=("id",),
+        touches=(
+            Touch(
+                "call_speakers",
+                lookup_sql=(
+                    "SELECT call_id AS k FROM {call_speaker} WHERE user_id IN UNNEST(@ids)"
+                    " UNION DISTINCT"
+                    " SELECT call_id AS k FROM {call_participant}"
+                    " WHERE user_id IN UNNEST(@ids)"
+                ),
+            ),
+        ),
+    ),
+    Stream(table="transcript", alias="t", key=("call_id", "index"), drives="transcripts"),
+    Stream(
+        table="call_context_integration",
+        alias="x",
+        key=("call_id", "object_type", "object_id"),
+        touches=(Touch("call_opportunities", column="call_id"),),
+    ),
+)
+
+# An opportunity deleted (or restored) in Salesforce re-derives the links of its calls.
+_OPPORTUNITY_STREAM = Stream(
+    table="opportunity",
+    alias="o",
+    key=("id",),
+    touches=(
+        Touch(
+            "call_opportunities",
+            lookup_sql=(
+                "SELECT call_id AS k FROM {call_context_integration}"
+                " WHERE object_id IN UNNEST(@ids)"
+            ),
+        ),
+    ),
+)
+
+_GONG_DATASETS = {
+    "call": "gong",
+    "call_speaker": "gong",
+    "call_participant": "gong",
+    "users": "gong",
+    "transcript": "gong",
+    "call_context_integration": "gong",
+}
+
+# Without a Salesforce dataset, every Opportunity object of a call is linked.
+GONG_ONLY = Source(
+    name="calls",
+    streams=_STREAMS,
+    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS, _call_opportunities(with_salesforce=False)),
+    datasets=_GONG_DATASETS,
 )
 
 SOURCE = Source(
     name="calls",
-    streams=(
-        Stream(table="call", alias="c", key=("id",), drives="calls"),
-        Stream(
-            table="call_speaker",
-            alias="s",
-            key=("id",),
-            touches=(Touch("call_speakers", column="call_id"),),
-        ),
-        Stream(
-            table="call_participant",
-            alias="p",
-            key=("id",),
-            touches=(Touch("call_speakers", column="call_id"),),
-        ),
-        # A user's name or title feeds every call they spoke in.
-        Stream(
-            table="users",
-            alias="u",
-            key=("id",),
-            touches=(
-                Touch(
-                    "call_speakers",
-                    lookup_sql=(
-                        "SELECT call_id AS k FROM {call_speaker} WHERE user_id IN UNNEST(@ids)"
-                        " UNION DISTINCT"
-                        " SELECT call_id AS k FROM {call_participant}"
-                        " WHERE user_id IN UNNEST(@ids)"
-                    ),
-                ),
-            ),
-        ),
-        Stream(table="transcript", alias="t", key=("call_id", "index"), drives="transcripts"),
-        Stream(
-            table="call_context_integration",
-            alias="x",
-            key=("call_id", "object_type", "object_id"),
-            touches=(Touch("call_opportunities", column="call_id"),),
-        ),
-    ),
-    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS, CALL_OPPORTUNITIES),
-    datasets={
-        "call": "gong",
-        "call_speaker": "gong",
-        "call_participant": "gong",
-        "users": "gong",
-        "transcript": "gong",
-        "call_context_integration": "gong",
-    },
+    streams=(*_STREAMS, _OPPORTUNITY_STREAM),
+    targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS, _call_opportunities(with_salesforce=True)),
+    datasets={**_GONG_DATASETS, "opportunity": "salesforce"},
+    fallback=GONG_ONLY,
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gong_sync.declarations import Column, Source, Stream, Target, Touch
+from gong_sync.declarations import Column, Source, Stream, Target, Touch, deleted, live
 
 OPPORTUNITIES = Target(
     table="opportunities",
@@ -23,10 +23,10 @@ OPPORTUNITIES = Target(
     from_sql=(
         "{opportunity} AS o"
         " LEFT JOIN {account} AS a"
-        "   ON a.id = o.account_id AND NOT a.is_deleted AND NOT a._fivetran_deleted"
-        " LEFT JOIN {user} AS u ON u.id = o.owner_id AND NOT u._fivetran_deleted"
+        f"   ON a.id = o.account_id AND {live('a.is_deleted', 'a._fivetran_deleted')}"
+        f" LEFT JOIN {{user}} AS u ON u.id = o.owner_id AND {live('u._fivetran_deleted')}"
     ),
-    deleted_sql="o.is_deleted OR o._fivetran_deleted",
+    deleted_sql=deleted("o.is_deleted", "o._fivetran_deleted"),
 )
 
 # Without a Salesforce dataset, Gong's own CRM context is the only record of opportunities:
@@ -34,7 +34,8 @@ OPPORTUNITIES = Target(
 _GONG_OPPORTUNITIES = (
     "SELECT object_id AS id, MAX(name) AS name, MAX(value) AS stage"
     " FROM {call_context_integration}"
-    " WHERE NOT _fivetran_deleted AND object_type = 'Opportunity' AND object_id IS NOT NULL"
+    f" WHERE {live('_fivetran_deleted')} AND object_type = 'Opportunity'"
+    " AND object_id IS NOT NULL"
     " GROUP BY object_id"
 )
 

@@ -1,0 +1,214 @@
+"""Exactness on real data: NULL deletion flags, orphans, NULL parent ids, deleted opportunities.
+
+Each test here failed on the engine before these rules were stated once in the declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from gong_sync import bigquery_sql, sources
+from gong_sync.declarations import DELETION_FLAGS, Source
+from tests.conftest import Env
+from tests.factories import at, call, dml, email, insert, opportunity, speaker, transcript
+
+OLD, NEW = at(0), at(7200)  # OLD rows are outside the 1 h lookback once NEW has synced
+
+
+def _sql_texts(source: Source) -> list[str]:
+    """Every SQL text a source (and its fallback) declares."""
+    texts: list[str] = []
+    for target in source.targets:
+        texts += [c.sql or "" for c in (*target.columns, *target.inputs)]
+        texts += [target.from_sql, target.deleted_sql]
+    for stream in source.streams:
+        texts += [t.lookup_sql or "" for t in stream.touches]
+    return texts + (_sql_texts(source.fallback) if source.fallback else [])
+
+
+def test_every_deletion_flag_in_every_declaration_reads_null_as_alive() -> None:
+    flag = "|".join(DELETION_FLAGS)
+    for source in sources.SOURCES.values():
+        for text in _sql_texts(source):
+            # The one rule: a flag is only ever read as COALESCE(flag, FALSE).
+            bare = re.sub(rf"COALESCE\((?:\w+\.)?(?:{flag}), FALSE\)", "", text)
+            assert not re.search(rf"\b({flag})\b", bare), f"{source.name}: bare flag in {text}"
+        for target in source.targets:
+            built = bigquery_sql.is_deleted(target)
+            assert built == f"COALESCE(({target.deleted_sql}), FALSE)"
+
+
+def _context(cid: str | None, oid: str | None, synced: Any, **over: Any) -> dict[str, Any]:
+    row = {"call_id": cid, "object_type": "Opportunity", "object_id": oid, "name": "Deal",
+           "value": "Open", "_fivetran_synced": synced, "_fivetran_deleted": False}  # fmt: skip
+    return {**row, **over}
+
+
+def _person(table: str, key: str, eid: str, address: str, synced: Any, **over: Any) -> Any:
+    row = {key: eid, "email_address": address, "name": "N", "_fivetran_synced": synced,
+           "_fivetran_deleted": None}  # fmt: skip
+    if table == "email_recipient":
+        row["type"] = "to"
+    return {**row, **over}
+
+
+def _land_null_flags(env: Env) -> None:
+    """A NULL flag on every table and join, then the newest row of each stream."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD, _fivetran_deleted=None), call("c9", NEW)])
+    insert(b, d, "call_speaker", [speaker("s1", "c1", OLD, _fivetran_deleted=None,
+                                          user_id="u1")])  # fmt: skip
+    insert(b, d, "users", [{"id": "u1", "email_address": "U@x.example", "first_name": "Uma",
+                            "last_name": "Ng", "title": "AE", "manager_id": None,
+                            "active": True, "_fivetran_synced": OLD,
+                            "_fivetran_deleted": None}])  # fmt: skip
+    insert(b, d, "transcript", [transcript("c1", 0, OLD, _fivetran_deleted=None),
+                                transcript("c9", 0, NEW)])  # fmt: skip
+    insert(b, d, "call_context_integration", [_context("c1", "006A", OLD, _fivetran_deleted=None),
+                                              _context("c9", "006A", NEW)])  # fmt: skip
+    insert(b, d, "email", [email("e1", OLD, _fivetran_deleted=None), email("e9", NEW)])
+    insert(b, d, "email_sender", [_person("email_sender", "email_id", "e1", "S@x.example", OLD)])
+    insert(b, d, "email_recipient", [
+        _person("email_recipient", "email_id", "e1", "R@x.example", OLD)
+    ])  # fmt: skip
+    insert(b, d, "account", [{"id": "001A", "name": "Acme", "is_deleted": None,
+                              "_fivetran_synced": OLD, "_fivetran_deleted": None}])  # fmt: skip
+    insert(b, d, "user", [{"id": "005A", "name": "Ann", "email": "Ann@x.example",
+                           "_fivetran_synced": OLD, "_fivetran_deleted": None}])  # fmt: skip
+    insert(b, d, "opportunity", [
+        opportunity("006A", OLD, is_deleted=None, _fivetran_deleted=None),
+        opportunity("006Z", NEW),
+    ])  # fmt: skip
+
+
+STORED = {
+    "calls": "SELECT gong_call_id FROM calls ORDER BY 1",
+    "call_speakers": "SELECT gong_call_id, name, email FROM call_speakers ORDER BY 1",
+    "transcripts": "SELECT gong_call_id FROM transcripts ORDER BY 1",
+    "call_opportunities": "SELECT gong_call_id, gong_opportunity_id FROM call_opportunities"
+    " ORDER BY 1",
+    "emails": "SELECT gong_email_id, sender_email, recipients FROM emails ORDER BY 1",
+    "opportunities": "SELECT gong_opportunity_id, account_name, owner_email FROM opportunities"
+    " ORDER BY 1",
+}
+WANT = {
+    "calls": [("c1",), ("c9",)],
+    "call_speakers": [("c1", "Uma Ng", "u@x.example")],
+    "transcripts": [("c1",), ("c9",)],
+    "call_opportunities": [("c1", "006A"), ("c9", "006A")],
+    "emails": [("e1", "s@x.example", ["r@x.example"]), ("e9", None, [])],
+    "opportunities": [("006A", "Acme", "ann@x.example"), ("006Z", "Acme", "ann@x.example")],
+}
+
+
+def _sync_all(env: Env) -> None:
+    for name in sources.SOURCES:
+        assert env.sync(name).status == "success", name
+
+
+def _stored(env: Env) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: env.query(text) for table, text in STORED.items()}
+
+
+def test_null_flags_survive_runs_reimports_verify_and_fix(env: Env) -> None:
+    _land_null_flags(env)
+    _sync_all(env)
+    assert _stored(env) == WANT
+    # Fivetran re-imports every related table: each re-derives the rows that use it.
+    p, g, sf = env.bq.project, env.datasets["gong"], env.datasets["salesforce"]
+    for dataset, table in [(g, "call_speaker"), (g, "users"), (g, "call_context_integration"),
+                           (g, "email_sender"), (g, "email_recipient"), (sf, "account"),
+                           (sf, "user"), (sf, "opportunity")]:  # fmt: skip
+        dml(env.bq, f"UPDATE `{p}.{dataset}.{table}` SET _fivetran_synced = @t WHERE TRUE",
+            t=at(9000))  # fmt: skip
+    _sync_all(env)
+    assert _stored(env) == WANT
+    checked = env.cli("verify", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr[-2000:]
+    fixed = env.cli("verify", "--fix")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr[-2000:]
+    assert _stored(env) == WANT
+
+
+def _letters(env: Env) -> set[tuple[str, tuple[Any, ...], str]]:
+    rows = env.query("SELECT target, record_key, reason FROM dead_letters")
+    return {(t, tuple(json.loads(k)), r) for t, k, r in rows}
+
+
+def test_a_live_row_with_a_null_parent_id_is_a_dead_letter(env: Env) -> None:
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    insert(b, d, "call_speaker", [
+        speaker("s1", None, OLD), speaker("s2", None, OLD, _fivetran_deleted=True),
+        speaker("s3", "", OLD), speaker("s4", "c1", OLD),
+    ])  # fmt: skip
+    insert(b, d, "call_context_integration", [
+        _context(None, "006A", OLD, _fivetran_deleted=None),
+        _context(None, "001A", OLD, object_type="Account"),  # not a link: nothing to store
+        _context("c1", None, OLD),
+    ])  # fmt: skip
+    assert env.sync().status == "success"
+    assert _letters(env) == {
+        ("call_opportunities", (None, "006A"), "gong_call_id: key is null"),
+        ("call_opportunities", ("c1", None), "gong_opportunity_id: key is null"),
+        ("call_speakers", ("", "s3"), "gong_call_id: key is empty"),
+        ("call_speakers", (None, "s1"), "gong_call_id: key is null"),
+    }
+    assert env.query("SELECT speaker_id FROM call_speakers") == [("s4",)]
+    stats = env.sync()  # the lookback reads them again: the ledger counts, nothing is new
+    assert (stats.rows_failed, len(_letters(env))) == (4, 4)
+
+
+def test_links_to_an_opportunity_deleted_in_salesforce_go_and_come_back(env: Env) -> None:
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    insert(b, d, "call_context_integration", [
+        _context("c1", "006A", OLD), _context("c1", "006B", OLD), _context("c1", "006NEW", OLD),
+    ])  # fmt: skip
+    insert(b, d, "opportunity", [opportunity("006A", OLD), opportunity("006B", OLD)])
+    assert env.sync().status == "success"
+    links = "SELECT gong_opportunity_id FROM call_opportunities ORDER BY 1"
+    assert env.query(links) == [("006A",), ("006B",), ("006NEW",)]
+    p, sf = env.bq.project, env.datasets["salesforce"]
+    dml(env.bq, f"UPDATE `{p}.{sf}.opportunity` SET is_deleted = TRUE, _fivetran_synced = @t"
+                " WHERE id = '006A'", t=at(60))  # fmt: skip
+    dml(env.bq, f"UPDATE `{p}.{sf}.opportunity` SET _fivetran_deleted = TRUE,"
+                " _fivetran_synced = @t WHERE id = '006B'", t=at(60))  # fmt: skip
+    assert env.sync().status == "success"
+    # An id Salesforce never had stays: the opportunity may still land.
+    assert env.query(links) == [("006NEW",)]
+    dml(env.bq, f"UPDATE `{p}.{sf}.opportunity` SET is_deleted = NULL, _fivetran_synced = @t"
+                " WHERE id = '006A'", t=at(120))  # fmt: skip
+    assert env.sync().status == "success"
+    assert env.query(links) == [("006A",), ("006NEW",)]
+    assert env.sync("opportunities").status == "success"
+    assert env.query("SELECT gong_opportunity_id FROM opportunities") == [("006A",)]
+
+
+def test_without_salesforce_calls_link_every_opportunity_object(env: Env) -> None:
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    insert(b, d, "call_context_integration", [_context("c1", "006A", OLD)])
+    insert(b, d, "opportunity", [opportunity("006A", OLD, is_deleted=True)])
+    bq = dataclasses.replace(env.settings.bigquery, table_overrides={"opportunity": "absent"})
+    env.settings = dataclasses.replace(env.settings, bigquery=bq)
+    assert env.sync().status == "success"
+    assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == [("006A",)]
+
+
+def test_verify_counts_distinct_keys(env: Env) -> None:
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    # The same link twice in Gong's context (two names): one pair here, and one in the count.
+    insert(b, d, "call_context_integration", [
+        _context("c1", "006A", OLD), _context("c1", "006A", OLD, name="Deal (renamed)"),
+    ])  # fmt: skip
+    assert env.sync().status == "success"
+    result = env.cli("verify", "--json", "--source", "calls")
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    (report,) = json.loads(result.stdout)["sources"]
+    links = {t["target"]: t for t in report["targets"]}["call_opportunities"]
+    assert (links["bigquery_rows"], links["postgres_rows"]) == (1, 1)
