@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 
-from gong_sync import migrate, sources
+from gong_sync import migrate, sources, verify
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.engine import RunOptions, RunStats, run_source
@@ -128,6 +128,26 @@ class Env:
             PostgresDeadLetterSink,
             RunOptions(**options),
         )
+
+    def verify(self, source: str, sample: int = 500) -> verify.SourceReport:
+        """Compare one source with BigQuery, as `gong-sync verify` does."""
+        reader = BigQueryReader(self.bq, self.settings.bigquery)
+        conn = self.connect()
+        try:
+            return verify.verify_source(sources.get(source), self.settings, reader, conn, sample)
+        finally:
+            conn.close()
+
+    def reconcile(self, source: str, sample: int = 500) -> verify.SourceReport:
+        """Verify and, unless clean, fix, as `gong-sync verify --fix` does; check again."""
+        report = self.verify(source, sample)
+        if not report.clean:
+            reader = BigQueryReader(self.bq, self.settings.bigquery)
+            verify.fix(
+                sources.get(source), report, self.settings, reader, self.connect,
+                PostgresDeadLetterSink,
+            )  # fmt: skip
+        return self.verify(source, sample)
 
     def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         """Rows of a Postgres query."""

@@ -137,9 +137,12 @@ def transcripts(data: Rows) -> tuple[dict[tuple[str, int], tuple[Any, ...]], set
     out: dict[tuple[str, int], tuple[Any, ...]] = {}
     letters: set[Any] = set()
     for t in data["transcript"]:
+        key = (t["call_id"], t["index"])
+        if _blank(t["call_id"]) or t["index"] is None:
+            letters.add(key)  # read from its own stream: even a deleted row needs its key
+            continue
         if _gone(t) or t["call_id"] in gone:
             continue
-        key = (t["call_id"], t["index"])
         sentences = t["sentence"]
         text = " ".join(s["text"] for s in sentences)
         if (

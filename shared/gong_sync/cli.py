@@ -62,13 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
     )
-    check = sub.add_parser("verify", help="compare Postgres with BigQuery; exit 1 on drift")
+    check = sub.add_parser(
+        "verify", help="compare Postgres with BigQuery; exit 1 on drift or orphans"
+    )
     _add_sources(check, "verify")
     check.add_argument("--json", action="store_true", help="machine-readable output")
     check.add_argument(
         "--fix",
         action="store_true",
-        help="delete extra rows, re-sync missing and changed ones by id, then verify again",
+        help="delete extra and orphaned rows, re-sync missing and changed ones by id,"
+        " then verify again",
     )
     check.add_argument(
         "--sample",

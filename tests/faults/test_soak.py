@@ -9,9 +9,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from gong_sync import sources, verify
-from gong_sync.bigquery_reader import BigQueryReader
-from gong_sync.dead_letters import PostgresDeadLetterSink
 from tests import reference
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, transcript
@@ -39,8 +36,6 @@ def test_soak_of_random_mutations(env: Env, matrix: Scenario, capsys: Any) -> No
     g, p = env.datasets["gong"], env.bq.project
     clock = at(0)
     next_id = 0
-    reader = BigQueryReader(env.bq, env.settings.bigquery)
-    source = sources.get("calls")
     hard_deleted: set[str] = set()  # since the last reconcile
     for run in range(RUNS):
         clock += timedelta(minutes=rng.choice((1, 5, 30, 90)))
@@ -114,13 +109,7 @@ def test_soak_of_random_mutations(env: Env, matrix: Scenario, capsys: Any) -> No
                 [row for row in env.query(CONTENT["transcripts"]) if row[0] in live],
             )
         # Reconcile, as the scheduled verify --fix would: it catches the hard deletes.
-        conn = env.connect()
-        try:
-            report = verify.verify_source(source, env.settings, reader, conn, sample=0)
-        finally:
-            conn.close()
-        if not report.clean:
-            verify.fix(source, report, env.settings, reader, env.connect, PostgresDeadLetterSink)
+        env.reconcile("calls", sample=0)
         hard_deleted.clear()
         with _replayable(run, seed):
             matrix.exact(env, world, "calls", "transcripts", orphans=False)
