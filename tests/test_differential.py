@@ -160,12 +160,6 @@ WORLD = st.fixed_dictionaries({
 FLAG_COLUMNS = ("_fivetran_deleted", "is_deleted")
 
 
-def _restores_a_call(table: str, row: Row, flags: Row) -> bool:
-    """Whether a change brings a deleted call back: only verify --fix restores its children."""
-    was = row.get("_fivetran_deleted") is True
-    return table == "call" and was and flags.get("_fivetran_deleted") is not True
-
-
 @st.composite
 def changes(draw: Any, world: World, *, visible: bool) -> World:
     """The world after changes: visible ones move the cursor, invisible ones do not."""
@@ -177,11 +171,8 @@ def changes(draw: Any, world: World, *, visible: bool) -> World:
             if action == "drop" and not visible:  # a hard delete: the cursor cannot see it
                 continue
             new = dict(row)
-            if action == "flags":
-                flags = {c: draw(FLAG) for c in FLAG_COLUMNS if c in row}
-                if visible and _restores_a_call(table, row, flags):
-                    flags = {}  # restores are the invisible kind's: verify finds them
-                new.update(flags)
+            if action == "flags":  # a delete, a restore, or a flag emptied
+                new.update({c: draw(FLAG) for c in FLAG_COLUMNS if c in row})
             if visible and action in ("reimport", "flags"):
                 new["_fivetran_synced"] = LATER
                 if table == "opportunity":  # its own cursor moves with any Salesforce edit

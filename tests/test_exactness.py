@@ -212,3 +212,55 @@ def test_verify_counts_distinct_keys(env: Env) -> None:
     (report,) = json.loads(result.stdout)["sources"]
     links = {t["target"]: t for t in report["targets"]}["call_opportunities"]
     assert (links["bigquery_rows"], links["postgres_rows"]) == (1, 1)
+
+
+def _children(env: Env, cid: str) -> list[tuple[Any, ...]]:
+    return env.query(
+        "SELECT 'speaker', speaker_id FROM call_speakers WHERE gong_call_id = %s UNION ALL"
+        " SELECT 'transcript', sequence_number::text FROM transcripts WHERE gong_call_id = %s"
+        " UNION ALL SELECT 'link', gong_opportunity_id FROM call_opportunities"
+        " WHERE gong_call_id = %s ORDER BY 1, 2",
+        cid,
+        cid,
+        cid,
+    )
+
+
+def _land_call_with_children(env: Env, cid: str, call_synced: Any) -> None:
+    b, d = env.bq, env.datasets
+    insert(b, d, "call_speaker", [speaker(f"{cid}-s", cid, OLD)])
+    insert(b, d, "transcript", [transcript(cid, 0, OLD), transcript(cid, 1, OLD)])
+    insert(b, d, "call_context_integration", [_context(cid, "006A", OLD)])
+    if call_synced is not None:
+        insert(b, d, "call", [call(cid, call_synced)])
+
+
+CHILDREN = [("link", "006A"), ("speaker", "c1-s"), ("transcript", "0"), ("transcript", "1")]
+
+
+def test_a_restored_call_brings_its_children_back(env: Env) -> None:
+    _land_call_with_children(env, "c1", OLD)
+    assert env.sync().status == "success"
+    assert _children(env, "c1") == CHILDREN
+    p, g = env.bq.project, env.datasets["gong"]
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t",
+        t=at(7200))  # fmt: skip
+    assert env.sync().status == "success"
+    assert _children(env, "c1") == []  # they follow their call
+    # Restored in Fivetran: only the call's row moves; its children's rows are as they were.
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = NULL, _fivetran_synced = @t",
+        t=at(14400))  # fmt: skip
+    assert env.sync().status == "success"
+    assert _children(env, "c1") == CHILDREN
+
+
+def test_children_removed_as_orphans_come_back_with_their_call(env: Env) -> None:
+    _land_call_with_children(env, "c1", None)  # the children land first
+    insert(env.bq, env.datasets, "call", [call("c0", NEW)])
+    assert env.sync().status == "success"
+    assert _children(env, "c1") == CHILDREN
+    assert env.cli("verify", "--fix", "--source", "calls").returncode == 0
+    assert _children(env, "c1") == []
+    insert(env.bq, env.datasets, "call", [call("c1", at(9000))])  # the call lands at last
+    assert env.sync().status == "success"
+    assert _children(env, "c1") == CHILDREN

@@ -394,14 +394,17 @@ class SourceRun:
         self.stats.pages += 1
         letters: list[DeadLetter] = []
         batches: list[_Batch] = []
+        touched_parents = self._touched_parents(stream, page)
         if target is not None:
             batch = _Batch(target, target.key)
             self._fill(batch, page, stream.table, letters)
             batches.append(batch)
             if target.key == (target.parent,):  # each row is its parent's whole set
                 self._remember(target.table, (u[0] for u in batch.units | batch.kept))
+            for child, parents in self._returning_parents(batch).items():
+                touched_parents.setdefault(child, set()).update(parents)
         touched, touched_letters = self._parent_batches(
-            self._not_derived_yet(self._touched_parents(stream, page)), stream.table
+            self._not_derived_yet(touched_parents), stream.table
         )
         batches += touched
         letters += touched_letters
@@ -420,6 +423,21 @@ class SourceRun:
             extra={"fields": {"stream": stream.table, "rows": len(page)}},
         )
         return last
+
+    def _returning_parents(self, batch: _Batch) -> dict[str, set[str | None]]:
+        """Child target -> parents of this page that come back after a delete took children.
+
+        Deleting a call deletes its transcripts, but their rows in BigQuery do not move, so a
+        restored call would otherwise come back alone. Deleted parents are remembered (in
+        this page's transaction) and a returning one has its children derived again.
+        """
+        target = batch.target
+        if not target.children or target.key != (target.parent,):
+            return {}
+        name = self.source.name
+        state.bury(self.conn, name, target.table, (u[0] for u in batch.units - batch.lines.keys()))
+        back = state.exhume(self.conn, name, target.table, (k[0] for k in batch.lines))
+        return {child: set(back) for child in target.children} if back else {}
 
     def _covered_by(self, stream: Stream) -> set[str]:
         """Targets that a full read of stream derives for every parent they can have."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +61,31 @@ def unlock(conn: Connection, source: str) -> None:
     cur = conn.cursor()
     cur.execute(_UNLOCK_SQL, (source,))
     conn.commit()
+
+
+def bury(conn: Connection, source: str, target: str, parents: Iterable[str]) -> None:
+    """Remember parents deleted with their children, so that their return restores those."""
+    keys = sorted(set(parents))
+    if keys:
+        conn.cursor().execute(
+            "INSERT INTO deleted_parents (source, target, parent)"
+            " SELECT %s, %s, unnest(CAST(%s AS text[])) ON CONFLICT DO NOTHING",
+            (source, target, keys),
+        )
+
+
+def exhume(conn: Connection, source: str, target: str, parents: Iterable[str]) -> set[str]:
+    """Those of these live parents that were deleted with their children; forgets them."""
+    keys = sorted(set(parents))
+    if not keys:
+        return set()
+    cur = conn.cursor()
+    cur.execute(
+        "DELETE FROM deleted_parents WHERE source = %s AND target = %s"
+        " AND parent = ANY(CAST(%s AS text[])) RETURNING parent",
+        (source, target, keys),
+    )
+    return {row[0] for row in cur.fetchall()}
 
 
 def watermarks(conn: Connection, source: str) -> dict[str, Any]:

@@ -103,6 +103,11 @@ class SourceReport:
         return all(t.clean for t in self.targets)
 
 
+def parent_target(source: Source, child: Target) -> Target | None:
+    """The target whose deletes the child follows (calls for transcripts), if any."""
+    return next((t for t in source.targets if child.table in t.children), None)
+
+
 def _key(values: Any) -> Key | None:
     """Keys as text tuples; None for a key no sync could store (null or blank)."""
     out = []
@@ -147,12 +152,12 @@ class Verifier:
 
     def _live_parents(self, target: Target) -> set[str] | None:
         """Parent ids live in BigQuery for a child target; None for a target with no parent."""
-        for parent in self.source.targets:
-            if target.table in parent.children:
-                if parent.table not in self.live:  # declared after its child: read it now
-                    self._target(parent, 0)
-                return {k[0] for k in self.live[parent.table]}
-        return None
+        parent = parent_target(self.source, target)
+        if parent is None:
+            return None
+        if parent.table not in self.live:  # declared after its child: read it now
+            self._target(parent, 0)
+        return {k[0] for k in self.live[parent.table]}
 
     def _target(self, target: Target, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
@@ -272,6 +277,13 @@ def fix(
                     # deleting exactly those keys cannot touch a row that landed since.
                     writer = TargetWriter(conn, target, [])
                     stats = writer.replace({}, [*t.extra, *t.orphans], target.key)
+                    # A call that lands (again) later brings these children back.
+                    parent = parent_target(source, target)
+                    if parent is not None:
+                        orphaned = {k[t.parent_at] for k in t.orphans}
+                        state.bury(conn, source.name, parent.table, orphaned)
+                    if target.children:
+                        state.bury(conn, source.name, target.table, {k[0] for k in t.extra})
                     log.info("%s: deleted %d extra and orphaned row(s)", t.target, stats.deleted)
             conn.commit()
         finally:
