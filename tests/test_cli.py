@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from gong_sync import sources
 from gong_sync.settings import ConfigError, Settings
 from tests.conftest import _tmp_root, run_cli
 
@@ -21,7 +22,7 @@ def _number(text: str) -> int:
     return int(text.replace(",", ""))
 
 
-SOURCES = {"calls", "emails", "opportunities"}
+SOURCES = set(sources.SOURCES)
 
 
 def test_run_twice_then_status_on_the_embedded_default(
@@ -57,10 +58,7 @@ def test_run_twice_then_status_on_the_embedded_default(
     calls = by_source["calls"]
     assert calls["last_status"] == "success"
     assert calls["rows_upserted"] == 0
-    assert set(calls["watermarks"]) == {
-        "call", "call_speaker", "call_participant", "users", "transcript",
-        "call_context_integration",
-    }  # fmt: skip
+    assert set(calls["watermarks"]) == {s.table for s in sources.get("calls").streams}
     assert calls["watermark"] == min(calls["watermarks"].values()).replace("T", " ")
 
 

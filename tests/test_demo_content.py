@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+import shlex
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+from gong_sync import cli, sources, trigger
 from gong_sync.local import demo_data
 from gong_sync.local import demo_edge_cases as edge
 from gong_sync.settings import PostgresSettings
@@ -200,3 +205,29 @@ def test_a_second_run_writes_nothing(synced: Env) -> None:
         TARGET_TABLES,
     )
     assert before == after
+
+
+def _readme_triggers() -> list[tuple[str, trigger.Trigger]]:
+    """Every resync example in the README: `gong-sync resync …` and `--message '{…}'`."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    found: list[tuple[str, trigger.Trigger]] = []
+    for line in text.splitlines():
+        if line.startswith(".venv/bin/gong-sync resync "):  # the examples, not the synopsis
+            words = shlex.split(line.removeprefix(".venv/bin/"))
+            found.append((line, cli.resync_trigger(cli.parser().parse_args(words[1:]))))
+        for message in re.findall(r"--message '(\{.*?\})'", line):
+            if message != "{...}":
+                found.append((line, trigger.parse(json.loads(message), list(sources.SOURCES))))
+    return found
+
+
+def test_the_readme_resync_examples_read_rows_of_the_demo(synced: Env) -> None:
+    examples = _readme_triggers()
+    assert len(examples) >= 5
+    for line, wanted in examples:
+        for name in wanted.sources or sources.SOURCES:
+            if wanted.mode == "full_refresh":
+                continue  # reads everything: true of any data; the others must match the demo
+            stats = synced.sync(name, since=wanted.since, until=wanted.until, ids=wanted.ids)
+            assert stats.rows_read > 0, line
+            assert not stats.ids_not_found, line

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gong_sync.trigger import BadMessage, Trigger, decode, parse
+from gong_sync.trigger import BadMessage, Trigger, decode, parse, reporter
 
 KNOWN = ["calls", "emails", "opportunities"]
 
@@ -18,10 +18,31 @@ def b64(body: object) -> str:
     return base64.b64encode(json.dumps(body).encode()).decode()
 
 
-def test_the_hourly_message_and_an_empty_one_mean_every_source_incrementally() -> None:
+def test_the_hourly_message_means_every_source_incrementally() -> None:
     assert decode(b64({"mode": "incremental"}), KNOWN) == Trigger()
-    assert decode(None, KNOWN) == Trigger()
-    assert decode("", KNOWN) == Trigger()
+    assert decode(b64({}), KNOWN) == Trigger()
+
+
+@pytest.mark.parametrize("data", [None, "", base64.b64encode(b"  ").decode()])
+def test_an_empty_message_is_rejected_as_the_platform_rejects_it(data: str | None) -> None:
+    with pytest.raises(BadMessage, match=r"^data: the message is empty \(attributes only\)"):
+        decode(data, KNOWN)
+
+
+@pytest.mark.parametrize(
+    ("data", "attributes", "owner"),
+    [
+        (b64({"mode": "never"}), {}, "calls"),
+        (b64({"sources": ["nope", "emails"], "mode": "never"}), {}, "emails"),
+        (b64({"sources": "emails"}), {}, "calls"),
+        ("%%% not base64", {}, "calls"),
+        (None, {"source": "opportunities"}, "opportunities"),
+    ],
+)
+def test_one_function_reports_a_malformed_message(
+    data: str | None, attributes: dict[str, str], owner: str
+) -> None:
+    assert reporter(data, attributes, KNOWN) == owner
 
 
 def test_a_full_message_round_trips() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -44,7 +46,7 @@ def _add_sources(parser: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
     parser.add_argument(
         "--log-format",
@@ -253,17 +255,22 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return 0 if all(r.clean for r in reports) else 1
 
 
-def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
-    """Publish a trigger to the configured topic (cloud, or the emulator if one is set)."""
-    from google.cloud.pubsub_v1 import PublisherClient
-
-    body = trigger.Trigger(
+def resync_trigger(args: argparse.Namespace) -> trigger.Trigger:
+    """The trigger a `resync` command line asks for."""
+    return trigger.Trigger(
         sources=tuple(args.sources),
         mode="full_refresh" if args.full_refresh else "incremental",
         since=args.since,
         until=args.until,
         ids=tuple(args.ids or ()),
-    ).to_json()
+    )
+
+
+def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
+    """Publish a trigger to the configured topic (cloud, or the emulator if one is set)."""
+    from google.cloud.pubsub_v1 import PublisherClient
+
+    body = resync_trigger(args).to_json()
     try:
         trigger.parse(body, list(sources.SOURCES))  # the same rules the functions apply
         topic = settings.cloud.topic_path(settings.cloud.trigger_topic)
@@ -274,10 +281,27 @@ def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     message_id = PublisherClient().publish(topic, message.encode()).result(timeout=60)
     sys.stdout.write(
         f"published {message_id} to {topic}: {message}\n"
-        f"equivalent: gcloud pubsub topics publish {topic.rsplit('/', 1)[-1]}"
-        f" --project {topic.split('/')[1]} --message '{message}'\n"
+        f"equivalent: {gcloud_publish(topic, message, os.environ.get('PUBSUB_EMULATOR_HOST'))}\n"
     )
     return 0
+
+
+def gcloud_publish(topic: str, message: str, emulator: str | None) -> str:
+    """The gcloud command that publishes the same message.
+
+    gcloud ignores PUBSUB_EMULATOR_HOST (only the client libraries read it): it reaches an
+    emulator through the `api_endpoint_overrides/pubsub` property, with credentials off.
+    """
+    prefix = (
+        f"CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB=http://{emulator}/"
+        " CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true "
+        if emulator
+        else ""
+    )
+    return (
+        f"{prefix}gcloud pubsub topics publish {topic.rsplit('/', 1)[-1]}"
+        f" --project {topic.split('/')[1]} --message {shlex.quote(message)}"
+    )
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -328,7 +352,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     gs_log.configure(args.log_format or ("text" if sys.stderr.isatty() else "json"))
     try:
         settings = Settings.from_env()

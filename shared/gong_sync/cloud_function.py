@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import functools
 import json
@@ -14,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from werkzeug.exceptions import InternalServerError
 
 from gong_sync import engine, migrate, sources, state, trigger
 from gong_sync import log as gs_log
@@ -84,8 +88,19 @@ def _age_seconds(event: Any) -> float | None:
     return (datetime.now(UTC) - sent).total_seconds()
 
 
-class SourceBusy(RuntimeError):
-    """Another run holds the source's lock; an explicit request must wait for a redelivery."""
+class SourceBusy(InternalServerError):
+    """Another run holds the source's lock; an explicit request must wait for a redelivery.
+
+    An HTTP exception, so functions-framework still answers 500 (Pub/Sub redelivers), but
+    Flask does not log it as an ERROR traceback without our labels: it is expected, and
+    logged by us at WARNING.
+    """
+
+    @classmethod
+    def logged(cls, message: str) -> SourceBusy:
+        """The exception, once its WARNING line (with the run's labels) is written."""
+        log.warning("%s (HTTP 500: Pub/Sub redelivers it)", message)
+        return cls(message)
 
 
 def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engine.RunStats | None:
@@ -98,7 +113,11 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         try:
             wanted = trigger.decode(data, list(sources.SOURCES))
         except trigger.BadMessage as exc:
-            _reject(rt or runtime(), source_name, data, str(exc))
+            reporter = trigger.reporter(data, attributes, list(sources.SOURCES))
+            if reporter == source_name:
+                _reject(rt or runtime(), source_name, data, str(exc), str(event.get("id") or ""))
+            else:  # one dead letter per bad message, not one per subscribed source
+                log.warning("rejected trigger message: %s (%s reports it)", exc, reporter)
             return None
         if not wanted.names(source_name):
             log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
@@ -129,7 +148,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         # Only a run reading every stream up to now covers an hourly trigger or a continuation;
         # an explicit request (a window's continuation too) is covered by no other run.
         if stats.status == "skipped" and (explicit or not _covered(rt, source_name)):
-            raise SourceBusy(f"{source_name} is running; redeliver this request later")
+            raise SourceBusy.logged(f"{source_name} is running; redeliver this request later")
         if stats.continuation_needed:
             follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
             rt.publish(cloud.trigger_topic, follow.to_json(), continuation="true")
@@ -151,7 +170,7 @@ def _reset(rt: Runtime, source_name: str) -> None:
     conn = rt.connect()
     try:
         if not state.try_lock(conn, source_name):
-            raise SourceBusy(f"{source_name} is running; redeliver the full refresh later")
+            raise SourceBusy.logged(f"{source_name} is running; redeliver the full refresh later")
         state.reset_watermarks(conn, source_name)
         state.unlock(conn, source_name)
     finally:
@@ -188,7 +207,7 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
     raise AssertionError("unreachable")
 
 
-def _reject(rt: Runtime, source_name: str, data: Any, reason: str) -> None:
+def _reject(rt: Runtime, source_name: str, data: Any, reason: str, event_id: str) -> None:
     """Ack a trigger that can never work: dead-letter it with the reason, never retry it."""
     log.error("rejected trigger message: %s", reason)
     raw = data if isinstance(data, str) else ""
@@ -198,6 +217,7 @@ def _reject(rt: Runtime, source_name: str, data: Any, reason: str) -> None:
         kind="bad_trigger",
         source=source_name,
         reason=reason[:1000],
+        event_id=event_id,  # the rejecting function's log lines carry it as a label
     )
 
 
@@ -226,10 +246,12 @@ def post_json(url: str, body: Mapping[str, Any]) -> None:
         )
 
 
-def logs_link(project: str | None, execution_id: str) -> str:
-    """A Cloud Logging link to one run's lines."""
-    query = urllib.parse.quote(f'labels.execution_id="{execution_id}"' if execution_id else "")
-    return f"https://console.cloud.google.com/logs/query;query={query}?project={project or ''}"
+def logs_link(project: str | None, query: str) -> str:
+    """A Cloud Logging link to the lines that match a filter."""
+    return (
+        "https://console.cloud.google.com/logs/query;query="
+        f"{urllib.parse.quote(query)}?project={project or ''}"
+    )
 
 
 def _count(text: str | None) -> int:
@@ -237,40 +259,73 @@ def _count(text: str | None) -> int:
     return int(text) if text and text.isdigit() else 1
 
 
-def describe(attributes: Mapping[str, str], data: Any) -> dict[str, Any] | None:
+_SHOWN_DATA = 200  # characters of an undeliverable trigger's message quoted in a post
+
+
+def _shown_message(data: Any, message_id: str) -> str:
+    """What an operator needs to find or republish an undeliverable trigger."""
+    try:
+        text = base64.b64decode(data or "", validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        text = str(data)
+    if not text.strip():
+        text = "(no data: attributes only, which the platform rejects; publish a JSON object)"
+    elif len(text) > _SHOWN_DATA:
+        text = f"{text[:_SHOWN_DATA]}... ({len(text)} chars)"
+    return f"message {message_id}: {text}"
+
+
+def _rejected_data(data: Any) -> Any:
+    """The original data a bad_trigger letter carries as {"data": <its base64>}."""
+    try:
+        body = json.loads(base64.b64decode(data or "", validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    return body.get("data") if isinstance(body, Mapping) else None
+
+
+def describe(
+    attributes: Mapping[str, str], data: Any, message_id: str = ""
+) -> dict[str, Any] | None:
     """What one dead-letter message means, or None when it adds nothing to an earlier post."""
     if "CloudPubSubDeadLetterSourceSubscription" in attributes:
         subscription = attributes["CloudPubSubDeadLetterSourceSubscription"].rsplit("/", 1)[-1]
         attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "?")
         named = [n for n in sources.SOURCES if subscription.endswith(f"-{n}") or subscription == n]
+        source = named[0] if named else subscription
+        published = attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime", "")
         return {
-            "source": named[0] if named else subscription,
+            "source": source,
             "reason": f"trigger undeliverable after {attempts} attempts ({subscription})",
             "count": 1,
-            "key": attributes.get("CloudPubSubDeadLetterSourceTopicPublishTime", ""),
-            "execution_id": "",
+            "key": _shown_message(data, message_id),
+            # The failed deliveries: this source's lines from the message's publication on.
+            "logs": f'labels.source="{source}"'
+            + (f' AND timestamp>="{published}"' if published else ""),
         }
     if attributes.get("kind") == "bad_trigger":
+        event_id = attributes.get("event_id", "")
         return {
             "source": attributes.get("source", "?"),
             "reason": f"rejected trigger: {attributes.get('reason', '?')}",
             "count": 1,
-            "key": "",
-            "execution_id": "",
+            "key": _shown_message(_rejected_data(data), event_id),
+            "logs": f'labels.event_id="{event_id}"' if event_id else "",
         }
     if attributes.get("kind") == "bad_record":
         # One post per page of rejects: the first letter of a page speaks for all of them.
         if attributes.get("batch_index", "0") != "0":
             return None
+        execution_id = attributes.get("execution_id", "")
         return {
             "source": attributes.get("source", "?"),
             "reason": attributes.get("batch_reasons") or attributes.get("reason", "?"),
             "count": _count(attributes.get("batch_size")),
             "key": attributes.get("key", ""),
-            "execution_id": attributes.get("execution_id", ""),
+            "logs": f'labels.execution_id="{execution_id}"' if execution_id else "",
         }
     return {"source": "?", "reason": "unrecognised dead letter", "count": 1, "key": "",
-            "execution_id": ""}  # fmt: skip
+            "logs": ""}  # fmt: skip
 
 
 @functools.cache
@@ -285,7 +340,7 @@ def handle_alert(event: Any, settings: Settings | None = None, post: Poster = po
     """Log a dead letter at ERROR and post a concise Slack message for each burst."""
     settings = settings or alert_settings()
     data, attributes = _message(event)
-    info = describe(attributes, data)
+    info = describe(attributes, data, str(event.get("id") or ""))
     log.error(
         "dead letter: %s",
         attributes.get("reason") or (info or {}).get("reason", "?"),
@@ -297,7 +352,7 @@ def handle_alert(event: Any, settings: Settings | None = None, post: Poster = po
         f":rotating_light: gong-sync *{info['source']}*: {info['count']} dead letter(s) - "
         f"{info['reason']}"
         + (f"\nsample key: `{info['key']}`" if info["key"] else "")
-        + f"\n<{logs_link(settings.cloud.project, info['execution_id'])}|Cloud Logging>"
+        + f"\n<{logs_link(settings.cloud.project, info['logs'])}|Cloud Logging>"
     )
     url = settings.cloud.slack_webhook_url
     if not url:

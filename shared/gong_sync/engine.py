@@ -74,6 +74,7 @@ class RunStats:
     pages: int = 0
     continuation_needed: bool = False
     error: dict[str, str] | None = None
+    ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery
     execution_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def add_write(self, write: WriteStats) -> None:
@@ -123,6 +124,8 @@ class SourceRun:
         self.complete: set[str] = set()
         # Parents derived during this invocation, per target: a later touch of one is a no-op.
         self.derived: dict[str, set[str | None]] = {}
+        # Parents any derivation found rows of (what an ids run reports as found).
+        self.found: set[str] = set()
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -277,7 +280,9 @@ class SourceRun:
                 continue
             target = self.source.target(table)
             batch = _Batch(target, (target.parent,))
-            self._fill(batch, self._derive(target, keys), stream, letters)
+            rows = self._derive(target, keys)
+            self.found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
+            self._fill(batch, rows, stream, letters)
             batch.units |= {(k,) for k in keys if k is not None}
             batches.append(batch)
             self._remember(table, keys)
@@ -485,6 +490,15 @@ class SourceRun:
         )
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
         self._commit_page(batches, letters, None, None)
+        self.stats.ids_not_found = sorted(set(ids) - self.found)
+        if self.stats.ids_not_found:
+            log.warning(
+                "%d of %d id(s) not found in BigQuery: %s",
+                len(self.stats.ids_not_found),
+                len(set(ids)),
+                ", ".join(self.stats.ids_not_found[:20]),
+                extra={"fields": {"ids_not_found": self.stats.ids_not_found}},
+            )
 
     def execute(self) -> RunStats:
         """Run the source end to end; the caller holds the lock."""

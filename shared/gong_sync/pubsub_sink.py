@@ -31,6 +31,16 @@ def _payload(letter: DeadLetter) -> bytes:
     return json.dumps({"truncated": True, "bytes": len(data), "record_prefix": head}).encode()
 
 
+def reason_summary(reasons: Counter[str], shown: int = 3) -> str:
+    """The most common reasons with their counts, and how many more there are."""
+    top = reasons.most_common(shown)
+    summary = "; ".join(f"{n}× {reason}" for reason, n in top)
+    rest = reasons.total() - sum(n for _, n in top)
+    if rest:
+        summary += f"; +{len(reasons) - len(top)} more reason(s) ({rest} record(s))"
+    return summary
+
+
 class PubSubDeadLetterSink:
     """Publishes each new letter to the dead-letter topic and waits before the page commits.
 
@@ -49,8 +59,7 @@ class PubSubDeadLetterSink:
         letters = self.ledger.record(letters)
         if not letters:
             return
-        reasons = Counter(letter.reason for letter in letters).most_common(3)
-        summary = "; ".join(f"{n}× {reason}" for reason, n in reasons)
+        summary = reason_summary(Counter(letter.reason for letter in letters))
         execution_id = current_labels().get("execution_id", "")
         futures = [
             self.publisher.publish(

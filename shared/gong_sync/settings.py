@@ -110,6 +110,18 @@ class CloudSettings:
         return f"projects/{self.project}/topics/{topic}"
 
 
+# The Pub/Sub emulator serves any project; this one when none is named (as `gcloud beta
+# emulators pubsub env-init` names it with PUBSUB_PROJECT_ID).
+EMULATOR_PROJECT = "gong-sync-local"
+
+
+def _emulator_project(env: Mapping[str, str]) -> str | None:
+    """The project to use on a Pub/Sub emulator, or None when there is no emulator."""
+    if not env.get("PUBSUB_EMULATOR_HOST"):
+        return None
+    return env.get("PUBSUB_PROJECT_ID") or EMULATOR_PROJECT
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a sync run needs to know about its environment."""
@@ -159,7 +171,7 @@ class Settings:
                     env.get("GONG_SYNC_PROJECT")
                     or env.get("GOOGLE_CLOUD_PROJECT")
                     or env.get("GONG_SYNC_BQ_PROJECT")
-                    or None
+                    or _emulator_project(env)
                 ),
                 trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
                 dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",

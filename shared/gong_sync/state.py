@@ -181,6 +181,14 @@ def finish_run(conn: Connection, source: str) -> None:
     conn.commit()
 
 
+def _details(outcome: Mapping[str, Any]) -> str | None:
+    """error_details: why a run failed, or what a successful one could not do."""
+    details = {**(outcome.get("error") or {})}
+    if outcome.get("ids_not_found"):
+        details["ids_not_found"] = outcome["ids_not_found"]
+    return json.dumps(details) if details else None
+
+
 def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> None:
     """Write the outcome of a run into sync_status and commit."""
     conn.cursor().execute(
@@ -206,7 +214,7 @@ def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> Non
             outcome["rows_failed"],
             outcome["bytes_processed"],
             outcome["duration_seconds"],
-            json.dumps(outcome.get("error")) if outcome.get("error") else None,
+            _details(outcome),
         ),
     )
     conn.commit()
