@@ -14,12 +14,13 @@ stack = build(
         sources=tuple(config.get_object("sources") or ("calls", "emails", "opportunities")),
         gong_dataset=config.get("gongDataset") or "gongio_ft",
         salesforce_dataset=config.get("salesforceDataset") or "salesforce",
-        bigquery_project=config.get("bigqueryProject"),
+        # Optional keys default to "" in Pulumi.yaml (a key with no default is required).
+        bigquery_project=config.get("bigqueryProject") or None,
         sql_tier=config.get("sqlTier") or "db-custom-1-3840",
-        sql_private_network=config.get("sqlPrivateNetwork"),
+        sql_private_network=config.get("sqlPrivateNetwork") or None,
         production=config.get_bool("production") or False,
         slack_webhook_url=config.require_secret("slackWebhookUrl"),
-        alert_email=config.get("alertEmail"),
+        alert_email=config.get("alertEmail") or None,
     )
 )
 

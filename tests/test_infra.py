@@ -69,7 +69,7 @@ class Mocks(pulumi.runtime.Mocks):
         return [r for r in self.resources if r.type == typ]
 
 
-def deploy(tmp_path: Path, sources: tuple[str, ...] = SOURCES) -> Mocks:
+def deploy(tmp_path: Path, sources: tuple[str, ...] = SOURCES, **config: Any) -> Mocks:
     """Run the program against mocks and wait for every resource to register."""
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="gong-sync", stack="test", preview=False)
@@ -82,6 +82,7 @@ def deploy(tmp_path: Path, sources: tuple[str, ...] = SOURCES) -> Mocks:
                 sources=sources,
                 archive_dir=tmp_path,
                 slack_webhook_url=pulumi.Output.secret(SLACK_URL),
+                **config,
             )
         )
         return pulumi.Output.all(
@@ -266,3 +267,15 @@ for target, other in [("sync_calls", "emails"), ("sync_emails", "calls"),
     assert result.stdout.split() == [
         "sync_calls", "ok", "sync_emails", "ok", "sync_opportunities", "ok", "alert", "ok"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("network", "ipv4"), [(None, True), ("", True), ("projects/p/x", False)])
+def test_an_empty_private_network_means_a_public_ip_never_no_ip(
+    tmp_path: Path, network: str | None, ipv4: bool
+) -> None:
+    """Pulumi.yaml defaults sqlPrivateNetwork to "" (a key with no default is required)."""
+    mocks = deploy(tmp_path, sql_private_network=network)
+    (instance,) = mocks.of("gcp:sql/databaseInstance:DatabaseInstance")
+    ip = instance.inputs["settings"]["ipConfiguration"]
+    assert ip["ipv4Enabled"] is ipv4
+    assert ip.get("privateNetwork") == (network or None)

@@ -31,8 +31,10 @@ class Database(pulumi.ComponentResource):
     ) -> None:
         super().__init__("gong-sync:data:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # No private network (None or the config's empty default) means a public IP that only
+        # the Cloud SQL connector reaches; never an instance with no IP at all.
         ip: gcp.sql.DatabaseInstanceSettingsIpConfigurationArgsDict = {
-            "ipv4_enabled": args.private_network is None
+            "ipv4_enabled": not args.private_network
         }
         if args.private_network:
             ip["private_network"] = args.private_network
