@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -161,7 +162,7 @@ def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> N
             event = pubsub_event({"title": "x"}, kind="bad_record", source="calls",
                                  reason="title: NUL byte", key=f'["k{i}"]', batch_index=str(i),
                                  batch_size="3", batch_reasons="3× title: NUL byte",
-                                 execution_id="abc123")  # fmt: skip
+                                 run_id="abc123")  # fmt: skip
             cloud_function.handle_alert(event, settings)
         undeliverable = pubsub_event(
             {},
@@ -175,7 +176,7 @@ def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> N
     assert len(posts) == 2
     assert "calls*: 3 dead letter(s) - 3× title: NUL byte" in posts[0]["text"]
     assert 'sample key: `["k0"]`' in posts[0]["text"]
-    assert "labels.execution_id%3D%22abc123%22" in posts[0]["text"]
+    assert "labels.run_id%3D%22abc123%22" in posts[0]["text"]
     assert "trigger undeliverable after 5 attempts (sync-calls)" in posts[1]["text"]
 
 
@@ -197,3 +198,43 @@ def test_an_explicit_request_for_a_busy_source_is_redelivered_not_dropped(cloud:
         == 200
     )
     assert calls(cloud) == ["c1", "c2"]
+
+
+@pytest.fixture
+def platform_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Cloud Functions gen2's LOG_EXECUTION_ID=true; the root logger is restored after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("LOG_EXECUTION_ID", "true")
+    cloud_function.runtime.cache_clear()
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = handlers, level
+        cloud_function.runtime.cache_clear()
+
+
+def test_on_gen2_the_run_summary_and_errors_reach_cloud_logging_with_labels(
+    cloud: Cloud, platform_logging: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """functions-framework installs a WARNING root handler and its own execution_id label."""
+    seed_calls(cloud)
+    app = client("sync_calls")  # under LOG_EXECUTION_ID: the platform's logging setup
+    headers, body = to_structured(pubsub_event({"sources": ["calls"]}))
+    ok = app.post("/", headers={**headers, "Function-Execution-Id": "exec-1"}, data=body)
+    assert ok.status_code == 200
+    cloud.env.bq.delete_table(f"{cloud.env.bq.project}.{cloud.env.datasets['gong']}.call")
+    failed = app.post("/", headers={**headers, "Function-Execution-Id": "exec-2"}, data=body)
+    assert failed.status_code == 500
+    captured = capfd.readouterr()
+    lines = [json.loads(x) for x in (captured.out + captured.err).splitlines() if x[:1] == "{"]
+    runs = [x for x in lines if "run" in x]
+    assert [x["severity"] for x in runs] == ["INFO", "ERROR"]  # the summary is not dropped
+    for line, execution in zip(runs, ("exec-1", "exec-2"), strict=True):
+        labels = line["logging.googleapis.com/labels"]
+        assert labels["source"] == "calls"
+        assert labels["run_id"] == line["run"]["run_id"]  # ours, beside the platform's
+        assert labels["execution_id"] == execution
+    errors = [x for x in lines if x.get("severity") == "ERROR"]
+    assert errors
+    assert all(x["logging.googleapis.com/labels"]["source"] == "calls" for x in errors)

@@ -153,7 +153,7 @@ def expected(data: reference.Rows) -> dict[str, list[Any]]:
         "calls": [(k, calls[k][1]) for k in sorted(calls)],
         "call_speakers": [(k[0], k[1], str(speakers[k][8])) for k in sorted(speakers)],
         "transcripts": [(k[0], k[1], monologues[k][6]) for k in sorted(monologues)],
-        "call_opportunities": sorted(reference.call_opportunities(data)),
+        "call_opportunities": sorted(reference.call_opportunities(data)[0]),
         "emails": [(k, emails[k][3], emails[k][4], emails[k][5]) for k in sorted(emails)],
         "opportunities": [(k, opps[k][2], opps[k][3]) for k in sorted(opps)],
     }

@@ -61,8 +61,7 @@ def runtime() -> Runtime:
     from google.cloud.pubsub_v1 import PublisherClient
     from google.cloud.pubsub_v1.types import BatchSettings
 
-    if not logging.getLogger().handlers:  # the platform gives none; a test harness may
-        gs_log.configure("json")
+    gs_log.configure("json")  # whatever handlers the platform installed (see log.configure)
     settings = resolve(Settings.from_env())
     conn = connect(settings.postgres)
     try:
@@ -86,6 +85,14 @@ def _age_seconds(event: Any) -> float | None:
         return None
     sent = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
     return (datetime.now(UTC) - sent).total_seconds()
+
+
+class RunFailed(InternalServerError):
+    """A run that failed for good in this invocation: HTTP 500, so Pub/Sub redelivers.
+
+    Raised as an HTTP exception after our own ERROR line (traceback and labels included):
+    a plain exception would make Flask log a second ERROR traceback outside the run's labels.
+    """
 
 
 class SourceBusy(InternalServerError):
@@ -197,8 +204,9 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
                     source_name,
                     "transient, retries exhausted" if is_transient(exc) else "permanent",
                     exc,
+                    exc_info=True,
                 )
-                raise
+                raise RunFailed(f"{source_name} failed: {exc}") from exc
             delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
             log.warning("transient failure, retrying in %.0f s: %s", delay, exc)
             time.sleep(delay)
@@ -316,13 +324,13 @@ def describe(
         # One post per page of rejects: the first letter of a page speaks for all of them.
         if attributes.get("batch_index", "0") != "0":
             return None
-        execution_id = attributes.get("execution_id", "")
+        run_id = attributes.get("run_id", "")
         return {
             "source": attributes.get("source", "?"),
             "reason": attributes.get("batch_reasons") or attributes.get("reason", "?"),
             "count": _count(attributes.get("batch_size")),
             "key": attributes.get("key", ""),
-            "logs": f'labels.execution_id="{execution_id}"' if execution_id else "",
+            "logs": f'labels.run_id="{run_id}"' if run_id else "",
         }
     return {"source": "?", "reason": "unrecognised dead letter", "count": 1, "key": "",
             "logs": ""}  # fmt: skip
@@ -331,8 +339,7 @@ def describe(
 @functools.cache
 def alert_settings() -> Settings:
     """The alerting function's settings: it needs the webhook, not the database."""
-    if not logging.getLogger().handlers:
-        gs_log.configure("json")
+    gs_log.configure("json")
     return resolve(Settings.from_env())
 
 

