@@ -15,7 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
 
+from gong_sync_infra.functions import MAX_DELIVERY_ATTEMPTS
 from gong_sync_infra.stack import StackConfig, build
+
+from gong_sync import trigger
 
 DB_PASSWORD = "sentinel-db-password-7c1"
 SLACK_URL = "https://hooks.slack.example/services/sentinel-slack-7c1"
@@ -102,15 +105,18 @@ def mocks(tmp_path_factory: pytest.TempPathFactory) -> Mocks:
 SUB = "gcp:pubsub/subscription:Subscription"
 
 
-def test_every_sync_subscription_dead_letters_after_5_attempts_with_backoff(mocks: Mocks) -> None:
+def test_every_sync_subscription_dead_letters_after_its_attempts_with_backoff(
+    mocks: Mocks,
+) -> None:
     subs = {s.inputs["name"]: s.inputs for s in mocks.of(SUB)}
     for source in SOURCES:
         sub = subs[f"gong-sync-sync-{source}"]
         assert sub["topic"] == "projects/proj/topics/sync-trigger"
         assert sub["deadLetterPolicy"] == {
             "deadLetterTopic": "projects/proj/topics/sync-dead-letter",
-            "maxDeliveryAttempts": 5,
+            "maxDeliveryAttempts": MAX_DELIVERY_ATTEMPTS,
         }
+        assert 5 <= MAX_DELIVERY_ATTEMPTS <= 100  # what Pub/Sub accepts
         assert sub["retryPolicy"]["minimumBackoff"]
         assert sub["retryPolicy"]["maximumBackoff"]
         assert sub["pushConfig"]["oidcToken"]["serviceAccountEmail"].startswith("gs-pubsub-pusher")
@@ -185,8 +191,6 @@ def test_each_function_has_its_own_account_with_only_the_listed_roles(mocks: Moc
         ("roles/secretmanager.secretAccessor", "projects/proj/secrets/gong-sync-slack-webhook"),
     }
     for f in functions:
-        if f.name != "alert":
-            assert f.inputs["serviceConfig"]["maxInstanceCount"] == 1
         assert f.inputs["buildConfig"]["runtime"] == "python312"
 
 
@@ -279,3 +283,19 @@ def test_an_empty_private_network_means_a_public_ip_never_no_ip(
     ip = instance.inputs["settings"]["ipConfiguration"]
     assert ip["ipv4Enabled"] is ipv4
     assert ip.get("privateNetwork") == (network or None)
+
+
+def subscription_filters(mocks: Mocks) -> dict[str, str | None]:
+    """Subscription name -> the filter the program gives it."""
+    return {s.inputs["name"]: s.inputs.get("filter") for s in mocks.of(SUB)}
+
+
+def test_each_source_subscription_filters_to_its_own_and_shared_messages(mocks: Mocks) -> None:
+    filters = subscription_filters(mocks)
+    for source in SOURCES:
+        assert filters[f"gong-sync-sync-{source}"] == trigger.subscription_filter(source)
+    assert filters["gong-sync-alert"] is None  # every dead letter reaches the alert
+    functions = mocks.of("gcp:cloudfunctionsv2/function:Function")
+    sync = [f for f in functions if f.name.startswith("sync-")]
+    # More than one instance: a second request waits on the source's lock, never on a 429.
+    assert {f.inputs["serviceConfig"]["maxInstanceCount"] for f in sync} == {5}

@@ -188,3 +188,5 @@ def test_resync_on_the_emulator_needs_only_its_host_and_gcloud_does_the_same(
     assert done.returncode == 0, done.stderr[-2000:]
     (again,) = pull_all(watch, expect=1, timeout=20)
     assert json.loads(again.data) == body
+    # For one source: only that source's subscription lets it through (see tests/platform).
+    assert dict(published.attributes) == dict(again.attributes) == {"source": "calls"}

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-MAX_DELIVERY_ATTEMPTS = 5
+# Pub/Sub allows 5 to 100. A request for a busy source (a full refresh while a backfill's
+# continuations run) is answered 500 until the chain ends; with the retry policy's backoff
+# (10 s doubling to 600 s) 20 attempts wait about 2.7 h, where 5 gave up after 5 minutes.
+MAX_DELIVERY_ATTEMPTS = 20
 
 
 @dataclass
@@ -40,6 +43,8 @@ class FunctionArgs:
     dead_letter_topic: pulumi.Input[str] | None = None
     max_instances: int = 1
     timeout_seconds: int = 540
+    # Pub/Sub subscription filter: only the messages this function should see are pushed.
+    message_filter: str | None = None
     memory: str = "1Gi"
     labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -148,6 +153,7 @@ class SourceFunction(pulumi.ComponentResource):
             ack_deadline_seconds=600,  # the function's own 540 s, plus margin
             push_config=push,
             dead_letter_policy=policy,
+            filter=args.message_filter,
             retry_policy={"minimum_backoff": "10s", "maximum_backoff": "600s"},
             expiration_policy={"ttl": ""},
             opts=child,

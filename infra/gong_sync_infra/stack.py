@@ -8,6 +8,7 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
+from gong_sync import trigger
 from gong_sync_infra import source_archive
 from gong_sync_infra.database import Database, DatabaseArgs
 from gong_sync_infra.functions import Deployment, FunctionArgs, SourceFunction
@@ -22,6 +23,11 @@ from gong_sync_infra.platform import (
     SecretArgs,
     StoredSecret,
 )
+
+# Cloud Run answers 429 once every instance is busy (after about 30 s), and each 429 spends
+# one of the trigger's delivery attempts: one instance per source was not enough for an
+# hourly trigger beside a running continuation.
+SYNC_INSTANCES = 5
 
 
 @dataclass
@@ -138,6 +144,10 @@ def build(config: StackConfig) -> Stack:
                 labels={"source": source},
                 deployment=deployment,
                 dead_letter_topic=messaging.dead_letter.id,
+                message_filter=trigger.subscription_filter(source),
+                # Concurrency stays 1 a instance; the source's advisory lock serialises runs,
+                # so a second instance answers a busy source at once instead of a 429.
+                max_instances=SYNC_INSTANCES,
             ),
             opts=after_apis,
         )

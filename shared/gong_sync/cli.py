@@ -270,7 +270,8 @@ def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     """Publish a trigger to the configured topic (cloud, or the emulator if one is set)."""
     from google.cloud.pubsub_v1 import PublisherClient
 
-    body = resync_trigger(args).to_json()
+    wanted = resync_trigger(args)
+    body = wanted.to_json()
     try:
         trigger.parse(body, list(sources.SOURCES))  # the same rules the functions apply
         topic = settings.cloud.topic_path(settings.cloud.trigger_topic)
@@ -278,15 +279,20 @@ def cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
         log.error("not published: %s", exc)
         return 2
     message = json.dumps(body)
-    message_id = PublisherClient().publish(topic, message.encode()).result(timeout=60)
+    attributes = trigger.attributes_for(wanted.sources)
+    future = PublisherClient().publish(topic, message.encode(), **attributes)
+    message_id = future.result(timeout=60)
+    emulator = os.environ.get("PUBSUB_EMULATOR_HOST")
     sys.stdout.write(
         f"published {message_id} to {topic}: {message}\n"
-        f"equivalent: {gcloud_publish(topic, message, os.environ.get('PUBSUB_EMULATOR_HOST'))}\n"
+        f"equivalent: {gcloud_publish(topic, message, attributes, emulator)}\n"
     )
     return 0
 
 
-def gcloud_publish(topic: str, message: str, emulator: str | None) -> str:
+def gcloud_publish(
+    topic: str, message: str, attributes: dict[str, str], emulator: str | None
+) -> str:
     """The gcloud command that publishes the same message.
 
     gcloud ignores PUBSUB_EMULATOR_HOST (only the client libraries read it): it reaches an
@@ -298,9 +304,11 @@ def gcloud_publish(topic: str, message: str, emulator: str | None) -> str:
         if emulator
         else ""
     )
+    pairs = ",".join(f"{k}={v}" for k, v in attributes.items())
     return (
         f"{prefix}gcloud pubsub topics publish {topic.rsplit('/', 1)[-1]}"
         f" --project {topic.split('/')[1]} --message {shlex.quote(message)}"
+        + (f" --attribute {shlex.quote(pairs)}" if pairs else "")
     )
 
 

@@ -158,7 +158,12 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
             raise SourceBusy.logged(f"{source_name} is running; redeliver this request later")
         if stats.continuation_needed:
             follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
-            rt.publish(cloud.trigger_topic, follow.to_json(), continuation="true")
+            rt.publish(
+                cloud.trigger_topic,
+                follow.to_json(),
+                continuation="true",
+                **trigger.attributes_for(follow.sources),
+            )
             log.info("time budget reached; published a continuation for %s", source_name)
         return stats
 

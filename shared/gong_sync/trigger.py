@@ -15,6 +15,23 @@ FIELDS = ("sources", "mode", "since", "until", "ids")
 MAX_IDS = 10_000
 
 
+# A message for one source names it in this attribute, and each source's subscription lets
+# through only the messages for it or for every source. Without it, every source's function
+# received every continuation: with Cloud Run's instance limit, the busy ones answered 429,
+# and each 429 spent a delivery attempt of a trigger meant for another source.
+SOURCE_ATTRIBUTE = "source"
+
+
+def subscription_filter(source: str) -> str:
+    """The Pub/Sub subscription filter of a source's function (Pub/Sub's filter syntax)."""
+    return f'NOT attributes:{SOURCE_ATTRIBUTE} OR attributes.{SOURCE_ATTRIBUTE} = "{source}"'
+
+
+def attributes_for(sources: Sequence[str] | None) -> dict[str, str]:
+    """The attributes of a trigger message: its one source, so only that function sees it."""
+    return {SOURCE_ATTRIBUTE: sources[0]} if sources and len(sources) == 1 else {}
+
+
 class BadMessage(ValueError):
     """A trigger that can never succeed; acked and dead-lettered, never retried."""
 
@@ -131,8 +148,8 @@ def reporter(
     reports it: its `source` attribute, else the first known source its body names, else the
     first source.
     """
-    if attributes.get("source") in known_sources:
-        return attributes["source"]
+    if attributes.get(SOURCE_ATTRIBUTE) in known_sources:
+        return attributes[SOURCE_ATTRIBUTE]
     try:
         body = json.loads(base64.b64decode(data or "", validate=True))
     except (binascii.Error, ValueError):
