@@ -11,7 +11,7 @@ stack = build(
     StackConfig(
         project=gcp_config.require("project"),
         region=gcp_config.get("region") or "europe-west1",
-        sources=tuple(config.get_object("sources") or ("calls", "emails", "opportunities")),
+        sources=tuple(config.get_object("sources") or StackConfig.sources),
         gong_dataset=config.get("gongDataset") or "gongio_ft",
         salesforce_dataset=config.get("salesforceDataset") or "salesforce",
         # Optional keys default to "" in Pulumi.yaml (a key with no default is required).

@@ -178,11 +178,12 @@ def test_each_function_has_its_own_account_with_only_the_listed_roles(mocks: Moc
     roles = _roles_by_member(mocks)
     for source in SOURCES:
         member = f"serviceAccount:gs-sync-{source}@proj.iam.gserviceaccount.com"
+        # dataViewer only on the datasets the source's declarations (and fallback) read.
+        read = {"emails": {"gongio_ft"}}.get(source, {"gongio_ft", "salesforce"})
         assert roles[member] == {
             ("roles/bigquery.jobUser", "proj"),
             ("roles/cloudsql.client", "proj"),
-            ("roles/bigquery.dataViewer", "gongio_ft"),
-            ("roles/bigquery.dataViewer", "salesforce"),
+            *(("roles/bigquery.dataViewer", dataset) for dataset in read),
             ("roles/secretmanager.secretAccessor", "projects/proj/secrets/gong-sync-db-password"),
             ("roles/pubsub.publisher", "sync-dead-letter"),
             ("roles/pubsub.publisher", "sync-trigger"),

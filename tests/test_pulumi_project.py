@@ -149,3 +149,10 @@ def test_the_rules_refuse_what_pulumi_refuses() -> None:
     assert stack_errors(secret, {"p:hook": ("https://x", False)})
     assert stack_errors({"name": "p", "config": {"p:on": {"type": "boolean"}}},
                         {"p:on": ("yes", False)})  # fmt: skip
+
+
+def test_the_default_sources_are_the_registry() -> None:
+    from gong_sync import sources
+
+    declared = _specs(_pulumi_yaml())["gong-sync:sources"]
+    assert declared["default"] == list(sources.SOURCES)

@@ -8,7 +8,9 @@ from pathlib import Path
 import pulumi
 import pulumi_gcp as gcp
 
+from gong_sync import sources as source_registry
 from gong_sync import trigger
+from gong_sync.declarations import Source
 from gong_sync_infra import source_archive
 from gong_sync_infra.database import Database, DatabaseArgs
 from gong_sync_infra.functions import Deployment, FunctionArgs, SourceFunction
@@ -36,7 +38,7 @@ class StackConfig:
 
     project: str
     region: str = "europe-west1"
-    sources: tuple[str, ...] = ("calls", "emails", "opportunities")
+    sources: tuple[str, ...] = tuple(source_registry.SOURCES)
     gong_dataset: str = "gongio_ft"
     salesforce_dataset: str = "salesforce"
     bigquery_project: str | None = None
@@ -57,6 +59,16 @@ class Stack:
     functions: dict[str, SourceFunction]
     alert: SourceFunction
     scheduler: HourlyTrigger
+
+
+def dataset_roles(name: str) -> list[str]:
+    """The dataset roles (gong, salesforce) a source's declarations read, fallback included."""
+    source: Source | None = source_registry.get(name)
+    roles: set[str] = set()
+    while source is not None:
+        roles |= set(source.datasets.values())
+        source = source.fallback
+    return sorted(roles)
 
 
 def build(config: StackConfig) -> Stack:
@@ -121,6 +133,7 @@ def build(config: StackConfig) -> Stack:
         pubsub_agent=messaging.pubsub_agent,
         invoker=pusher.email,
     )
+    dataset_of = {"gong": config.gong_dataset, "salesforce": config.salesforce_dataset}
     functions = {
         source: SourceFunction(
             f"sync-{source}",
@@ -135,10 +148,8 @@ def build(config: StackConfig) -> Stack:
                     ("roles/cloudsql.client", config.project),
                 ],
                 private_network=config.sql_private_network,
-                datasets=[
-                    (bq_project, config.gong_dataset),
-                    (bq_project, config.salesforce_dataset),
-                ],
+                # Only the datasets its declarations (and their fallback) read.
+                datasets=[(bq_project, dataset_of[role]) for role in dataset_roles(source)],
                 # Dead letters, and continuation messages for its own source.
                 publish_to=[messaging.dead_letter.name, messaging.trigger.name],
                 labels={"source": source},
