@@ -46,6 +46,9 @@ class Mocks(pulumi.runtime.Mocks):
         rid = f"{args.name}-id"
         if args.typ == "gcp:serviceaccount/account:Account":
             out["email"] = f"{args.inputs['accountId']}@proj.iam.gserviceaccount.com"
+            out["name"] = f"projects/proj/serviceAccounts/{out['email']}"
+        elif args.typ == "gcp:projects/serviceIdentity:ServiceIdentity":
+            out["email"] = "service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
         elif args.typ == "random:index/randomPassword:RandomPassword":
             out["result"] = DB_PASSWORD
         elif args.typ == "gcp:secretmanager/secret:Secret":
@@ -300,3 +303,43 @@ def test_each_source_subscription_filters_to_its_own_and_shared_messages(mocks: 
     sync = [f for f in functions if f.name.startswith("sync-")]
     # More than one instance: a second request waits on the source's lock, never on a 429.
     assert {f.inputs["serviceConfig"]["maxInstanceCount"] for f in sync} == {5}
+
+
+def test_a_first_deploy_on_a_new_project_has_what_google_documents(mocks: Mocks) -> None:
+    builder = "projects/proj/serviceAccounts/gs-function-builder@proj.iam.gserviceaccount.com"
+    functions = mocks.of("gcp:cloudfunctionsv2/function:Function")
+    for f in functions:  # built as an account of our own, not the default Cloud Build one
+        assert f.inputs["buildConfig"]["serviceAccount"] == builder
+        assert "environmentVariables" not in f.inputs["buildConfig"]  # no signature-type env
+    member = "serviceAccount:gs-function-builder@proj.iam.gserviceaccount.com"
+    project_roles = {r.inputs["role"] for r in mocks.of("gcp:projects/iAMMember:IAMMember")
+                     if r.inputs["member"] == member}  # fmt: skip
+    assert project_roles == {"roles/logging.logWriter", "roles/artifactregistry.writer"}
+    (source_read,) = mocks.of("gcp:storage/bucketIAMMember:BucketIAMMember")
+    assert (source_read.inputs["role"], source_read.inputs["member"]) == (
+        "roles/storage.objectViewer", member,
+    )  # fmt: skip
+    # The Pub/Sub service agent is created before anything names it, and may mint push tokens.
+    (identity,) = mocks.of("gcp:projects/serviceIdentity:ServiceIdentity")
+    assert identity.inputs["service"] == "pubsub.googleapis.com"
+    (token,) = mocks.of("gcp:serviceaccount/iAMMember:IAMMember")
+    assert token.inputs["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert token.inputs["member"].startswith("serviceAccount:service-123456789@gcp-sa-pubsub")
+    apis = {s.inputs["service"] for s in mocks.of("gcp:projects/service:Service")}
+    assert "cloudresourcemanager.googleapis.com" in apis
+    assert "eventarc.googleapis.com" not in apis  # push subscriptions, not Eventarc
+    (user,) = mocks.of("gcp:sql/user:User")
+    assert user.inputs["deletionPolicy"] == "ABANDON"
+    (instance,) = mocks.of("gcp:sql/databaseInstance:DatabaseInstance")
+    assert instance.inputs["databaseVersion"] == "POSTGRES_18"  # what the tests run
+    assert "databaseFlags" not in instance.inputs["settings"]  # password auth: no IAM flag
+
+
+def test_the_dead_letter_alert_watches_forwarded_triggers_and_published_records(
+    mocks: Mocks,
+) -> None:
+    policies = {p.name: p.inputs for p in mocks.of("gcp:monitoring/alertPolicy:AlertPolicy")}
+    filters = [c["conditionThreshold"]["filter"]
+               for c in policies["gong-sync-dead-letters"]["conditions"]]  # fmt: skip
+    assert any("topic/send_message_operation_count" in f for f in filters)
+    assert any("subscription/dead_letter_message_count" in f for f in filters)

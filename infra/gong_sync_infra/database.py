@@ -18,6 +18,8 @@ class DatabaseArgs:
     region: pulumi.Input[str]
     tier: str = "db-custom-1-3840"
     private_network: str | None = None  # a VPC self link: private IP only
+    # The major version the tests run (Cloud SQL offers POSTGRES_18); configurable per stack.
+    version: str = "POSTGRES_18"
     production: bool = False  # deletion protection on
     database: str = "gong_sync"
     user: str = "gong_sync"
@@ -41,7 +43,7 @@ class Database(pulumi.ComponentResource):
         self.instance = gcp.sql.DatabaseInstance(
             name,
             region=args.region,
-            database_version="POSTGRES_16",
+            database_version=args.version,
             deletion_protection=args.production,
             settings={
                 "tier": args.tier,
@@ -54,7 +56,6 @@ class Database(pulumi.ComponentResource):
                 },
                 "ip_configuration": ip,
                 "deletion_protection_enabled": args.production,
-                "database_flags": [{"name": "cloudsql.iam_authentication", "value": "on"}],
             },
             opts=child,
         )
@@ -67,6 +68,8 @@ class Database(pulumi.ComponentResource):
             name=args.user,
             instance=self.instance.name,
             password=password.result,
+            # Dropping a Postgres role that owns objects fails; the instance goes with its users.
+            deletion_policy="ABANDON",
             opts=child,
         )
         self.password = StoredSecret(

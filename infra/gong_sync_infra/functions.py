@@ -25,6 +25,7 @@ class Deployment:
     source_object: pulumi.Input[str]
     pubsub_agent: pulumi.Input[str]
     invoker: pulumi.Input[str]  # the e-mail of the account Pub/Sub pushes as (OIDC)
+    build_service_account: pulumi.Input[str] | None = None  # projects/P/serviceAccounts/E
 
 
 @dataclass
@@ -97,9 +98,11 @@ class SourceFunction(pulumi.ComponentResource):
             build_config={
                 "runtime": "python312",
                 "entry_point": args.entry_point,
-                # Push delivers a Pub/Sub envelope; functions-framework turns it into a
-                # CloudEvent when the function is declared as one.
-                "environment_variables": {"GOOGLE_FUNCTION_SIGNATURE_TYPE": "cloudevent"},
+                # The entrypoints declare themselves CloudEvent functions (their decorator):
+                # functions-framework turns a push envelope into a CloudEvent for them.
+                # Built as an account of our own: new projects' default Cloud Build account
+                # may lack the roles.
+                "service_account": d.build_service_account,
                 "source": {
                     "storage_source": {"bucket": d.source_bucket, "object": d.source_object}
                 },

@@ -67,13 +67,16 @@ class Observability(pulumi.ComponentResource):
         channels = list(args.notification_channels)
 
         def policy(
-            key: str, condition: gcp.monitoring.AlertPolicyConditionArgsDict, doc: str
+            key: str,
+            condition: gcp.monitoring.AlertPolicyConditionArgsDict,
+            doc: str,
+            *more: gcp.monitoring.AlertPolicyConditionArgsDict,
         ) -> None:
             gcp.monitoring.AlertPolicy(
                 f"gong-sync-{key}",
                 display_name=f"gong-sync: {condition['display_name']}",
                 combiner="OR",
-                conditions=[condition],
+                conditions=[condition, *more],
                 notification_channels=channels,
                 documentation={"content": doc, "mime_type": "text/markdown"},
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.errors, self.successes]),
@@ -100,6 +103,15 @@ class Observability(pulumi.ComponentResource):
                 ),
             ),
             "Records or triggers were dead-lettered. Inspect the dead-letter archive subscription.",
+            # Triggers forwarded by a subscription's dead-letter policy: Pub/Sub counts them
+            # on the subscription (dead_letter_message_count), which is what says a trigger
+            # was lost to retries, whatever the topic's own publish count shows.
+            _any_in_5_min(
+                "triggers dead-lettered by a subscription",
+                'metric.type="pubsub.googleapis.com/subscription/dead_letter_message_count"'
+                ' AND resource.type="pubsub_subscription"'
+                ' AND resource.label.subscription_id=starts_with("gong-sync-sync-")',
+            ),
         )
         policy(
             "freshness",

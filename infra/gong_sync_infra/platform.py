@@ -14,7 +14,9 @@ APIS = (
     "cloudscheduler.googleapis.com", "iam.googleapis.com", "logging.googleapis.com",
     "monitoring.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
     "artifactregistry.googleapis.com", "secretmanager.googleapis.com",
-    "sqladmin.googleapis.com", "eventarc.googleapis.com",
+    "sqladmin.googleapis.com",
+    # IAM bindings on the project go through Resource Manager; new projects may lack it.
+    "cloudresourcemanager.googleapis.com",
 )  # fmt: skip
 
 HOURLY = "0 * * * *"
@@ -82,9 +84,15 @@ class Messaging(pulumi.ComponentResource):
             expiration_policy={"ttl": ""},  # never expires
             opts=child,
         )
-        self.pubsub_agent = pulumi.Output.concat(
-            "serviceAccount:service-", args.project_number, "@gcp-sa-pubsub.iam.gserviceaccount.com"
+        # The Pub/Sub service agent exists only once Google creates it, which on a new
+        # project may be after our first IAM binding names it: create it explicitly first.
+        identity = gcp.projects.ServiceIdentity(
+            f"{name}-pubsub-agent",
+            project=args.project,
+            service="pubsub.googleapis.com",
+            opts=child,
         )
+        self.pubsub_agent = pulumi.Output.concat("serviceAccount:", identity.email)
         # Dead-letter policies publish as the Pub/Sub service agent.
         gcp.pubsub.TopicIAMMember(
             f"{args.dead_letter_topic}-agent-publisher",

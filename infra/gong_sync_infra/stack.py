@@ -44,6 +44,7 @@ class StackConfig:
     bigquery_project: str | None = None
     sql_tier: str = "db-custom-1-3840"
     sql_private_network: str | None = None
+    sql_version: str = "POSTGRES_18"
     production: bool = False
     slack_webhook_url: pulumi.Input[str] = ""
     alert_email: str | None = None
@@ -59,6 +60,32 @@ class Stack:
     functions: dict[str, SourceFunction]
     alert: SourceFunction
     scheduler: HourlyTrigger
+
+
+# What Cloud Build needs to build a function as a custom account (Google's "Custom service
+# account for Cloud Build"): write logs, push the image, read the source archive.
+BUILDER_ROLES = ("roles/logging.logWriter", "roles/artifactregistry.writer")
+
+
+def function_builder(
+    project: str, source_bucket: pulumi.Input[str], opts: pulumi.ResourceOptions
+) -> tuple[gcp.serviceaccount.Account, list[pulumi.Resource]]:
+    """The account Cloud Build builds the functions as, and its grants (Google's list)."""
+    account = gcp.serviceaccount.Account(
+        "function-builder", account_id="gs-function-builder",
+        display_name="gong-sync function builds", opts=opts,
+    )  # fmt: skip
+    member = pulumi.Output.concat("serviceAccount:", account.email)
+    grants: list[pulumi.Resource] = [
+        gcp.projects.IAMMember(f"function-builder-{role.split('.')[-1]}", project=project,
+                               role=role, member=member)
+        for role in BUILDER_ROLES
+    ]  # fmt: skip
+    grants.append(gcp.storage.BucketIAMMember(
+        "function-builder-source", bucket=source_bucket, role="roles/storage.objectViewer",
+        member=member,
+    ))  # fmt: skip
+    return account, grants
 
 
 def dataset_roles(name: str) -> list[str]:
@@ -86,6 +113,7 @@ def build(config: StackConfig) -> Stack:
             tier=config.sql_tier,
             private_network=config.sql_private_network,
             production=config.production,
+            version=config.sql_version,
         ),
         opts=after_apis,
     )
@@ -108,8 +136,17 @@ def build(config: StackConfig) -> Stack:
         source=pulumi.FileAsset(str(archive)),
     )
     pusher = gcp.serviceaccount.Account(
-        "pubsub-pusher", account_id="gs-pubsub-pusher", display_name="gong-sync Pub/Sub push"
-    )
+        "pubsub-pusher", account_id="gs-pubsub-pusher", display_name="gong-sync Pub/Sub push",
+        opts=after_apis,
+    )  # fmt: skip
+    # Pub/Sub mints the push OIDC token as this account; older projects need the grant.
+    gcp.serviceaccount.IAMMember(
+        "pubsub-pusher-token-creator", service_account_id=pusher.name,
+        role="roles/iam.serviceAccountTokenCreator", member=messaging.pubsub_agent,
+    )  # fmt: skip
+    builder, builder_grants = function_builder(config.project, bucket.name, after_apis)
+    # A function's first build must not start before its builder may write logs and images.
+    after_builder = pulumi.ResourceOptions(depends_on=[apis, *builder_grants])
     bq_project = config.bigquery_project or config.project
     env: dict[str, pulumi.Input[str]] = {
         "GONG_SYNC_PROJECT": config.project,
@@ -132,6 +169,7 @@ def build(config: StackConfig) -> Stack:
         source_object=source_object.name,
         pubsub_agent=messaging.pubsub_agent,
         invoker=pusher.email,
+        build_service_account=builder.name,  # projects/P/serviceAccounts/E
     )
     dataset_of = {"gong": config.gong_dataset, "salesforce": config.salesforce_dataset}
     functions = {
@@ -156,11 +194,11 @@ def build(config: StackConfig) -> Stack:
                 deployment=deployment,
                 dead_letter_topic=messaging.dead_letter.id,
                 message_filter=trigger.subscription_filter(source),
-                # Concurrency stays 1 a instance; the source's advisory lock serialises runs,
+                # Concurrency stays 1 an instance; the source's advisory lock serialises runs,
                 # so a second instance answers a busy source at once instead of a 429.
                 max_instances=SYNC_INSTANCES,
             ),
-            opts=after_apis,
+            opts=after_builder,
         )
         for source in config.sources
     }
@@ -176,7 +214,7 @@ def build(config: StackConfig) -> Stack:
             max_instances=3,
             deployment=deployment,
         ),
-        opts=after_apis,
+        opts=after_builder,
     )  # fmt: skip
     scheduler = HourlyTrigger(
         "gong-sync-hourly", SchedulerArgs(messaging.trigger.id, config.region), opts=after_apis
