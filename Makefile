@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean bench bench-quick
+.PHONY: run test lint venv clean bench bench-quick lock
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -32,6 +32,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --calls 5000 --transcripts 25000 --rss-transcripts 5000,25000 \
 		--label quick $(ARGS)
+
+## Regenerate functions/requirements.txt, the functions' full lock, from the tested pins.
+lock: $(STAMP)
+	cd infra && ../$(BIN)/python -m gong_sync_infra.runtime_lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -343,3 +343,18 @@ def test_the_dead_letter_alert_watches_forwarded_triggers_and_published_records(
                for c in policies["gong-sync-dead-letters"]["conditions"]]  # fmt: skip
     assert any("topic/send_message_operation_count" in f for f in filters)
     assert any("subscription/dead_letter_message_count" in f for f in filters)
+
+
+def test_the_functions_install_exactly_the_tested_set(tmp_path: Path) -> None:
+    """The archive's requirements.txt pins every package, at the version the tests ran."""
+    import zipfile
+
+    from gong_sync_infra import runtime_lock, source_archive
+
+    committed = runtime_lock.LOCK.read_text()
+    assert committed == runtime_lock.lock_text(), "stale: run `make lock`"
+    locked = runtime_lock.pins(runtime_lock.LOCK)
+    assert runtime_lock.pins(runtime_lock.ROOT / "requirements.txt").items() <= locked.items()
+    assert {"grpcio", "protobuf", "flask", "google-api-core"} <= locked.keys()  # transitive
+    with zipfile.ZipFile(source_archive.build(tmp_path)) as archive:
+        assert archive.read("requirements.txt").decode() == committed

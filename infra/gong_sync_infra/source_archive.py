@@ -12,8 +12,9 @@ _FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # fixed entry times: the same code gives th
 
 
 def _files(root: Path) -> list[tuple[str, Path]]:
+    # The full lock, not the direct pins: Cloud Functions pip-installs what it names.
     entries = [("main.py", root / "functions" / "main.py"),
-               ("requirements.txt", root / "requirements.txt")]  # fmt: skip
+               ("requirements.txt", root / "functions" / "requirements.txt")]  # fmt: skip
     package = root / "shared" / "gong_sync"
     for path in sorted(package.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
