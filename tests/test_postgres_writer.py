@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gong_sync.postgres_writer import TargetWriter
 from gong_sync.row_mapping import RowMapper
 from gong_sync.sources.calls import CALLS
@@ -56,3 +58,20 @@ def test_a_table_with_rows_is_never_copied_into_directly(env: Env) -> None:
     conn.close()
     assert writer._direct is False
     assert (stats.upserted, stats.unchanged) == (0, 1)  # the guarded upsert found it equal
+
+
+def test_a_statement_past_its_timeout_is_cancelled(env: Env) -> None:
+    """The functions set statement_timeout, so no query holds a run past the platform's limit."""
+    import dataclasses
+
+    from gong_sync.errors import sqlstate
+    from gong_sync.postgres import connect
+
+    limited = dataclasses.replace(env.settings.postgres, statement_timeout_seconds=0.2)
+    conn = connect(limited)
+    try:
+        with pytest.raises(Exception, match="statement timeout") as cancelled:
+            conn.cursor().execute("SELECT pg_sleep(3)")
+        assert sqlstate(cancelled.value) == "57014"  # query_canceled
+    finally:
+        conn.close()

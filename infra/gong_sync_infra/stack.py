@@ -161,6 +161,8 @@ def build(config: StackConfig) -> Stack:
         # A resource name, not the password: the code reads the value from Secret Manager.
         "GONG_SYNC_DB_PASSWORD_SECRET": database.password.resource_name,
         "GONG_SYNC_DB_IP_TYPE": "PRIVATE" if config.sql_private_network else "PUBLIC",
+        # No statement may hold a run past the function's 540 s (a page's write takes ~1 s).
+        "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS": "120",
     }
     deployment = Deployment(
         project=config.project,

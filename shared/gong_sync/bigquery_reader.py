@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,10 @@ def make_client(settings: BigQuerySettings) -> bigquery.Client:
             location=settings.location,
         )
     return bigquery.Client(project=settings.project, location=settings.location)
+
+
+class OutOfTime(RuntimeError):
+    """The run's hard deadline came before a BigQuery answer: stop, a continuation resumes."""
 
 
 @dataclass
@@ -75,40 +80,58 @@ class BigQueryReader:
         """Resolve every logical table a source reads."""
         return {name: self.table_ref(name, source.datasets[name]) for name in logical}
 
-    def _run(self, sql: str, params: list[Any], page_size: int | None) -> tuple[Any, Any]:
+    def _bounds(self, deadline: float | None) -> tuple[Any, Any, float]:
+        """Retry policies and request timeout, cut to the time left before the deadline.
+
+        Uncut, one call could take its request timeout plus the whole retry budget after
+        the run's last check of its time, and the function be killed mid-write at 540 s.
+        """
+        if deadline is None:
+            return self.retry, self.job_retry, self.settings.request_timeout_seconds
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise OutOfTime("no time left for a BigQuery request")
+        retry_seconds = min(self.settings.retry_seconds, left)
+        return (
+            self.retry.with_timeout(retry_seconds),
+            self.job_retry.with_timeout(retry_seconds),
+            min(self.settings.request_timeout_seconds, left),
+        )
+
+    def _run(
+        self, sql: str, params: list[Any], page_size: int | None, deadline: float | None
+    ) -> tuple[Any, Any]:
+        retry, job_retry, timeout = self._bounds(deadline)
         # job_retry=None here: given one, the client wraps jobs.insert in a private retry of
         # its own that ignores ours and keeps trying for 10 minutes. The insert is still
         # retried (by `retry`, bounded), and a failed job is still rerun by result() below.
         job = self.client.query(
             sql,
             job_config=bigquery.QueryJobConfig(query_parameters=params),
-            retry=self.retry,
+            retry=retry,
             job_retry=None,
-            timeout=self.settings.request_timeout_seconds,
+            timeout=timeout,
         )
-        result = job.result(
-            page_size=page_size,
-            retry=self.retry,
-            job_retry=self.job_retry,
-            timeout=self.settings.request_timeout_seconds,
-        )
+        result = job.result(page_size=page_size, retry=retry, job_retry=job_retry, timeout=timeout)
         return job, result
 
-    def query(self, sql: str, params: list[Any]) -> QueryResult:
-        """Run a parameterised query and return all its rows."""
-        job, result = self._run(sql, params, None)
+    def query(self, sql: str, params: list[Any], deadline: float | None = None) -> QueryResult:
+        """Run a parameterised query and return all its rows (by the deadline, if given)."""
+        job, result = self._run(sql, params, None, deadline)
         names = [f.name for f in result.schema]
         # Not row.values(): it deep-copies every row, a sixth of the client's CPU in a backfill.
         rows = [dict(zip(names, row, strict=False)) for row in result]
         return QueryResult(rows, int(job.total_bytes_processed or 0))
 
-    def pages(self, sql: str, params: list[Any], page_size: int) -> Iterator[QueryResult]:
+    def pages(
+        self, sql: str, params: list[Any], page_size: int, deadline: float | None = None
+    ) -> Iterator[QueryResult]:
         """Run one query and yield its rows a page at a time, in order.
 
         One query for many pages: BigQuery bills each query's scan, so paging through one
         result costs one scan where a query per page would cost one per page.
         """
-        job, result = self._run(sql, params, page_size)
+        job, result = self._run(sql, params, page_size, deadline)
         names = [f.name for f in result.schema]
         billed = int(job.total_bytes_processed or 0)
         for page in result.pages:

@@ -32,6 +32,9 @@ from gong_sync.settings import Settings
 log = logging.getLogger(__name__)
 
 RETRIES = 3  # attempts of a run within one invocation before Pub/Sub redelivers
+# Kept free at the end of an invocation: recording the run and publishing its continuation
+# (each a few requests) must finish before the platform stops the function.
+FINISH_SECONDS = 20.0
 BACKOFF_SECONDS = 2.0
 
 
@@ -149,6 +152,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
             until=wanted.until,
             ids=wanted.ids,
             deadline=started + cloud.time_budget_seconds,
+            hard_deadline=started + cloud.time_limit_seconds - FINISH_SECONDS,
             resume=continuation,
         )
         stats = _run_with_retries(rt, source_name, options)
@@ -213,6 +217,11 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
                 )
                 raise RunFailed(f"{source_name} failed: {exc}") from exc
             delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
+            hard = options.hard_deadline
+            if hard is not None and time.monotonic() + delay >= hard:
+                log.error("%s failed (transient, no time left to retry): %s", source_name, exc,
+                          exc_info=True)  # fmt: skip
+                raise RunFailed(f"{source_name} failed: {exc}") from exc
             log.warning("transient failure, retrying in %.0f s: %s", delay, exc)
             time.sleep(delay)
             # Continue where the failed attempt stopped, not from the lookback again.

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from google.cloud import bigquery
 from gong_sync import bigquery_sql as sql
 from gong_sync import log as gs_log
 from gong_sync import state
-from gong_sync.bigquery_reader import BigQueryReader, Row
+from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Row
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import RowError, Source, Stream, Target
 from gong_sync.postgres import Connection
@@ -46,6 +47,9 @@ class RunOptions:
     until: datetime | None = None
     ids: tuple[str, ...] = ()
     deadline: float | None = None  # time.monotonic() value: stop cleanly between pages after it
+    # time.monotonic() value by which every call must have returned (the platform's limit,
+    # less the time to record the run): BigQuery waits and retries are cut to it.
+    hard_deadline: float | None = None
     resume: bool = False  # a continuation: streams finished earlier in the chain are skipped
 
     @property
@@ -139,7 +143,7 @@ class SourceRun:
 
     def _query(self, text: str, params: list[Any]) -> list[Row]:
         started = time.perf_counter()
-        result = self.reader.query(text, params)
+        result = self.reader.query(text, params, self.options.hard_deadline)
         self.stats.read_seconds += time.perf_counter() - started
         self.stats.bytes_processed += result.bytes_processed
         return result.rows
@@ -368,19 +372,28 @@ class SourceRun:
 
         Only the time spent waiting for a page counts as reading.
         """
-        pages = self.reader.pages(text, params, self.settings.page_size)
+        hard = self.options.hard_deadline
+        pages = self.reader.pages(text, params, self.settings.page_size, hard)
         # One page ahead: the fetch waits on BigQuery while this thread waits on Postgres.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as ahead:
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+        try:
             pending = ahead.submit(next, pages, None)
             while True:
                 started = time.perf_counter()
-                result = pending.result()
+                left = None if hard is None else max(hard - time.monotonic(), 0.0)
+                try:
+                    result = pending.result(timeout=left)
+                except FutureTimeout:
+                    raise OutOfTime("a BigQuery page did not arrive before the deadline") from None
                 self.stats.read_seconds += time.perf_counter() - started
                 if result is None:
                     return
                 pending = ahead.submit(next, pages, None)
                 self.stats.bytes_processed += result.bytes_processed
                 yield result.rows
+        finally:
+            # Not waiting for a fetch still under way: past the deadline, it is abandoned.
+            ahead.shutdown(wait=False, cancel_futures=True)
 
     def _window(self, advance: bool) -> dict[str, str]:
         """The tag of a position that only this window's own continuation may resume from.
@@ -547,6 +560,21 @@ class SourceRun:
                 del positions[table]
         # Another window's position is not ours to resume from (see _window).
         positions = {t: p for t, p in positions.items() if _same_window(p, options.since)}
+        try:
+            self._sync_streams(marks, positions, until)
+        except OutOfTime as exc:
+            # Every committed page moved its position: a continuation resumes after it.
+            self._rollback()
+            log.warning("stopping before the time limit: %s", exc)
+            self.stats.continuation_needed = True
+            self.stats.status = "partial"
+        return self.stats
+
+    def _sync_streams(
+        self, marks: Mapping[str, Any], positions: Mapping[str, Any], until: datetime
+    ) -> None:
+        """Read every stream in order; stops (partial) when the time budget runs out."""
+        options = self.options
         for stream in self.source.streams:
             if self._redundant(stream):
                 self._skip(stream, until)
@@ -564,12 +592,11 @@ class SourceRun:
             if not self._sync_stream(stream, since, until, position, advance):
                 self.stats.continuation_needed = True
                 self.stats.status = "partial"
-                return self.stats
+                return
             if since is None and position is None:  # read from its very start to its end
                 self.complete |= self._covered_by(stream)
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
-        return self.stats
 
 
 def _minus(mark: datetime, lookback: timedelta) -> datetime:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -63,6 +64,16 @@ def _connector() -> Any:
     return connector
 
 
+# A socket read that waits longer than this fails instead of hanging past the platform's limit.
+SOCKET_TIMEOUT_SECONDS = 60
+
+
+def _startup(settings: PostgresSettings) -> dict[str, str]:
+    """Server settings sent with the connection: a statement may run at most this long."""
+    limit = settings.statement_timeout_seconds
+    return {"statement_timeout": str(int(limit * 1000))} if limit else {}
+
+
 def connect(settings: PostgresSettings, **overrides: Any) -> Connection:
     """Open a connection; with INSTANCE_CONNECTION_NAME set, go through the Cloud SQL connector."""
     if settings.instance_connection_name:
@@ -73,7 +84,14 @@ def connect(settings: PostgresSettings, **overrides: Any) -> Connection:
             password=settings.password,
             db=settings.database,
             ip_type=settings.ip_type,
+            startup_params=_startup(settings),
         )
+        # pg8000 leaves a socket it is handed as it is, and the connector's has no timeout
+        # and no keepalive: a dropped connection would hang the function until it is killed.
+        sock = getattr(conn, "_usock", None)
+        if sock is not None:
+            sock.settimeout(SOCKET_TIMEOUT_SECONDS)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         return conn
     params: dict[str, Any] = {
         "host": settings.host or "127.0.0.1",
@@ -83,7 +101,8 @@ def connect(settings: PostgresSettings, **overrides: Any) -> Connection:
         "password": settings.password,
         "application_name": "gong-sync",
         "tcp_keepalive": True,
-        "timeout": 60,
+        "timeout": SOCKET_TIMEOUT_SECONDS,
+        "startup_params": _startup(settings),
     }
     params.update(overrides)
     direct: Connection = pg8000.dbapi.connect(**params)

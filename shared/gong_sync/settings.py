@@ -57,6 +57,8 @@ class PostgresSettings:
     password: str | None = field(default=None, repr=False)
     instance_connection_name: str | None = None
     ip_type: str = "PUBLIC"  # how the Cloud SQL connector reaches the instance: PUBLIC or PRIVATE
+    # Postgres cancels a statement that runs longer (None: no limit, as for a verify by hand).
+    statement_timeout_seconds: float | None = None
 
     @property
     def is_external(self) -> bool:
@@ -94,6 +96,9 @@ class CloudSettings:
     trigger_topic: str = "sync-trigger"
     dead_letter_topic: str = "sync-dead-letter"
     time_budget_seconds: float = 480.0  # event functions stop at 540 s; leave room to commit
+    # The platform's timeout (event functions: 540 s). Every BigQuery wait and retry is cut to
+    # end FINISH_SECONDS before it, so the run is recorded and its continuation published.
+    time_limit_seconds: float = 540.0
     max_event_age_seconds: float = 3600.0  # an older trigger is superseded by the next hourly one
     db_password_secret: str | None = None  # Secret Manager resource name
     slack_webhook_secret: str | None = None
@@ -155,6 +160,9 @@ class Settings:
                 password=env.get("GONG_SYNC_DB_PASSWORD") or None,
                 instance_connection_name=env.get("INSTANCE_CONNECTION_NAME") or None,
                 ip_type=_choice(env, "GONG_SYNC_DB_IP_TYPE", ("PUBLIC", "PRIVATE"), "PUBLIC"),
+                statement_timeout_seconds=(
+                    _float(env, "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS", 0.0) or None
+                ),
             ),
             bigquery=BigQuerySettings(
                 project=env.get("GONG_SYNC_BQ_PROJECT") or None,
@@ -176,6 +184,7 @@ class Settings:
                 trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
                 dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",
                 time_budget_seconds=_float(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480.0),
+                time_limit_seconds=_float(env, "GONG_SYNC_TIME_LIMIT_SECONDS", 540.0),
                 max_event_age_seconds=_int(env, "GONG_SYNC_MAX_EVENT_AGE_SECONDS", 3600, minimum=1),
                 db_password_secret=env.get("GONG_SYNC_DB_PASSWORD_SECRET") or None,
                 slack_webhook_secret=env.get("GONG_SYNC_SLACK_WEBHOOK_SECRET") or None,

@@ -91,3 +91,34 @@ def test_persistent_faults_give_up_cleanly_and_lose_nothing(
     assert env.query("SELECT last_status FROM sync_status") == [("failed",)]
     assert env.sync().status == "success"  # BigQuery is back: the rerun completes
     matrix.exact(env, model(call=rows), "calls")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("request_kind", [RESULTS, INSERT], ids=["slow-page", "slow-query"])
+def test_a_slow_bigquery_cannot_hold_a_run_past_its_hard_deadline(
+    env: Env, matrix: Scenario, request_kind: str
+) -> None:
+    """A request that hangs is cut at the run's hard deadline, not at its own timeouts.
+
+    Uncut, a call could last its request timeout (here 30 s) plus its retry budget (60 s)
+    after the run's last look at the clock: on the platform, past the function's 540 s.
+    """
+    rows = _seed(env)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with FaultProxy(upstream, match=request_kind) as proxy:
+        proxy.plan = [None, None]  # two answers, then BigQuery hangs
+        proxy.always = "hang"
+        slow = _through(env, proxy, retry_seconds=60)
+        slow.settings = dataclasses.replace(
+            slow.settings,
+            bigquery=dataclasses.replace(slow.settings.bigquery, request_timeout_seconds=30),
+        )
+        started = time.monotonic()
+        stats = slow.sync(deadline=started + 60, hard_deadline=started + 5)
+        took = time.monotonic() - started
+    assert took < 7, f"the run ended {took:.1f} s after it started; its hard deadline was 5 s"
+    assert (stats.status, stats.continuation_needed) == ("partial", True)
+    committed = len(env.query("SELECT 1 FROM calls"))
+    assert 0 < committed < 60  # what was committed before stays; the position resumes there
+    assert env.sync(resume=True).status == "success"  # the continuation completes the read
+    matrix.exact(env, model(call=rows), "calls")
