@@ -18,6 +18,7 @@ stack = build(
         bigquery_project=config.get("bigqueryProject") or None,
         sql_tier=config.get("sqlTier") or "db-custom-1-3840",
         sql_private_network=config.get("sqlPrivateNetwork") or None,
+        sql_subnetwork=config.get("sqlSubnetwork") or None,
         sql_version=config.get("sqlVersion") or StackConfig.sql_version,
         production=config.get_bool("production") or False,
         slack_webhook_url=config.require_secret("slackWebhookUrl"),

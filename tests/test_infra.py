@@ -282,11 +282,17 @@ def test_an_empty_private_network_means_a_public_ip_never_no_ip(
     tmp_path: Path, network: str | None, ipv4: bool
 ) -> None:
     """Pulumi.yaml defaults sqlPrivateNetwork to "" (a key with no default is required)."""
-    mocks = deploy(tmp_path, sql_private_network=network)
+    mocks = deploy(tmp_path, sql_private_network=network, sql_subnetwork=network and "sub")
     (instance,) = mocks.of("gcp:sql/databaseInstance:DatabaseInstance")
     ip = instance.inputs["settings"]["ipConfiguration"]
     assert ip["ipv4Enabled"] is ipv4
     assert ip.get("privateNetwork") == (network or None)
+    for f in mocks.of("gcp:cloudfunctionsv2/function:Function"):
+        if f.name == "alert":
+            continue  # it never reaches the database
+        egress = f.inputs["serviceConfig"].get("directVpcNetworkInterfaces")
+        want = [{"network": network, "subnetwork": "sub"}] if network else None
+        assert egress == want
 
 
 def subscription_filters(mocks: Mocks) -> dict[str, str | None]:

@@ -39,6 +39,7 @@ class FunctionArgs:
     secrets: Sequence[pulumi.Input[str]] = ()  # Secret ids the function may read
     project_roles: Sequence[tuple[str, pulumi.Input[str]]] = ()  # (role, project)
     private_network: str | None = None  # reach private-IP Cloud SQL through direct VPC egress
+    private_subnetwork: str | None = None  # the subnetwork of that egress (else the network's)
     datasets: Sequence[tuple[pulumi.Input[str], pulumi.Input[str]]] = ()  # (project, dataset)
     publish_to: Sequence[pulumi.Input[str]] = ()  # topic names
     dead_letter_topic: pulumi.Input[str] | None = None
@@ -118,7 +119,16 @@ class SourceFunction(pulumi.ComponentResource):
                 "all_traffic_on_latest_revision": True,
                 **(
                     {
-                        "direct_vpc_network_interfaces": [{"network": args.private_network}],
+                        "direct_vpc_network_interfaces": [
+                            {
+                                "network": args.private_network,
+                                **(
+                                    {"subnetwork": args.private_subnetwork}
+                                    if args.private_subnetwork
+                                    else {}
+                                ),
+                            }
+                        ],
                         "direct_vpc_egress": "VPC_EGRESS_PRIVATE_RANGES_ONLY",
                     }
                     if args.private_network

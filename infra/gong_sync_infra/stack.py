@@ -44,6 +44,7 @@ class StackConfig:
     bigquery_project: str | None = None
     sql_tier: str = "db-custom-1-3840"
     sql_private_network: str | None = None
+    sql_subnetwork: str | None = None  # Direct VPC egress subnetwork for private IP
     sql_version: str = "POSTGRES_18"
     production: bool = False
     slack_webhook_url: pulumi.Input[str] = ""
@@ -188,6 +189,7 @@ def build(config: StackConfig) -> Stack:
                     ("roles/cloudsql.client", config.project),
                 ],
                 private_network=config.sql_private_network,
+                private_subnetwork=config.sql_subnetwork,
                 # Only the datasets its declarations (and their fallback) read.
                 datasets=[(bq_project, dataset_of[role]) for role in dataset_roles(source)],
                 # Dead letters, and continuation messages for its own source.
