@@ -132,6 +132,7 @@ class Verifier:
         self.report = SourceReport(source.name)
         # Live keys in BigQuery per target, kept for the children that look up their parent.
         self.live: dict[str, set[Key]] = {}
+        self.stored: dict[str, set[Key]] = {}  # keys in Postgres per target, read first
 
     def _bq(self, text: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         result = self.reader.query(text, params or [])
@@ -145,10 +146,21 @@ class Verifier:
 
     def run(self, sample: int) -> SourceReport:
         """Compare every target: all keys, and the values of up to `sample` parents each."""
+        # Postgres first, for every target: a row synced while BigQuery is read then shows as
+        # missing (a fix re-syncs it, harmlessly), never as extra or as an orphan (which a fix
+        # would delete), its parent included.
+        self.stored = {t.table: self._stored(t) for t in self.source.targets}
         for target in self.source.targets:
             self.report.targets.append(self._target(target, sample))
         self.conn.rollback()
         return self.report
+
+    def _stored(self, target: Target) -> set[Key]:
+        """The keys Postgres holds for a target (null or blank ones cannot be stored)."""
+        keys = ", ".join(ident(c) for c in target.key)
+        rows = self._pg(f"SELECT {keys} FROM {ident(target.table)}")
+        self.conn.rollback()
+        return {k for k in (_key(r) for r in rows) if k is not None}
 
     def _live_parents(self, target: Target) -> set[str] | None:
         """Parent ids live in BigQuery for a child target; None for a target with no parent."""
@@ -161,19 +173,7 @@ class Verifier:
 
     def _target(self, target: Target, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
-        # Postgres first: a row synced while BigQuery is read then shows as missing (and a
-        # fix re-syncs it, harmlessly), never as extra (which a fix would delete).
-        stored = {
-            k
-            for k in (
-                _key(r)
-                for r in self._pg(
-                    f"SELECT {', '.join(ident(c) for c in target.key)} FROM {ident(target.table)}"
-                )
-            )
-            if k is not None
-        }
-        self.conn.rollback()
+        stored = self.stored[target.table]
         raw = self._bq(sql.key_query(target, self.tables))
         by_key: dict[Key, list[Any]] = {}
         nulls = 0
