@@ -194,6 +194,19 @@ def _reset(rt: Runtime, source_name: str) -> None:
     log.info("full refresh of %s: watermarks reset", source_name)
 
 
+def _why_give_up(
+    exc: Exception, attempt: int, delay: float, hard_deadline: float | None
+) -> str | None:
+    """Why a failed attempt is the last one in this invocation; None to retry it."""
+    if not is_transient(exc):
+        return "permanent"
+    if attempt == RETRIES:
+        return "transient, retries exhausted"
+    if hard_deadline is not None and time.monotonic() + delay >= hard_deadline:
+        return "transient, no time left to retry"
+    return None
+
+
 def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions) -> engine.RunStats:
     """Run, retrying transient failures on a fresh connection; raise when they persist."""
     topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
@@ -207,20 +220,10 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
                 sources.get(source_name), rt.settings, rt.reader, rt.connect, sink, options
             )
         except Exception as exc:
-            if not is_transient(exc) or attempt == RETRIES:
-                log.error(
-                    "%s failed (%s): %s",
-                    source_name,
-                    "transient, retries exhausted" if is_transient(exc) else "permanent",
-                    exc,
-                    exc_info=True,
-                )
-                raise RunFailed(f"{source_name} failed: {exc}") from exc
             delay = BACKOFF_SECONDS * 2 ** (attempt - 1)
-            hard = options.hard_deadline
-            if hard is not None and time.monotonic() + delay >= hard:
-                log.error("%s failed (transient, no time left to retry): %s", source_name, exc,
-                          exc_info=True)  # fmt: skip
+            why = _why_give_up(exc, attempt, delay, options.hard_deadline)
+            if why is not None:
+                log.error("%s failed (%s): %s", source_name, why, exc, exc_info=True)
                 raise RunFailed(f"{source_name} failed: {exc}") from exc
             log.warning("transient failure, retrying in %.0f s: %s", delay, exc)
             time.sleep(delay)

@@ -128,8 +128,6 @@ class SourceRun:
         self.complete: set[str] = set()
         # Parents derived during this invocation, per target: a later touch of one is a no-op.
         self.derived: dict[str, set[str | None]] = {}
-        # Parents any derivation found rows of (what an ids run reports as found).
-        self.found: set[str] = set()
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -275,8 +273,9 @@ class SourceRun:
             log.debug("rollback failed", exc_info=True)
 
     def _parent_batches(
-        self, parents: Mapping[str, set[str | None]], stream: str
+        self, parents: Mapping[str, set[str | None]], stream: str, found: set[str] | None = None
     ) -> tuple[list[_Batch], list[DeadLetter]]:
+        """Derive each target's sets for these parents; `found` collects those with rows."""
         batches: list[_Batch] = []
         letters: list[DeadLetter] = []
         for table, keys in parents.items():
@@ -285,7 +284,8 @@ class SourceRun:
             target = self.source.target(table)
             batch = _Batch(target, (target.parent,))
             rows = self._derive(target, keys)
-            self.found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
+            if found is not None:  # only an ids run asks: a backfill would hold every id
+                found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
             self._fill(batch, rows, stream, letters)
             batch.units |= {(k,) for k in keys if k is not None}
             batches.append(batch)
@@ -498,12 +498,13 @@ class SourceRun:
     def _sync_ids(self, ids: Sequence[str]) -> None:
         """Derive every target again for the given parent ids; watermarks stay put."""
         wanted: set[str | None] = set(ids)
+        found: set[str] = set()
         batches, letters = self._parent_batches(
-            {t.table: wanted for t in self.source.targets}, "ids"
+            {t.table: wanted for t in self.source.targets}, "ids", found
         )
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
         self._commit_page(batches, letters, None, None)
-        self.stats.ids_not_found = sorted(set(ids) - self.found)
+        self.stats.ids_not_found = sorted(set(ids) - found)
         if self.stats.ids_not_found:
             log.warning(
                 "%d of %d id(s) not found in BigQuery: %s",
