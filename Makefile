@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean bench bench-quick lock
+.PHONY: run test lint venv clean bench bench-quick lock cloud-local
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -32,6 +32,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --calls 5000 --transcripts 25000 --rss-transcripts 5000,25000 \
 		--label quick $(ARGS)
+
+## The deployed topology on this machine: the Pulumi program's functions on python312 behind
+## Cloud Run's limits, its Pub/Sub subscriptions on the emulator, the scheduler ticking.
+cloud-local: $(STAMP)
+	PYTHONPATH=infra $(BIN)/python -m gong_sync_infra.cloud_local $(ARGS)
 
 ## Regenerate functions/requirements.txt, the functions' full lock, from the tested pins.
 lock: $(STAMP)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pulumi
+
 from gong_sync_infra.stack import StackConfig, build
 
 gcp_config = pulumi.Config("gcp")

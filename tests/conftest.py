@@ -44,7 +44,7 @@ def run_cli(overrides: dict[str, str], *args: str) -> subprocess.CompletedProces
     )
 
 
-def _tmp_root(factory: pytest.TempPathFactory, name: str) -> Path:
+def reachable_tmp(factory: pytest.TempPathFactory, name: str) -> Path:
     """A folder the unprivileged Postgres user can reach even when pytest's tmp is private."""
     path = factory.mktemp(name)
     if os.geteuid() == 0:
@@ -59,7 +59,7 @@ def start_postgres(
     factory: pytest.TempPathFactory, name: str
 ) -> tuple[LocalPostgres, PostgresSettings]:
     """Start a real Postgres 18 server of its own, with the migrated template database."""
-    server = LocalPostgres(_tmp_root(factory, name) / "data", database="template_sync")
+    server = LocalPostgres(reachable_tmp(factory, name) / "data", database="template_sync")
     settings = server.start()
     conn = connect(settings)
     migrate.apply(conn)
@@ -212,16 +212,22 @@ def env(pg_server: PostgresSettings, bq_host: str) -> Env:
     return make_env(pg_server, bq_host)
 
 
+def require(present: bool, reason: str) -> None:
+    """Skip without a service here; fail in CI, which must run every test."""
+    if present:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + "; CI must run these tests")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def pubsub_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Google's Pub/Sub emulator; required in CI, skipped with a reason elsewhere if absent."""
-    from tests.pubsub_emulator import ENV_VAR, PubSubEmulator, emulator_binary
+    from gong_sync.local.pubsub_emulator import ENV_VAR, PubSubEmulator, emulator_binary
 
-    if emulator_binary() is None:
-        reason = "the Pub/Sub emulator (Google Cloud CLI + Java) is not installed"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + "; CI must run these tests")
-        pytest.skip(reason)
+    require(emulator_binary() is not None,
+            "the Pub/Sub emulator (Google Cloud CLI + Java) is not installed")  # fmt: skip
     emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub"))
     host = emulator.start()  # sets PUBSUB_EMULATOR_HOST; stop() restores the previous value
     assert os.environ[ENV_VAR] == host

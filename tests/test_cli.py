@@ -8,7 +8,7 @@ import pytest
 
 from gong_sync import sources
 from gong_sync.settings import ConfigError, Settings
-from tests.conftest import _tmp_root, run_cli
+from tests.conftest import reachable_tmp, run_cli
 
 
 def _summary(stdout: str) -> dict[str, dict[str, str]]:
@@ -29,7 +29,7 @@ def test_run_twice_then_status_on_the_embedded_default(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """First run seeds and syncs; the second upserts nothing; status shows the watermarks."""
-    local_env = {"GONG_SYNC_LOCAL_DIR": str(_tmp_root(tmp_path_factory, "cli") / "local")}
+    local_env = {"GONG_SYNC_LOCAL_DIR": str(reachable_tmp(tmp_path_factory, "cli") / "local")}
     first = run_cli(local_env, "run")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = _summary(first.stdout)

@@ -6,98 +6,37 @@ import base64
 import json
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "infra"))
-
-from gong_sync_infra.functions import MAX_DELIVERY_ATTEMPTS
-from gong_sync_infra.stack import StackConfig, build
-
 from gong_sync import trigger
+from gong_sync_infra.cloud_local.program import ProgramMocks, run_program
+from gong_sync_infra.functions import MAX_DELIVERY_ATTEMPTS
+from gong_sync_infra.stack import StackConfig
 
 DB_PASSWORD = "sentinel-db-password-7c1"
 SLACK_URL = "https://hooks.slack.example/services/sentinel-slack-7c1"
 SOURCES = ("calls", "emails", "opportunities")
 
 
-@dataclass
-class Registered:
-    """One resource as the engine would have received it."""
-
-    type: str
-    name: str
-    inputs: dict[str, Any]
-
-
-class Mocks(pulumi.runtime.Mocks):
-    """Echo inputs as outputs, plus the computed outputs the program reads."""
-
-    def __init__(self) -> None:
-        self.resources: list[Registered] = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(Registered(args.typ, args.name, dict(args.inputs)))
-        out = dict(args.inputs)
-        rid = f"{args.name}-id"
-        if args.typ == "gcp:serviceaccount/account:Account":
-            out["email"] = f"{args.inputs['accountId']}@proj.iam.gserviceaccount.com"
-            out["name"] = f"projects/proj/serviceAccounts/{out['email']}"
-        elif args.typ == "gcp:projects/serviceIdentity:ServiceIdentity":
-            out["email"] = "service-123456789@gcp-sa-pubsub.iam.gserviceaccount.com"
-        elif args.typ == "random:index/randomPassword:RandomPassword":
-            out["result"] = DB_PASSWORD
-        elif args.typ == "gcp:secretmanager/secret:Secret":
-            rid = f"projects/proj/secrets/{args.inputs['secretId']}"
-        elif args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
-            out["connectionName"] = "proj:europe-west1:gong-sync-sql"
-            out["name"] = args.name
-        elif args.typ == "gcp:pubsub/topic:Topic":
-            rid = f"projects/proj/topics/{args.inputs['name']}"
-        elif args.typ == "gcp:cloudfunctionsv2/function:Function":
-            out["serviceConfig"] = {
-                **args.inputs["serviceConfig"],
-                "uri": f"https://{args.name}.a.run.app",
-                "service": f"projects/proj/locations/europe-west1/services/{args.name}",
-            }
-        return rid, out
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        if args.token == "gcp:organizations/getProject:getProject":
-            return {"number": "123456789", "projectId": "proj"}
-        return {}
-
-    def of(self, typ: str) -> list[Registered]:
-        return [r for r in self.resources if r.type == typ]
+Mocks = ProgramMocks
 
 
 def deploy(tmp_path: Path, sources: tuple[str, ...] = SOURCES, **config: Any) -> Mocks:
     """Run the program against mocks and wait for every resource to register."""
-    mocks = Mocks()
-    pulumi.runtime.set_mocks(mocks, project="gong-sync", stack="test", preview=False)
-
-    @pulumi.runtime.test
-    def run() -> pulumi.Output[Any]:
-        stack = build(
-            StackConfig(
-                project="proj",
-                sources=sources,
-                archive_dir=tmp_path,
-                slack_webhook_url=pulumi.Output.secret(SLACK_URL),
-                **config,
-            )
-        )
-        return pulumi.Output.all(
-            stack.scheduler.job.urn, stack.alert.subscription.urn,
-            *[f.subscription.urn for f in stack.functions.values()],
-        )  # fmt: skip
-
-    run()
-    return mocks
+    return run_program(
+        StackConfig(
+            project="proj",
+            sources=sources,
+            archive_dir=tmp_path,
+            slack_webhook_url=pulumi.Output.secret(SLACK_URL),
+            **config,
+        ),
+        ProgramMocks("proj", password=DB_PASSWORD),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +303,24 @@ def test_the_functions_install_exactly_the_tested_set(tmp_path: Path) -> None:
     assert {"grpcio", "protobuf", "flask", "google-api-core"} <= locked.keys()  # transitive
     with zipfile.ZipFile(source_archive.build(tmp_path)) as archive:
         assert archive.read("requirements.txt").decode() == committed
+
+
+def test_a_distribution_metric_is_charted_as_a_distribution(mocks: Mocks) -> None:
+    """Bars of a summed distribution count runs, not rows: heatmaps or percentiles only."""
+    kinds = {f"logging.googleapis.com/user/{m.inputs['name']}": m.inputs["metricDescriptor"]
+             for m in mocks.of("gcp:logging/metric:Metric")}  # fmt: skip
+    (dashboard,) = mocks.of("gcp:monitoring/dashboard:Dashboard")
+    tiles = json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]
+    charted = 0
+    for tile in tiles:
+        for data in tile["widget"]["xyChart"]["dataSets"]:
+            query = data["timeSeriesQuery"]["timeSeriesFilter"]
+            metric = query["filter"].split('"')[1]
+            if kinds.get(metric, {}).get("valueType") != "DISTRIBUTION":
+                continue
+            charted += 1
+            aligner = query["aggregation"]["perSeriesAligner"]
+            assert data["plotType"] == "HEATMAP" or aligner.startswith(
+                ("ALIGN_PERCENTILE", "ALIGN_MEAN")
+            ), tile["widget"]["title"]
+    assert charted == 1

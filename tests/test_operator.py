@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from gong_sync import cloud_function, sources, trigger
+from gong_sync.local.slack_standin import SlackStandIn
 from gong_sync.log import CloudLoggingFormatter
 from gong_sync.pubsub_sink import reason_summary
 from tests.conftest import Cloud, Env, run_cli
 from tests.factories import at, call, insert
-from tests.pubsub_emulator import SlackStandIn, create_pull_subscription, pull_all
+from tests.pubsub_emulator import create_pull_subscription, pull_all
 from tests.test_functions import client, post, pubsub_event, seed_calls
 
 ENTRYPOINTS = [f"sync_{name}" for name in sources.SOURCES]

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from gong_sync import cloud_function
+from gong_sync.local.slack_standin import SlackStandIn
 from tests import reference
 from tests.conftest import Cloud
 from tests.factories import at, call, insert, speaker, transcript
 from tests.pubsub_emulator import (
     ServedFunction,
-    SlackStandIn,
     create_push_subscription,
     create_topic,
     publish,
@@ -62,6 +62,9 @@ def deployed(cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     project, n = cloud.project, cloud.trigger_topic.rsplit("-", 1)[-1]
     fail_topic = f"fail-trigger-{n}"
     create_topic(project, fail_topic)
+    # Policies of the test's own (5 attempts, sub-second backoff), so a dead letter comes in
+    # seconds: this is about what the functions do with one. The program's own policies
+    # (20 attempts, 10-600 s) run in tests/platform/test_cloud_local.py.
     try:
         for source in SOURCES:
             fn = serve_function("functions/main.py", f"sync_{source}")

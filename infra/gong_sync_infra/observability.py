@@ -159,13 +159,29 @@ def _chart(title: str, metric: str, aligner: str) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _heatmap(title: str, metric: str) -> dict[str, object]:
+    """A distribution as what it is: how many runs upserted how many rows, hour by hour.
+
+    Summing or counting a distribution in a bar chart shows runs, not rows; Cloud
+    Monitoring charts distribution-valued metrics as heatmaps, or as their percentiles and
+    means ("About distribution-valued metrics").
+    """
+    return {
+        "title": title,
+        "xyChart": {"dataSets": [{"timeSeriesQuery": {"timeSeriesFilter": {
+            "filter": f'metric.type="{metric}"',
+            "aggregation": {"alignmentPeriod": "3600s", "perSeriesAligner": "ALIGN_DELTA",
+                            "crossSeriesReducer": "REDUCE_SUM"},
+        }}, "plotType": "HEATMAP"}]},
+    }  # fmt: skip
+
+
 def _dashboard() -> dict[str, object]:
     return {
         "displayName": "gong-sync",
         "mosaicLayout": {"columns": 12, "tiles": [
-            {"width": 6, "height": 4, "widget": _chart(
-                "Rows upserted per source", "logging.googleapis.com/user/gong_sync/rows_synced",
-                "ALIGN_DELTA")},
+            {"width": 6, "height": 4, "widget": _heatmap(
+                "Rows upserted per run", "logging.googleapis.com/user/gong_sync/rows_synced")},
             {"xPos": 6, "width": 6, "height": 4, "widget": _chart(
                 "Successful runs per source",
                 "logging.googleapis.com/user/gong_sync/successful_runs", "ALIGN_SUM")},

@@ -91,8 +91,11 @@ def _is_console(handler: logging.Handler) -> bool:
         return True
     stream = getattr(handler, "stream", None)
     standard = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
-    # functions-framework's gen2 handler writes through execution_id.LoggingHandlerAddExecutionId.
-    return stream in standard or type(stream).__name__ == "LoggingHandlerAddExecutionId"
+    # functions-framework's gen2 handler writes to a werkzeug LocalProxy of an
+    # execution_id.LoggingHandlerAddExecutionId: `type()` names the proxy, `__class__` the
+    # stream behind it. Left in place, it printed every record a second time, without severity.
+    kind = getattr(stream, "__class__", type(stream)).__name__
+    return stream in standard or kind == "LoggingHandlerAddExecutionId"
 
 
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:

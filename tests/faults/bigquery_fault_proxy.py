@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
-from tests.local_http import BackgroundHTTPServer
+from gong_sync.local.http_server import BackgroundHTTPServer
 
 # An HTTP status to answer with; "drop" to close the connection unanswered; "hang" to forward
 # the request but hold its response back until the client gives up waiting.

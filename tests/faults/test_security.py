@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from gong_sync import cloud_function, secret_manager, sources
+from gong_sync.local.secret_manager_standin import SecretManagerStandIn
 from gong_sync.log import CloudLoggingFormatter
 from tests.conftest import Cloud, Env
 from tests.factories import at, call, insert, transcript
 from tests.faults.matrix import Scenario, model
-from tests.secret_manager_standin import SecretManagerStandIn
 from tests.test_functions import post, pubsub_event
 
 SENTINEL = "sentinel-4f2a9c"

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from cloudevents.conversion import to_structured
 
+from gong_sync_infra.cloud_local.log_entries import entry, extract, matches
 from tests.conftest import Cloud
-from tests.platform.log_entries import entry, extract, matches
 from tests.test_functions import client, platform_logging, pubsub_event, seed_calls  # noqa: F401
 from tests.test_infra import deploy
 

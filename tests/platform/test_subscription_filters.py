@@ -16,7 +16,7 @@ import pytest
 from google.cloud import pubsub_v1
 
 from gong_sync import trigger
-from tests.platform.pubsub_filter import matches
+from gong_sync_infra.cloud_local.pubsub_filter import matches
 from tests.pubsub_emulator import create_pull_subscription, create_topic, pull_all, topic_path
 from tests.test_infra import SOURCES, deploy, subscription_filters
 

@@ -8,7 +8,7 @@ import re
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.local_http import BackgroundHTTPServer
+from gong_sync.local.http_server import BackgroundHTTPServer
 
 _ACCESS = re.compile(r"^/v1/projects/[^/]+/secrets/([^/]+)/versions/[^/:]+:access")
 
