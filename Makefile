@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean bench bench-quick lock cloud-local
+.PHONY: run test test-fast lint venv clean bench bench-quick lock cloud-local
 
 $(STAMP): pyproject.toml requirements.txt requirements-dev.txt constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -23,6 +23,10 @@ run: $(STAMP)
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint
 	$(BIN)/pytest $(ARGS)
+
+## The unit layer alone: every test that needs no Postgres, emulator or harness (seconds).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not services" $(ARGS)
 
 ## Benchmark at 100k calls / 500k transcript rows against bare COPY and dlt; writes bench/RESULTS.md.
 bench: $(STAMP)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from gong_sync import cloud_function
+from gong_sync import alerting, cloud_function
 
 
 @functions_framework.cloud_event
@@ -33,4 +33,4 @@ def sync_opportunities(event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def alert(event: CloudEvent) -> None:
     """Dead-letter topic → log at ERROR and post an aggregated Slack message."""
-    cloud_function.handle_alert(event)
+    alerting.handle_alert(event)

@@ -212,6 +212,19 @@ def env(pg_server: PostgresSettings, bq_host: str) -> Env:
     return make_env(pg_server, bq_host)
 
 
+# The session's servers: a test that reaches any of them (directly or through a fixture) is
+# in the services layer; `make test-fast` runs the others. A module that starts services of
+# its own says so with `pytestmark = pytest.mark.services`.
+SERVICE_FIXTURES = frozenset({"pg_server", "bq_host", "pubsub_host"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a running service."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
 def require(present: bool, reason: str) -> None:
     """Skip without a service here; fail in CI, which must run every test."""
     if present:
@@ -251,7 +264,7 @@ class Cloud:
 @pytest.fixture
 def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     """Topics of the test's own, and the function runtime configured from the environment."""
-    from gong_sync import cloud_function
+    from gong_sync import alerting, cloud_function
     from tests.pubsub_emulator import create_pull_subscription, create_topic
 
     n = next(_counter)
@@ -271,7 +284,7 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     cloud_function.runtime.cache_clear()
-    cloud_function.alert_settings.cache_clear()
+    alerting.alert_settings.cache_clear()
     yield Cloud(
         env, project, trigger, dead,
         create_pull_subscription(project, f"dl-watch-{n}", dead),
@@ -279,4 +292,4 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
         environ,
     )  # fmt: skip
     cloud_function.runtime.cache_clear()
-    cloud_function.alert_settings.cache_clear()
+    alerting.alert_settings.cache_clear()

@@ -25,6 +25,7 @@ def _number(text: str) -> int:
 SOURCES = set(sources.SOURCES)
 
 
+@pytest.mark.services  # `make run`'s embedded Postgres and emulator
 def test_run_twice_then_status_on_the_embedded_default(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -194,7 +194,7 @@ def test_a_second_run_writes_nothing(synced: Env) -> None:
         " WHERE relname = ANY(%s)",
         TARGET_TABLES,
     )
-    for source in ("calls", "emails", "opportunities"):
+    for source in sources.SOURCES:
         stats = synced.sync(source)
         assert stats.rows_upserted == 0
         assert stats.rows_deleted == 0

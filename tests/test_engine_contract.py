@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from gong_sync import state
+from gong_sync import positions, state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
@@ -357,7 +357,8 @@ def test_a_new_run_reads_streams_a_failed_chain_marked_done(env: Env) -> None:
     insert(env.bq, env.datasets, "call", [call("a", at(0))])
     env.sync()
     conn = env.connect()
-    state.finish_stream(conn, "calls", "call")  # as left by a chain that then failed
+    # As left by a chain that then failed.
+    state.finish_stream(conn, "calls", "call", positions.finished().to_json())
     conn.close()
     insert(env.bq, env.datasets, "call", [call("b", at(60))])
     assert env.sync(resume=True).rows_read == 0  # a continuation honours the flag

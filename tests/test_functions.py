@@ -13,7 +13,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
-from gong_sync import cloud_function
+from gong_sync import alerting, cloud_function
 from gong_sync.local.slack_standin import SlackStandIn
 from tests.conftest import Cloud
 from tests.factories import at, call, insert
@@ -60,13 +60,19 @@ def calls(cloud: Cloud) -> list[Any]:
     return [r[0] for r in cloud.env.query("SELECT gong_call_id FROM calls ORDER BY 1")]
 
 
-def test_structured_event_runs_its_source_and_dead_letters_bad_records(cloud: Cloud) -> None:
+def test_structured_event_runs_its_source_and_dead_letters_bad_records(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture
+) -> None:
     seed_calls(cloud)
-    response = post("sync_calls", pubsub_event({"mode": "incremental"}))
+    with caplog.at_level(logging.INFO):
+        response = post("sync_calls", pubsub_event({"mode": "incremental"}))
     assert response.status_code == 200, response.data
     assert calls(cloud) == ["c1", "c2"]
     (letter,) = pull_all(cloud.dead_letters, expect=1, timeout=20)
     assert letter.attributes["kind"] == "bad_record"
+    # The letter names the run that rejected it, as the run's own summary line does.
+    (run,) = [r.fields["run"] for r in caplog.records if "run" in getattr(r, "fields", {})]
+    assert letter.attributes["run_id"] == run["run_id"]
     assert letter.attributes["source"] == "calls"
     assert letter.attributes["key"] == '["bad"]'
     assert letter.attributes["reason"].startswith("title: NUL byte")
@@ -164,13 +170,13 @@ def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> N
                                  reason="title: NUL byte", key=f'["k{i}"]', batch_index=str(i),
                                  batch_size="3", batch_reasons="3× title: NUL byte",
                                  run_id="abc123")  # fmt: skip
-            cloud_function.handle_alert(event, settings)
+            alerting.handle_alert(event, settings)
         undeliverable = pubsub_event(
             {},
             CloudPubSubDeadLetterSourceSubscription="projects/p/subscriptions/sync-calls",
             CloudPubSubDeadLetterSourceDeliveryCount="5",
         )
-        cloud_function.handle_alert(undeliverable, settings)
+        alerting.handle_alert(undeliverable, settings)
         posts = slack.wait_for(2, timeout=5)
     finally:
         slack.stop()

@@ -12,14 +12,14 @@ from typing import Any
 import pulumi
 import pytest
 
-from gong_sync import trigger
+from gong_sync import sources, trigger
 from gong_sync_infra.cloud_local.program import ProgramMocks, run_program
 from gong_sync_infra.functions import MAX_DELIVERY_ATTEMPTS
 from gong_sync_infra.stack import StackConfig
 
 DB_PASSWORD = "sentinel-db-password-7c1"
 SLACK_URL = "https://hooks.slack.example/services/sentinel-slack-7c1"
-SOURCES = ("calls", "emails", "opportunities")
+SOURCES = tuple(sources.SOURCES)
 
 
 Mocks = ProgramMocks

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gong_sync import cloud_function, sources, trigger
+from gong_sync import alerting, cloud_function, sources, trigger
 from gong_sync.local.slack_standin import SlackStandIn
 from gong_sync.log import CloudLoggingFormatter
 from gong_sync.pubsub_sink import reason_summary
@@ -63,7 +63,7 @@ def test_an_attribute_only_message_ends_in_one_clear_dead_letter_on_both_paths(
     (letter,) = pull_all(cloud.dead_letters, expect=1, timeout=20)
     assert letter.attributes["reason"] == trigger.EMPTY
     assert cloud.env.query("SELECT source FROM sync_status") == []  # nothing ran
-    undeliverable = cloud_function.describe(
+    undeliverable = alerting.describe(
         {"CloudPubSubDeadLetterSourceSubscription": "projects/p/subscriptions/sync-calls",
          "CloudPubSubDeadLetterSourceDeliveryCount": "5"}, None, "42")  # fmt: skip
     assert undeliverable is not None
@@ -78,7 +78,7 @@ def test_alert_posts_link_to_the_message_and_name_every_reason(cloud: Cloud) -> 
         bad = pubsub_event({"data": base64.b64encode(b'{"mode": "x"}').decode()},
                            kind="bad_trigger", source="calls", reason="mode: 'x' is not ...",
                            event_id="evt-7")  # fmt: skip
-        cloud_function.handle_alert(bad, settings)
+        alerting.handle_alert(bad, settings)
         trigger_body = {"sources": ["calls"], "since": "2026-10-25T00:00:00Z"}
         undeliverable = pubsub_event(
             trigger_body,
@@ -86,7 +86,7 @@ def test_alert_posts_link_to_the_message_and_name_every_reason(cloud: Cloud) -> 
             CloudPubSubDeadLetterSourceDeliveryCount="5",
             CloudPubSubDeadLetterSourceTopicPublishTime="2026-12-01T10:00:00.000Z",
         )
-        cloud_function.handle_alert(undeliverable, settings)
+        alerting.handle_alert(undeliverable, settings)
         posts = [p["text"] for p in slack.wait_for(2, timeout=5)]
     finally:
         slack.stop()

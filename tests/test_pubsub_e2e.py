@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gong_sync import cloud_function
+from gong_sync import alerting, cloud_function, sources
 from gong_sync.local.slack_standin import SlackStandIn
 from tests import reference
 from tests.conftest import Cloud
@@ -26,7 +26,7 @@ from tests.pubsub_emulator import (
     serve_function,
 )
 
-SOURCES = ("calls", "emails", "opportunities")
+SOURCES = tuple(sources.SOURCES)
 
 
 @dataclass
@@ -57,7 +57,7 @@ def deployed(cloud: Cloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("GONG_SYNC_PAGE_SIZE", "50")
     monkeypatch.setenv("FAILING_FUNCTION_LOG", str(failing_log))
     cloud_function.runtime.cache_clear()
-    cloud_function.alert_settings.cache_clear()
+    alerting.alert_settings.cache_clear()
     served: list[ServedFunction] = []
     project, n = cloud.project, cloud.trigger_topic.rsplit("-", 1)[-1]
     fail_topic = f"fail-trigger-{n}"

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gong_sync import sources
 from gong_sync.trigger import BadMessage, Trigger, decode, parse, reporter
 
-KNOWN = ["calls", "emails", "opportunities"]
+KNOWN = list(sources.SOURCES)
 
 
 def b64(body: object) -> str:

@@ -21,7 +21,6 @@ class ObservabilityArgs:
     """The dead-letter topic to watch, and where alerts go."""
 
     dead_letter_topic: pulumi.Input[str]
-    sources: Sequence[str]
     notification_channels: Sequence[pulumi.Input[str]] = ()
 
 
@@ -126,7 +125,11 @@ class Observability(pulumi.ComponentResource):
             "A source has not synced successfully for 2 hours (SLA: data at most 1 h old).",
         )  # fmt: skip
         self.dashboard = gcp.monitoring.Dashboard(
-            "gong-sync-dashboard", dashboard_json=json.dumps(_dashboard()), opts=child
+            "gong-sync-dashboard",
+            dashboard_json=pulumi.Output.from_input(args.dead_letter_topic).apply(
+                lambda topic: json.dumps(_dashboard(topic))
+            ),
+            opts=child,
         )
         self.register_outputs({})
 
@@ -176,7 +179,7 @@ def _heatmap(title: str, metric: str) -> dict[str, object]:
     }  # fmt: skip
 
 
-def _dashboard() -> dict[str, object]:
+def _dashboard(dead_letter_topic: str) -> dict[str, object]:
     return {
         "displayName": "gong-sync",
         "mosaicLayout": {"columns": 12, "tiles": [
@@ -191,7 +194,7 @@ def _dashboard() -> dict[str, object]:
                 "title": "Dead letters published",
                 "xyChart": {"dataSets": [{"timeSeriesQuery": {"timeSeriesFilter": {
                     "filter": f'metric.type="{DEAD_LETTER_METRIC}"'
-                              ' AND resource.label.topic_id="sync-dead-letter"',
+                              f' AND resource.label.topic_id="{dead_letter_topic}"',
                     "aggregation": {"alignmentPeriod": "3600s", "perSeriesAligner": "ALIGN_SUM"},
                 }}, "plotType": "STACKED_BAR"}]}}},
         ]},

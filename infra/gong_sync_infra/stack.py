@@ -232,7 +232,7 @@ def build(config: StackConfig) -> Stack:
         )
     Observability(
         "observability",
-        ObservabilityArgs(messaging.dead_letter.name, config.sources, channels),
+        ObservabilityArgs(messaging.dead_letter.name, channels),
         opts=after_apis,
     )
     return Stack(messaging, database, functions, alert, scheduler)

@@ -13,7 +13,16 @@ from gong_sync.declarations import Column, Source, Stream, Target
 
 _TABLE_REF = re.compile(r"\{(\w+)\}\s+AS\s+(\w+)", re.IGNORECASE)
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-METADATA_PREFIX = "_m_"
+# The bookkeeping columns a page query adds to a target's own (and nothing else names):
+METADATA_PREFIX = "_m_"  # a metadata column of the target, to be folded into its JSON
+CURSOR = "_cursor"  # the stream's cursor value (its _fivetran_synced)
+DELETED = "_deleted"  # whether the row is deleted in the source
+KEY_PREFIX = "_k"  # _k0, _k1...: the stream's key, in order, for keyset paging
+
+
+def key_column(i: int) -> str:
+    """The bookkeeping column of the i-th key of a stream."""
+    return f"{KEY_PREFIX}{i}"
 
 
 class SchemaMismatch(RuntimeError):
@@ -162,13 +171,15 @@ def page_query(
     cursor = f"{a}.`{stream.cursor}`"
     keys = [f"{a}.`{k}`" for k in stream.key]
     if target is not None:
-        selected = f"{select_list(target, tables)}, {is_deleted(target)} AS _deleted"
+        selected = f"{select_list(target, tables)}, {is_deleted(target)} AS {DELETED}"
         from_sql = resolve(target.from_sql, tables)
     else:
         touch_cols = [t.column for t in stream.touches if t.column]
         selected = ", ".join([f"{a}.`{c}` AS `{c}`" for c in dict.fromkeys(touch_cols)] or ["1"])
         from_sql = f"{quote(tables[stream.table].full_name)} AS {a}"
-    selected += f", {cursor} AS _cursor, " + ", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))
+    selected += f", {cursor} AS {CURSOR}, " + ", ".join(
+        f"{k} AS {key_column(i)}" for i, k in enumerate(keys)
+    )
     where = [f"{cursor} <= @until"]
     if has_since:
         where.append(f"{cursor} >= @since")

@@ -26,7 +26,7 @@ log = logging.getLogger("gong_sync")
 def parse_time(text: str) -> datetime:
     """An RFC 3339 timestamp with an explicit offset (a naive time would be ambiguous)."""
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"not an RFC 3339 time: {text!r} (e.g. 2026-11-01T00:00:00Z)"

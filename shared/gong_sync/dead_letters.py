@@ -68,6 +68,7 @@ class DeadLetter:
     # Identifies the record's content; bookkeeping (sync times, cursors) is left out, so a
     # Fivetran re-import of a still-bad row is not news.
     fingerprint: str = ""
+    run_id: str = ""  # the run that rejected it: its log lines carry the same label
 
     def __post_init__(self) -> None:
         # The key and reason may quote the bad value; every sink must be able to carry them.

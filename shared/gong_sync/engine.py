@@ -20,10 +20,11 @@ from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
 from gong_sync import log as gs_log
-from gong_sync import state
+from gong_sync import positions, state
 from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Row
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import RowError, Source, Stream, Target
+from gong_sync.positions import Position
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter, WriteStats
 from gong_sync.row_mapping import RowMapper
@@ -174,7 +175,8 @@ class SourceRun:
                 if None in values and self.source.target(touch.target).base_table == stream.table:
                     parents.add(None)
             elif touch.lookup_sql:
-                ids = sorted({str(r["_k0"]) for r in page if r["_k0"] is not None})
+                first = sql.key_column(0)
+                ids = sorted({str(r[first]) for r in page if r[first] is not None})
                 if ids:
                     param = bigquery.ArrayQueryParameter("ids", "STRING", ids)
                     lookup = sql.resolve(touch.lookup_sql, self.tables)
@@ -185,13 +187,16 @@ class SourceRun:
 
     def _letter(self, stream: str, target: Target, row: Row, reason: str) -> DeadLetter:
         key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
-        record = {k: v for k, v in row.items() if not k.startswith("_k")}
-        bookkeeping = {c.name for c in target.columns if not c.compare} | {"_cursor", "_deleted"}
+        record = {k: v for k, v in row.items() if not k.startswith(sql.KEY_PREFIX)}
+        bookkeeping = {c.name for c in target.columns if not c.compare} | {sql.CURSOR, sql.DELETED}
         content = {k: v for k, v in record.items() if k not in bookkeeping}
         fingerprint = hashlib.sha256(
             json.dumps(content, default=str, sort_keys=True).encode()
         ).hexdigest()
-        return DeadLetter(self.source.name, stream, target.table, key, reason, record, fingerprint)
+        return DeadLetter(
+            self.source.name, stream, target.table, key, reason, record, fingerprint,
+            run_id=self.stats.run_id,
+        )  # fmt: skip
 
     def _fill(
         self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
@@ -214,7 +219,7 @@ class SourceRun:
             try:
                 key = mapper.key_of(row)
                 unit = (key[parent_at],) if by_parent else key
-                if row.get("_deleted"):
+                if row.get(sql.DELETED):
                     batch.units.add(unit)
                     batch.lines.pop(key, None)
                     continue
@@ -318,18 +323,16 @@ class SourceRun:
         stream: Stream,
         since: datetime | None,
         until: datetime,
-        resume: Mapping[str, Any] | None,
+        resume: Position | None,
         advance: bool = True,
     ) -> bool:
         """Page through one stream; False if the time budget ran out first."""
         target = self.source.target(stream.drives) if stream.drives else None
         ref = self.tables[stream.table]
-        position: Row | None = None
-        if resume is not None and resume.get("done"):
+        if resume is not None and resume.done:
             return True  # finished earlier in this (continued) run: no second lookback pass
-        if resume is not None:  # continue exactly where an unfinished run stopped
-            position = {"_cursor": datetime.fromisoformat(resume["cursor"])}
-            position.update({f"_k{i}": v for i, v in enumerate(_resume_key(resume))})
+        position = resume  # continue exactly where an unfinished run stopped
+        if position is not None:
             since = None
         # One query covers many pages (one scan billed); its LIMIT bounds the sort and the
         # work lost when the time budget ends mid-result.
@@ -351,11 +354,11 @@ class SourceRun:
             if since is not None:
                 params.append(sql.scalar("since", "TIMESTAMP", since))
             if position is not None:
-                params.append(sql.scalar("after_cursor", "TIMESTAMP", position["_cursor"]))
-                for i, (name, col) in enumerate(
-                    zip(sql.key_param_names(stream), stream.key, strict=True)
+                params.append(sql.scalar("after_cursor", "TIMESTAMP", position.cursor))
+                for name, col, value in zip(
+                    sql.key_param_names(stream), stream.key, position.key, strict=True
                 ):
-                    params.append(sql.scalar(name, ref.schema[col], position[f"_k{i}"]))
+                    params.append(sql.scalar(name, ref.schema[col], value))
             got = 0
             for page in self._pages(text, params):
                 got += len(page)
@@ -363,8 +366,8 @@ class SourceRun:
                 if got < limit and self._out_of_time():
                     return False  # stop between pages; a continuation resumes after `position`
             if got < limit:
-                tag = self._window(advance)  # a window's own "done" binds no other run
-                state.finish_stream(self.conn, self.source.name, stream.table, tag)
+                done = positions.finished(self._window(advance))  # binds no other window
+                state.finish_stream(self.conn, self.source.name, stream.table, done.to_json())
                 return True
 
     def _pages(self, text: str, params: list[Any]) -> Iterator[list[Row]]:
@@ -395,19 +398,18 @@ class SourceRun:
             # Not waiting for a fetch still under way: past the deadline, it is abandoned.
             ahead.shutdown(wait=False, cancel_futures=True)
 
-    def _window(self, advance: bool) -> dict[str, str]:
-        """The tag of a position that only this window's own continuation may resume from.
+    def _window(self, advance: bool) -> datetime | None:
+        """The window a position belongs to, if only that window's continuation may resume it.
 
         A window that starts after the watermark's lookback leaves the watermark alone: any
         other run resuming at its position would skip the rows between the two for good.
         """
-        since = self.options.since
-        return {} if advance or since is None else {"window": since.isoformat()}
+        return None if advance else self.options.since
 
     def _commit_stream_page(
         self, stream: Stream, target: Target | None, page: list[Row], advance: bool
-    ) -> Row:
-        """Map, write and commit one page of a stream with its position; returns its last row."""
+    ) -> Position:
+        """Map, write and commit one page of a stream with its position; returns that position."""
         self.stats.rows_read += len(page)
         self.stats.pages += 1
         letters: list[DeadLetter] = []
@@ -427,12 +429,9 @@ class SourceRun:
         batches += touched
         letters += touched_letters
         last = page[-1]
-        resume_after = {
-            "cursor": last["_cursor"].isoformat(),
-            "key_json": json.dumps([last[f"_k{i}"] for i in range(len(stream.key))]),
-            **self._window(advance),
-        }
-        self._commit_page(batches, letters, stream, last["_cursor"], resume_after, advance)
+        key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
+        position = positions.after(last[sql.CURSOR], key, self._window(advance))
+        self._commit_page(batches, letters, stream, last[sql.CURSOR], position.to_json(), advance)
         log.info(
             "%s: page %d, %d rows",
             stream.table,
@@ -440,7 +439,7 @@ class SourceRun:
             len(page),
             extra={"fields": {"stream": stream.table, "rows": len(page)}},
         )
-        return last
+        return position
 
     def _returning_parents(self, batch: _Batch) -> dict[str, set[str | None]]:
         """Child target -> parents of this page that come back after a delete took children.
@@ -487,7 +486,9 @@ class SourceRun:
         newest = self._query(text, [sql.scalar("until", "TIMESTAMP", until)])[0]["newest"]
         if newest is not None:  # the same watermark a full read would have left
             state.advance_watermark(self.conn, self.source.name, stream.table, newest)
-        state.finish_stream(self.conn, self.source.name, stream.table)
+        state.finish_stream(
+            self.conn, self.source.name, stream.table, positions.finished().to_json()
+        )
         log.info(
             "%s: rows not read; %s were derived in full earlier in this run",
             stream.table,
@@ -528,41 +529,11 @@ class SourceRun:
             # Forgetting the watermarks makes the refresh resumable: a continuation (or the next
             # hourly run) is a plain incremental run that picks up where this one stopped.
             state.reset_watermarks(self.conn, self.source.name)
-        if not options.resume:
-            state.clear_done(self.conn, self.source.name)
-        marks = state.watermarks(self.conn, self.source.name)
-        now = datetime.now(UTC)  # not `until`: a window may end in the past on purpose
-        for table, stored in list(marks.items()):
-            if not isinstance(stored, datetime):  # 'infinity' and '-infinity' come back as text
-                log.error(
-                    "watermark of %s.%s is not a time (%r); reading it from scratch",
-                    self.source.name, table, stored,
-                )  # fmt: skip
-                state.reset_watermark(self.conn, self.source.name, table)
-                del marks[table]
-            elif stored > now:
-                # No row can be stamped after now: the state is corrupt. Reading from scratch
-                # is safe (upserts are idempotent); trusting it would silently read nothing.
-                log.error(
-                    "watermark of %s.%s is in the future (%s); reading it from scratch",
-                    self.source.name, table, stored.isoformat(),
-                )  # fmt: skip
-                state.reset_watermark(self.conn, self.source.name, table)
-                del marks[table]
-        # A fresh window (since) is a deliberate re-read from `since`, not a continuation.
-        fresh_window = options.since is not None and not options.resume
-        positions = {} if fresh_window else state.resume_positions(self.conn, self.source.name)
-        for table, pos in list(positions.items()):
-            if not _valid_position(pos):
-                log.error(
-                    "resume position of %s.%s is garbage (%r); reading from its watermark",
-                    self.source.name, table, pos,
-                )  # fmt: skip
-                del positions[table]
-        # Another window's position is not ours to resume from (see _window).
-        positions = {t: p for t, p in positions.items() if _same_window(p, options.since)}
+        start = positions.load(
+            self.conn, self.source.name, resume=options.resume, since=options.since
+        )
         try:
-            self._sync_streams(marks, positions, until)
+            self._sync_streams(start.watermarks, start.positions, until)
         except OutOfTime as exc:
             # Every committed page moved its position: a continuation resumes after it.
             self._rollback()
@@ -572,7 +543,7 @@ class SourceRun:
         return self.stats
 
     def _sync_streams(
-        self, marks: Mapping[str, Any], positions: Mapping[str, Any], until: datetime
+        self, marks: Mapping[str, datetime], resume: Mapping[str, Position], until: datetime
     ) -> None:
         """Read every stream in order; stops (partial) when the time budget runs out."""
         options = self.options
@@ -589,7 +560,7 @@ class SourceRun:
             advance = options.since is None or (
                 mark is not None and options.since <= _minus(mark, self.settings.lookback)
             )
-            position = positions.get(stream.table)
+            position = resume.get(stream.table)
             if not self._sync_stream(stream, since, until, position, advance):
                 self.stats.continuation_needed = True
                 self.stats.status = "partial"
@@ -606,37 +577,6 @@ def _minus(mark: datetime, lookback: timedelta) -> datetime:
         return mark - lookback
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
-
-
-def _same_window(pos: Mapping[str, Any], since: datetime | None) -> bool:
-    """Whether a position was left by no window, or by the window starting at since."""
-    window = pos.get("window")
-    if window is None:
-        return True
-    try:
-        return since is not None and datetime.fromisoformat(window) == since
-    except (TypeError, ValueError):  # garbage: reading from the watermark instead is safe
-        return False
-
-
-def _resume_key(pos: Mapping[str, Any]) -> Any:
-    """The key of a stored position: as JSON text (key_json) or, from older runs, a list."""
-    # jsonb cannot hold a NUL or a lone surrogate; a JSON string escaping them can.
-    return json.loads(pos["key_json"]) if "key_json" in pos else pos["key"]
-
-
-def _valid_position(pos: Any) -> bool:
-    """Whether a stored resume position is one this engine wrote."""
-    if not isinstance(pos, Mapping):
-        return False
-    if pos.get("done") is True:
-        return True
-    try:
-        datetime.fromisoformat(pos["cursor"])
-        key = _resume_key(pos)
-    except (KeyError, TypeError, ValueError):
-        return False
-    return isinstance(key, list)
 
 
 def resolve(source: Source, reader: BigQueryReader) -> tuple[Source, dict[str, sql.TableRef]]:

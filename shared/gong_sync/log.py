@@ -29,11 +29,6 @@ def labels(**values: str) -> Iterator[None]:
         _labels.reset(token)
 
 
-def current_labels() -> dict[str, str]:
-    """The labels in force here (the run's source and execution id)."""
-    return dict(_labels.get())
-
-
 class CloudLoggingFormatter(logging.Formatter):
     """Render a record as one JSON line that Cloud Logging parses into jsonPayload."""
 

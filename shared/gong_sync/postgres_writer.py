@@ -30,12 +30,6 @@ class WriteStats:
     unchanged: int = 0
     deleted: int = 0
 
-    def add(self, other: WriteStats) -> None:
-        """Accumulate another write's counts."""
-        self.upserted += other.upserted
-        self.unchanged += other.unchanged
-        self.deleted += other.deleted
-
 
 class TargetWriter:
     """Writes one target table; `units` name the sets (keys or parents) being replaced."""

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
-from gong_sync.log import current_labels
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +59,6 @@ class PubSubDeadLetterSink:
         if not letters:
             return
         summary = reason_summary(Counter(letter.reason for letter in letters))
-        run_id = current_labels().get("run_id", "")
         futures = [
             self.publisher.publish(
                 self.topic_path,
@@ -71,7 +69,7 @@ class PubSubDeadLetterSink:
                 target=letter.target,
                 reason=_attribute(letter.reason),
                 key=_attribute(letter.key),
-                run_id=run_id,
+                run_id=letter.run_id,
                 batch_index=str(i),
                 batch_size=str(len(letters)),
                 batch_reasons=_attribute(summary),

@@ -149,14 +149,12 @@ def advance_watermark(
     )  # fmt: skip
 
 
-def finish_stream(
-    conn: Connection, source: str, stream: str, tag: Mapping[str, str] | None = None
-) -> None:
-    """A stream was read to its end: a continuation of this run skips it."""
+def finish_stream(conn: Connection, source: str, stream: str, done: Mapping[str, Any]) -> None:
+    """A stream was read to its end: a continuation of this run skips it (positions.py)."""
     conn.cursor().execute(
-        "UPDATE sync_watermarks SET resume_after = '{\"done\": true}'::jsonb || CAST(%s AS jsonb)"
+        "UPDATE sync_watermarks SET resume_after = CAST(%s AS jsonb)"
         " WHERE source = %s AND stream = %s",
-        (json.dumps(dict(tag or {})), source, stream),
+        (json.dumps(dict(done)), source, stream),
     )
     conn.commit()
 

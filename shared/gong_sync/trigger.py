@@ -68,7 +68,7 @@ def _time(name: str, value: Any) -> datetime:
     if not isinstance(value, str):
         raise BadMessage(f"{name}: expected an RFC 3339 string, got {type(value).__name__}")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise BadMessage(f"{name}: {value!r} is not an RFC 3339 time") from None
     if parsed.tzinfo is None:
@@ -159,3 +159,10 @@ def reporter(
         if name in known_sources:
             return str(name)
     return known_sources[0]
+
+
+def message_of(event: Any) -> tuple[Any, dict[str, str]]:
+    """The Pub/Sub message a push CloudEvent carries: its data (base64) and attributes."""
+    data = event.data if isinstance(event.data, Mapping) else {}
+    message = data.get("message") or {}
+    return message.get("data"), dict(message.get("attributes") or {})

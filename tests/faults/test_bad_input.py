@@ -18,6 +18,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
+from gong_sync import sources
 from gong_sync.bigquery_reader import make_client
 from tests import reference
 from tests.conftest import Cloud, Env
@@ -53,7 +54,7 @@ def _land(env: Env, **tables: list[dict[str, Any]]) -> reference.Rows:
 
 
 def _sync_all(env: Env) -> None:
-    for source in ("calls", "emails", "opportunities"):
+    for source in sources.SOURCES:
         assert env.sync(source).status == "success"
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from google.cloud import pubsub_v1
 
-from gong_sync import trigger
+from gong_sync import sources, trigger
 from gong_sync.local import demo_data
 from gong_sync.local.pubsub_emulator import emulator_binary
 from gong_sync.settings import BigQuerySettings, ConfigError, Settings
@@ -31,9 +31,10 @@ from tests import test_demo_content as content
 from tests.conftest import Env, reachable_tmp, require
 from tests.factories import dml
 
+pytestmark = pytest.mark.services  # it starts its own: the harness
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = ROOT / ".local" / "cloud-local" / "venvs"  # what `make cloud-local` installs, shared
-SOURCES = ("calls", "emails", "opportunities")
+SOURCES = tuple(sources.SOURCES)
 # Our own knobs, not the platform's: small pages and a 2 s budget make each source's full
 # refresh a chain of continuations on the demo data.
 OVERRIDES = {"GONG_SYNC_PAGE_SIZE": "25", "GONG_SYNC_PAGES_PER_QUERY": "2",
