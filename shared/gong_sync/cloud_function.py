@@ -151,15 +151,20 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         if stats.status == "skipped" and (explicit or not _covered(rt, source_name)):
             raise SourceBusy.logged(f"{source_name} is running; redeliver this request later")
         if stats.continuation_needed:
-            follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
-            rt.publish(
-                cloud.trigger_topic,
-                follow.to_json(),
-                continuation="true",
-                **trigger.attributes_for(follow.sources),
-            )
-            log.info("time budget reached; published a continuation for %s", source_name)
+            _continue(rt, source_name, wanted)
         return stats
+
+
+def _continue(rt: Runtime, source_name: str, wanted: trigger.Trigger) -> None:
+    """Publish the continuation of a partial run: its source only, the same window."""
+    follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
+    rt.publish(
+        rt.settings.cloud.trigger_topic,
+        follow.to_json(),
+        continuation="true",
+        **trigger.attributes_for(follow.sources),
+    )
+    log.info("time budget reached; published a continuation for %s", source_name)
 
 
 def _covered(rt: Runtime, source_name: str) -> bool:

@@ -347,18 +347,7 @@ class SourceRun:
                 has_since=since is not None,
                 has_position=position is not None,
             )
-            params = [
-                sql.scalar("until", "TIMESTAMP", until),
-                sql.scalar("limit", "INT64", limit),
-            ]
-            if since is not None:
-                params.append(sql.scalar("since", "TIMESTAMP", since))
-            if position is not None:
-                params.append(sql.scalar("after_cursor", "TIMESTAMP", position.cursor))
-                for name, col, value in zip(
-                    sql.key_param_names(stream), stream.key, position.key, strict=True
-                ):
-                    params.append(sql.scalar(name, ref.schema[col], value))
+            params = _page_params(stream, ref, until, limit, since, position)
             got = 0
             for page in self._pages(text, params):
                 got += len(page)
@@ -569,6 +558,27 @@ class SourceRun:
                 self.complete |= self._covered_by(stream)
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
+
+
+def _page_params(
+    stream: Stream,
+    ref: sql.TableRef,
+    until: datetime,
+    limit: int,
+    since: datetime | None,
+    position: Position | None,
+) -> list[Any]:
+    """The parameters of a page query: its bounds, and the keyset position to read after."""
+    params = [sql.scalar("until", "TIMESTAMP", until), sql.scalar("limit", "INT64", limit)]
+    if since is not None:
+        params.append(sql.scalar("since", "TIMESTAMP", since))
+    if position is not None:
+        params.append(sql.scalar("after_cursor", "TIMESTAMP", position.cursor))
+        for name, col, value in zip(
+            sql.key_param_names(stream), stream.key, position.key, strict=True
+        ):
+            params.append(sql.scalar(name, ref.schema[col], value))
+    return params
 
 
 def _minus(mark: datetime, lookback: timedelta) -> datetime:
