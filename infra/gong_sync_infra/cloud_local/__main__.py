@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gong_sync.settings import ConfigError
-from gong_sync_infra.cloud_local.harness import CloudLocal, HarnessOptions
+from gong_sync_infra.cloud_local.harness import CloudLocal, HarnessOptions, LogTail
 
 
 class LogFollower:
@@ -21,19 +21,13 @@ class LogFollower:
     def __init__(self, cloud: CloudLocal) -> None:
         """Start at the beginning of every instance's log."""
         self.cloud = cloud
-        self.offsets: dict[Path, int] = {}
+        self.tail = LogTail(cloud.services)
         self.posts = 0
 
     def poll(self) -> None:
         """Print the lines and Slack posts that arrived since the last poll."""
-        for service in self.cloud.services.values():
-            for path in service.log_paths:
-                with path.open("rb") as f:
-                    f.seek(self.offsets.get(path, 0))
-                    chunk = f.read()
-                    self.offsets[path] = f.tell() - len(chunk) + chunk.rfind(b"\n") + 1
-                for raw in chunk[: chunk.rfind(b"\n") + 1].decode(errors="replace").splitlines():
-                    print(_short(service.function.name, raw), flush=True)
+        for service, line in self.tail.new_lines():
+            print(_short(service, line), flush=True)
         for post in self.cloud.slack.messages[self.posts :]:
             print(f"slack  {post.get('text', post)}", flush=True)
             self.posts += 1

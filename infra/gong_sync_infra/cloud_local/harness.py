@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -166,6 +166,8 @@ class CloudLocal:
             StackConfig(project=self.options.project, archive_dir=self.root / "build")
         )
         self.services: dict[str, CloudRunService] = {}
+        self._tail = LogTail(self.services)
+        self._entries: list[dict[str, Any]] = []
         self._stack = contextlib.ExitStack()
 
     # -- start-up ---------------------------------------------------------------------------
@@ -327,15 +329,37 @@ class CloudLocal:
             return False
         return time.time() - max(s.ended for s in served) > seconds
 
-    def entries(self) -> Iterator[dict[str, Any]]:
-        """Cloud Logging's entries for the JSON lines every instance wrote."""
+    def entries(self) -> list[dict[str, Any]]:
+        """Cloud Logging's entries for the JSON lines every instance wrote, so far."""
+        for service, line in self._tail.new_lines():
+            if line.startswith("{"):
+                entry = log_entries.entry(line)
+                entry["resource"]["labels"] = {"service_name": service}
+                self._entries.append(entry)
+        return list(self._entries)
+
+
+class LogTail:
+    """The whole lines the instances wrote since the last call; each file is read once."""
+
+    def __init__(self, services: Mapping[str, CloudRunService]) -> None:
+        """Follow every instance log of these services, from its start."""
+        self.services = services
+        self.offsets: dict[Path, int] = {}
+
+    def new_lines(self) -> list[tuple[str, str]]:
+        """(service name, line) for every line completed since the last call."""
+        out: list[tuple[str, str]] = []
         for service in self.services.values():
             for path in service.log_paths:
-                for line in path.read_text(errors="replace").splitlines():
-                    if line.startswith("{"):
-                        entry = log_entries.entry(line)
-                        entry["resource"]["labels"] = {"service_name": service.function.name}
-                        yield entry
+                with path.open("rb") as f:
+                    f.seek(self.offsets.get(path, 0))
+                    chunk = f.read()
+                done = chunk.rfind(b"\n") + 1  # a line still being written waits a call
+                self.offsets[path] = self.offsets.get(path, 0) + done
+                text = chunk[:done].decode(errors="replace")
+                out += [(service.function.name, line) for line in text.splitlines()]
+        return out
 
 
 def _duration(seconds: float) -> datetime.timedelta:
