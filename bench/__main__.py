@@ -142,15 +142,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     out["rows"] = ceiling.row_counts(conn, TARGETS)
 
     log.info("a: bare COPY ceiling")
-    out["ceiling"] = {}
-    for target in TARGETS:
-        data = ceiling.copy_out(conn, target)
-        out["ceiling"][target.table] = {
-            "rows": out["rows"][target.table],
-            "bytes": len(data),
-            "seconds": round(ceiling.bare_copy(conn, target, data), 3),
-        }
-        del data
+    out["ceiling"] = _ceiling(conn, out["rows"])
 
     log.info("the read paths: REST pages and the Storage Read API")
     out["read_paths"] = [
@@ -174,18 +166,37 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         out["dlt"] = _peer(bench, conn)
     conn.close()
 
-    out["rss"] = []
-    for i, transcripts in enumerate(int(v) for v in args.rss_transcripts.split(",")):
-        calls = max(1, transcripts * scale.calls // scale.transcripts)
-        small = dataset.Scale(calls, transcripts)
-        log.info("f: peak RSS at %s", small)
-        rss_sets, seeded = bench.seed(f"rss{i}", small)
-        result = sync_process.run(
-            bench.env(bench.database(f"rss{i}"), rss_sets), "--source", "calls"
-        )
-        out["rss"].append({"scale": dataclasses.asdict(small), "seed": seeded, **_sync(result)})
-        bench.client.delete_dataset(rss_sets["gong"], delete_contents=True)
+    out["rss"] = [
+        _rss(bench, args, scale, i, int(v)) for i, v in enumerate(args.rss_transcripts.split(","))
+    ]
     return out
+
+
+def _ceiling(conn: Connection, rows: dict[str, int]) -> dict[str, Any]:
+    """a: each target's rows copied out and back in with a bare COPY, the write ceiling."""
+    out: dict[str, Any] = {}
+    for target in TARGETS:
+        data = ceiling.copy_out(conn, target)
+        out[target.table] = {
+            "rows": rows[target.table],
+            "bytes": len(data),
+            "seconds": round(ceiling.bare_copy(conn, target, data), 3),
+        }
+        del data
+    return out
+
+
+def _rss(
+    bench: Bench, args: argparse.Namespace, scale: dataset.Scale, i: int, transcripts: int
+) -> dict[str, Any]:
+    """f: peak RSS of a calls backfill at a smaller scale of the same shape."""
+    calls = max(1, transcripts * scale.calls // scale.transcripts)
+    small = dataset.Scale(calls, transcripts)
+    log.info("f: peak RSS at %s", small)
+    rss_sets, seeded = bench.seed(f"rss{i}", small)
+    result = sync_process.run(bench.env(bench.database(f"rss{i}"), rss_sets), "--source", "calls")
+    bench.client.delete_dataset(rss_sets["gong"], delete_contents=True)
+    return {"scale": dataclasses.asdict(small), "seed": seeded, **_sync(result)}
 
 
 def _peer(bench: Bench, conn: Connection) -> dict[str, Any]:

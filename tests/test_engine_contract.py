@@ -213,7 +213,8 @@ def test_two_concurrent_runs_never_both_process(env: Env) -> None:
 
     from gong_sync import sources
     from gong_sync.bigquery_reader import BigQueryReader
-    from gong_sync.engine import RunStats, run_source
+    from gong_sync.runs import RunStats
+    from gong_sync.sync import run_source
 
     results: list[RunStats] = []
 

@@ -51,6 +51,11 @@ class StackConfig:
     alert_email: str | None = None
     archive_dir: Path = field(default_factory=lambda: Path(".build"))
 
+    @property
+    def query_project(self) -> str:
+        """Where the functions run query jobs: the BigQuery project, else the stack's own."""
+        return self.bigquery_project or self.project
+
 
 @dataclass
 class Stack:
@@ -97,6 +102,73 @@ def dataset_roles(name: str) -> list[str]:
         roles |= set(source.datasets.values())
         source = source.fallback
     return sorted(roles)
+
+
+def _sync_env(
+    config: StackConfig, messaging: Messaging, database: Database
+) -> dict[str, pulumi.Input[str]]:
+    """The environment of every sync function (see the README's configuration table)."""
+    return {
+        "GONG_SYNC_PROJECT": config.project,
+        "GONG_SYNC_BQ_PROJECT": config.query_project,
+        "GONG_SYNC_GONG_DATASET": config.gong_dataset,
+        "GONG_SYNC_SALESFORCE_DATASET": config.salesforce_dataset,
+        "GONG_SYNC_TRIGGER_TOPIC": messaging.trigger.name,
+        "GONG_SYNC_DEAD_LETTER_TOPIC": messaging.dead_letter.name,
+        "INSTANCE_CONNECTION_NAME": database.connection_name,
+        "GONG_SYNC_DB_NAME": "gong_sync",
+        "GONG_SYNC_DB_USER": "gong_sync",
+        # A resource name, not the password: the code reads the value from Secret Manager.
+        "GONG_SYNC_DB_PASSWORD_SECRET": database.password.resource_name,
+        "GONG_SYNC_DB_IP_TYPE": "PRIVATE" if config.sql_private_network else "PUBLIC",
+        # No statement may hold a run past the function's 540 s (a page's write takes ~1 s).
+        "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS": "120",
+    }
+
+
+def _sync_functions(
+    config: StackConfig,
+    messaging: Messaging,
+    database: Database,
+    env: dict[str, pulumi.Input[str]],
+    deployment: Deployment,
+    opts: pulumi.ResourceOptions,
+) -> dict[str, SourceFunction]:
+    """One function per configured source, each with only the grants its declarations need."""
+    dataset_of = {"gong": config.gong_dataset, "salesforce": config.salesforce_dataset}
+    return {
+        source: SourceFunction(
+            f"sync-{source}",
+            FunctionArgs(
+                entry_point=f"sync_{source}",
+                topic_id=messaging.trigger.id,
+                env=env,
+                secrets=[database.password.secret.id],
+                # Query jobs run in the BigQuery project the client is bound to.
+                project_roles=[
+                    ("roles/bigquery.jobUser", config.query_project),
+                    ("roles/cloudsql.client", config.project),
+                ],
+                private_network=config.sql_private_network,
+                private_subnetwork=config.sql_subnetwork,
+                # Only the datasets its declarations (and their fallback) read.
+                datasets=[
+                    (config.query_project, dataset_of[role]) for role in dataset_roles(source)
+                ],
+                # Dead letters, and continuation messages for its own source.
+                publish_to=[messaging.dead_letter.name, messaging.trigger.name],
+                labels={"source": source},
+                deployment=deployment,
+                dead_letter_topic=messaging.dead_letter.id,
+                message_filter=trigger.subscription_filter(source),
+                # Concurrency stays 1 an instance; the source's advisory lock serialises runs,
+                # so a second instance answers a busy source at once instead of a 429.
+                max_instances=SYNC_INSTANCES,
+            ),
+            opts=opts,
+        )
+        for source in config.sources
+    }
 
 
 def build(config: StackConfig) -> Stack:
@@ -148,23 +220,7 @@ def build(config: StackConfig) -> Stack:
     builder, builder_grants = function_builder(config.project, bucket.name, after_apis)
     # A function's first build must not start before its builder may write logs and images.
     after_builder = pulumi.ResourceOptions(depends_on=[apis, *builder_grants])
-    bq_project = config.bigquery_project or config.project
-    env: dict[str, pulumi.Input[str]] = {
-        "GONG_SYNC_PROJECT": config.project,
-        "GONG_SYNC_BQ_PROJECT": bq_project,
-        "GONG_SYNC_GONG_DATASET": config.gong_dataset,
-        "GONG_SYNC_SALESFORCE_DATASET": config.salesforce_dataset,
-        "GONG_SYNC_TRIGGER_TOPIC": messaging.trigger.name,
-        "GONG_SYNC_DEAD_LETTER_TOPIC": messaging.dead_letter.name,
-        "INSTANCE_CONNECTION_NAME": database.connection_name,
-        "GONG_SYNC_DB_NAME": "gong_sync",
-        "GONG_SYNC_DB_USER": "gong_sync",
-        # A resource name, not the password: the code reads the value from Secret Manager.
-        "GONG_SYNC_DB_PASSWORD_SECRET": database.password.resource_name,
-        "GONG_SYNC_DB_IP_TYPE": "PRIVATE" if config.sql_private_network else "PUBLIC",
-        # No statement may hold a run past the function's 540 s (a page's write takes ~1 s).
-        "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS": "120",
-    }
+    env = _sync_env(config, messaging, database)
     deployment = Deployment(
         project=config.project,
         region=config.region,
@@ -174,38 +230,7 @@ def build(config: StackConfig) -> Stack:
         invoker=pusher.email,
         build_service_account=builder.name,  # projects/P/serviceAccounts/E
     )
-    dataset_of = {"gong": config.gong_dataset, "salesforce": config.salesforce_dataset}
-    functions = {
-        source: SourceFunction(
-            f"sync-{source}",
-            FunctionArgs(
-                entry_point=f"sync_{source}",
-                topic_id=messaging.trigger.id,
-                env=env,
-                secrets=[database.password.secret.id],
-                # Query jobs run in the BigQuery project the client is bound to.
-                project_roles=[
-                    ("roles/bigquery.jobUser", bq_project),
-                    ("roles/cloudsql.client", config.project),
-                ],
-                private_network=config.sql_private_network,
-                private_subnetwork=config.sql_subnetwork,
-                # Only the datasets its declarations (and their fallback) read.
-                datasets=[(bq_project, dataset_of[role]) for role in dataset_roles(source)],
-                # Dead letters, and continuation messages for its own source.
-                publish_to=[messaging.dead_letter.name, messaging.trigger.name],
-                labels={"source": source},
-                deployment=deployment,
-                dead_letter_topic=messaging.dead_letter.id,
-                message_filter=trigger.subscription_filter(source),
-                # Concurrency stays 1 an instance; the source's advisory lock serialises runs,
-                # so a second instance answers a busy source at once instead of a 429.
-                max_instances=SYNC_INSTANCES,
-            ),
-            opts=after_builder,
-        )
-        for source in config.sources
-    }
+    functions = _sync_functions(config, messaging, database, env, deployment, after_builder)
     alert = SourceFunction(
         "alert",
         FunctionArgs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from google.cloud import bigquery
@@ -224,6 +225,26 @@ def derive_query(
 def param_type(bq_type: str) -> str:
     """The query-parameter type for a column of this BigQuery type."""
     return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(bq_type, bq_type)
+
+
+def page_params(
+    stream: Stream,
+    ref: TableRef,
+    until: datetime,
+    limit: int,
+    since: datetime | None,
+    after: tuple[datetime | None, tuple[Any, ...]] | None,
+) -> list[Any]:
+    """The parameters of a page query: its bounds, and the keyset (cursor, key) to read after."""
+    params = [scalar("until", "TIMESTAMP", until), scalar("limit", "INT64", limit)]
+    if since is not None:
+        params.append(scalar("since", "TIMESTAMP", since))
+    if after is not None:
+        cursor, key = after
+        params.append(scalar("after_cursor", "TIMESTAMP", cursor))
+        for name, col, value in zip(key_param_names(stream), stream.key, key, strict=True):
+            params.append(scalar(name, ref.schema[col], value))
+    return params
 
 
 def scalar(name: str, bq_type: str, value: Any) -> bigquery.ScalarQueryParameter:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gong_sync import engine, migrate, sources, state, trigger, verify
 from gong_sync import log as gs_log
+from gong_sync import migrate, runs, sources, state, sync, trigger, verify
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.local.stack import local_stack
@@ -46,24 +46,15 @@ def _add_sources(parser: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
-    parser.add_argument(
-        "--log-format",
-        choices=("json", "text"),
-        default=None,
-        help="log format on stderr (default: text on a terminal, json otherwise)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="sync sources from BigQuery into Postgres")
-    _add_sources(run, "sync")
-    run.add_argument("--full-refresh", action="store_true", help="ignore watermarks, read all")
-    run.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
-    run.add_argument("--until", type=parse_time, help="read rows synced at or before this time")
-    run.add_argument("--ids", nargs="+", help="re-derive only these parent ids (e.g. call ids)")
-    run.add_argument(
-        "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
-    )
+def _add_scope(parser: argparse.ArgumentParser) -> None:
+    """What a run covers, the same for a local run and a published resync."""
+    parser.add_argument("--full-refresh", action="store_true", help="ignore watermarks, read all")
+    parser.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
+    parser.add_argument("--until", type=parse_time, help="read rows synced at or before this time")
+    parser.add_argument("--ids", nargs="+", help="re-derive only these parent ids (e.g. call ids)")
+
+
+def _add_verify(sub: Any) -> None:
     check = sub.add_parser(
         "verify", help="compare Postgres with BigQuery; exit 1 on drift or orphans"
     )
@@ -81,6 +72,25 @@ def parser() -> argparse.ArgumentParser:
         default=500,
         help="parents per table whose values are compared (default 500; 0: keys only)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: run, verify, resync and status."""
+    parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="log format on stderr (default: text on a terminal, json otherwise)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="sync sources from BigQuery into Postgres")
+    _add_sources(run, "sync")
+    _add_scope(run)
+    run.add_argument(
+        "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
+    )
+    _add_verify(sub)
     resync = sub.add_parser("resync", help="publish a trigger message to the trigger topic")
     resync.add_argument(
         "--source",
@@ -90,10 +100,7 @@ def parser() -> argparse.ArgumentParser:
         required=True,
         help="a source to resync (repeatable)",
     )
-    resync.add_argument("--full-refresh", action="store_true", help="re-read everything")
-    resync.add_argument("--since", type=parse_time, help="read rows synced at or after this time")
-    resync.add_argument("--until", type=parse_time, help="read rows synced at or before this")
-    resync.add_argument("--ids", nargs="+", help="re-derive only these ids (one source)")
+    _add_scope(resync)
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -122,70 +129,56 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# The summary table of `run`: a header and the RunStats field it shows.
+_RUN_COLUMNS = (
+    ("source", "source"),
+    ("status", "status"),
+    ("read", "rows_read"),
+    ("upserted", "rows_upserted"),
+    ("unchanged", "rows_unchanged"),
+    ("deleted", "rows_deleted"),
+    ("failed", "rows_failed"),
+    ("bytes", "bytes_processed"),
+    ("seconds", "duration_seconds"),
+)
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Sync the chosen sources and print a summary table."""
     names = args.sources or list(sources.SOURCES)
-    options = engine.RunOptions(
+    options = runs.RunOptions(
         full_refresh=args.full_refresh,
         since=args.since,
         until=args.until,
         ids=tuple(args.ids or ()),
     )
-    results: list[engine.RunStats] = []
-    failed = False
     with local_stack(settings, scale=args.scale) as live:
         conn = connect(live.postgres)
         migrate.apply(conn)
         conn.close()
         reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
-        for name in names:
-            try:
-                results.append(
-                    engine.run_source(
-                        sources.get(name),
-                        live,
-                        reader,
-                        lambda: connect(live.postgres),
-                        PostgresDeadLetterSink,
-                        options,
-                    )
-                )
-            except Exception as exc:
-                failed = True
-                log.error("source %s failed: %s", name, exc, exc_info=True)
-                results.append(engine.RunStats(name, status="failed"))
-    rows = [
-        (
-            r.source,
-            r.status,
-            r.rows_read,
-            r.rows_upserted,
-            r.rows_unchanged,
-            r.rows_deleted,
-            r.rows_failed,
-            r.bytes_processed,
-            r.duration_seconds,
+        results = [_run_one(name, live, reader, options) for name in names]
+    rows = [tuple(getattr(r, field) for _, field in _RUN_COLUMNS) for r in results]
+    sys.stdout.write(_table(rows, [header for header, _ in _RUN_COLUMNS]) + "\n")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
+def _run_one(
+    name: str, live: Settings, reader: BigQueryReader, options: runs.RunOptions
+) -> runs.RunStats:
+    """One source's run; a failure is logged and reported, and the next source still runs."""
+    try:
+        return sync.run_source(
+            sources.get(name),
+            live,
+            reader,
+            lambda: connect(live.postgres),
+            PostgresDeadLetterSink,
+            options,
         )
-        for r in results
-    ]
-    sys.stdout.write(
-        _table(
-            rows,
-            (
-                "source",
-                "status",
-                "read",
-                "upserted",
-                "unchanged",
-                "deleted",
-                "failed",
-                "bytes",
-                "seconds",
-            ),
-        )
-        + "\n"
-    )
-    return 1 if failed else 0
+    except Exception as exc:
+        log.error("source %s failed: %s", name, exc, exc_info=True)
+        return runs.RunStats(name, status="failed")
 
 
 def _verify_all(

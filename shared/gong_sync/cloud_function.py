@@ -14,15 +14,15 @@ from typing import Any
 
 from werkzeug.exceptions import InternalServerError
 
-from gong_sync import engine, migrate, sources, state, trigger
 from gong_sync import log as gs_log
+from gong_sync import migrate, runs, sources, state, sync, trigger
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.errors import is_transient
 from gong_sync.postgres import Connection, connect
 from gong_sync.pubsub_sink import PubSubDeadLetterSink
 from gong_sync.secret_manager import resolve
-from gong_sync.settings import Settings
+from gong_sync.settings import CloudSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Runtime:
     settings: Settings
     reader: BigQueryReader
     publisher: Any
+    hooks: runs.RunHooks = dataclasses.field(default_factory=runs.RunHooks)
 
     def connect(self) -> Connection:
         """A new Postgres connection."""
@@ -102,7 +103,7 @@ class SourceBusy(InternalServerError):
         return cls(message)
 
 
-def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engine.RunStats | None:
+def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs.RunStats | None:
     """Run one source for a trigger event; raise only for what a redelivery could fix."""
     started = time.monotonic()
     # Triggers for other sources and stale ones are answered before any client is built.
@@ -134,17 +135,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
             )
             return None
         rt = rt or runtime()
-        options = engine.RunOptions(
-            # The engine forgets the watermarks once, under the lock, and commits; the retries
-            # below and the continuations resume instead of starting it over.
-            full_refresh=wanted.mode == "full_refresh" and not continuation,
-            since=wanted.since,
-            until=wanted.until,
-            ids=wanted.ids,
-            deadline=started + cloud.time_budget_seconds,
-            hard_deadline=started + cloud.time_limit_seconds - FINISH_SECONDS,
-            resume=continuation,
-        )
+        options = _options(wanted, continuation, started, cloud)
         stats = _run_with_retries(rt, source_name, options)
         # Only a run reading every stream up to now covers an hourly trigger or a continuation;
         # an explicit request (a window's continuation too) is covered by no other run.
@@ -153,6 +144,23 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> engi
         if stats.continuation_needed:
             _continue(rt, source_name, wanted)
         return stats
+
+
+def _options(
+    wanted: trigger.Trigger, continuation: bool, started: float, cloud: CloudSettings
+) -> runs.RunOptions:
+    """What the trigger asks of this invocation, within the platform's time limit."""
+    return runs.RunOptions(
+        # The engine forgets the watermarks once, under the lock, and commits; the retries
+        # and the continuations resume instead of starting it over.
+        full_refresh=wanted.mode == "full_refresh" and not continuation,
+        since=wanted.since,
+        until=wanted.until,
+        ids=wanted.ids,
+        deadline=started + cloud.time_budget_seconds,
+        hard_deadline=started + cloud.time_limit_seconds - FINISH_SECONDS,
+        resume=continuation,
+    )
 
 
 def _continue(rt: Runtime, source_name: str, wanted: trigger.Trigger) -> None:
@@ -189,7 +197,7 @@ def _why_give_up(
     return None
 
 
-def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions) -> engine.RunStats:
+def _run_with_retries(rt: Runtime, source_name: str, options: runs.RunOptions) -> runs.RunStats:
     """Run, retrying transient failures on a fresh connection; raise when they persist."""
     topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
 
@@ -198,8 +206,14 @@ def _run_with_retries(rt: Runtime, source_name: str, options: engine.RunOptions)
 
     for attempt in range(1, RETRIES + 1):
         try:
-            return engine.run_source(
-                sources.get(source_name), rt.settings, rt.reader, rt.connect, sink, options
+            return sync.run_source(
+                sources.get(source_name),
+                rt.settings,
+                rt.reader,
+                rt.connect,
+                sink,
+                options,
+                rt.hooks,
             )
         except Exception as exc:
             delay = BACKOFF_SECONDS * 2 ** (attempt - 1)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,15 +14,16 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import log as gs_log
 from gong_sync import positions, state
+from gong_sync.batches import Batch, dead_letter, fill
 from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Row
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
-from gong_sync.declarations import RowError, Source, Stream, Target
+from gong_sync.declarations import Source, Stream, Target
 from gong_sync.positions import Position
 from gong_sync.postgres import Connection
-from gong_sync.postgres_writer import TargetWriter, WriteStats
+from gong_sync.postgres_writer import TargetWriter
 from gong_sync.row_mapping import RowMapper
+from gong_sync.runs import RunHooks, RunOptions, RunStats
 from gong_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,67 +33,6 @@ DERIVE_BATCH = 10_000
 # Parents remembered per target as derived in this invocation; past this, touches derive again
 # (correct, only slower), so memory stays bounded however large a re-import is.
 REMEMBER_PARENTS = 250_000
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """What a run covers: incremental by default, or a refresh, a window, or given ids."""
-
-    full_refresh: bool = False
-    since: datetime | None = None
-    until: datetime | None = None
-    ids: tuple[str, ...] = ()
-    deadline: float | None = None  # time.monotonic() value: stop cleanly between pages after it
-    # time.monotonic() value by which every call must have returned (the platform's limit,
-    # less the time to record the run): BigQuery waits and retries are cut to it.
-    hard_deadline: float | None = None
-    resume: bool = False  # a continuation: streams finished earlier in the chain are skipped
-
-    @property
-    def reads_to_now(self) -> bool:
-        """Whether the run reads every stream up to now: it covers an hourly trigger."""
-        return not self.ids and self.since is None and self.until is None
-
-
-@dataclass
-class RunStats:
-    """The outcome of one run of one source."""
-
-    source: str
-    status: str = "running"
-    rows_read: int = 0
-    rows_upserted: int = 0
-    rows_unchanged: int = 0
-    rows_deleted: int = 0
-    rows_failed: int = 0
-    bytes_processed: int = 0
-    duration_seconds: float = 0.0
-    # Where the time went: BigQuery (queries and fetching), mapping rows, writing Postgres.
-    read_seconds: float = 0.0
-    transform_seconds: float = 0.0
-    load_seconds: float = 0.0
-    pages: int = 0
-    continuation_needed: bool = False
-    error: dict[str, str] | None = None
-    ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-
-    def add_write(self, write: WriteStats) -> None:
-        """Fold one write's counts into the run."""
-        self.rows_upserted += write.upserted
-        self.rows_unchanged += write.unchanged
-        self.rows_deleted += write.deleted
-
-
-@dataclass
-class _Batch:
-    """Target rows for a set of units, ready to replace in Postgres."""
-
-    target: Target
-    unit_cols: tuple[str, ...]
-    lines: dict[tuple[str, ...], str] = field(default_factory=dict)  # key -> COPY line
-    units: set[tuple[str, ...]] = field(default_factory=set)
-    kept: set[tuple[str, ...]] = field(default_factory=set)  # units not to prune (bad rows)
 
 
 class SourceRun:
@@ -111,8 +46,10 @@ class SourceRun:
         conn: Connection,
         sink: DeadLetterSink,
         options: RunOptions,
+        hooks: RunHooks | None = None,
     ) -> None:
         """Bind the run to its source, clients and options."""
+        self.hooks = hooks or RunHooks()
         self.source = source
         self.settings = settings
         self.reader = reader
@@ -185,64 +122,25 @@ class SourceRun:
 
     # -- mapping -----------------------------------------------------------------------------
 
-    def _letter(self, stream: str, target: Target, row: Row, reason: str) -> DeadLetter:
-        key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
-        record = {k: v for k, v in row.items() if not k.startswith(sql.KEY_PREFIX)}
-        bookkeeping = {c.name for c in target.columns if not c.compare} | {sql.CURSOR, sql.DELETED}
-        content = {k: v for k, v in record.items() if k not in bookkeeping}
-        fingerprint = hashlib.sha256(
-            json.dumps(content, default=str, sort_keys=True).encode()
-        ).hexdigest()
-        return DeadLetter(
-            self.source.name, stream, target.table, key, reason, record, fingerprint,
-            run_id=self.stats.run_id,
-        )  # fmt: skip
-
     def _fill(
-        self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
+        self, batch: Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
     ) -> None:
-        """Map rows into batch; deleted rows only name their unit, bad rows become letters."""
+        """Map rows into batch; each rejected row becomes a dead letter."""
         started = time.perf_counter()
         try:
-            self._fill_rows(batch, rows, stream, letters)
+            rejected = fill(batch, self.mappers[batch.target.table], rows)
         finally:
             self.stats.transform_seconds += time.perf_counter() - started
-
-    def _fill_rows(
-        self, batch: _Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
-    ) -> None:
-        target = batch.target
-        mapper = self.mappers[target.table]
-        by_parent = batch.unit_cols != target.key
-        parent_at = target.key.index(target.parent)
-        for row in rows:
-            try:
-                key = mapper.key_of(row)
-                unit = (key[parent_at],) if by_parent else key
-                if row.get(sql.DELETED):
-                    batch.units.add(unit)
-                    batch.lines.pop(key, None)
-                    continue
-                key, line = mapper.map(row)
-            except RowError as exc:
-                letters.append(self._letter(stream, target, row, str(exc)))
-                # Keep what is stored for this unit rather than prune a row whose newest
-                # version we could not read (also when the unit is the row's own key).
-                if row.get(target.parent) is not None:
-                    batch.kept.add((str(row[target.parent]),))
-                    if not by_parent:
-                        with contextlib.suppress(RowError):  # no key: nothing stored to keep
-                            batch.kept.add(mapper.key_of(row))
-                continue
-            batch.units.add(unit)
-            # Later rows win: pages are in cursor order, so this keeps the newest version.
-            batch.lines[key] = line
+        name, run_id = self.source.name, self.stats.run_id
+        letters += (
+            dead_letter(name, stream, batch.target, row, reason, run_id) for row, reason in rejected
+        )
 
     # -- writing -----------------------------------------------------------------------------
 
     def _commit_page(
         self,
-        batches: Sequence[_Batch],
+        batches: Sequence[Batch],
         letters: Sequence[DeadLetter],
         stream: Stream | None,
         mark: datetime | None,
@@ -250,12 +148,12 @@ class SourceRun:
         advance: bool = True,
     ) -> None:
         """Write the page's batches, letters and watermark in one transaction."""
+        self.hooks.before_commit(self.source.name)
         started = time.perf_counter()
         try:
             for batch in batches:
-                units = [u for u in batch.units if u not in batch.kept]
                 write = self.writers[batch.target.table].replace(
-                    batch.lines, units, batch.unit_cols
+                    batch.lines, batch.replaced_units(), batch.unit_cols
                 )
                 self.stats.add_write(write)
             self.sink.publish(letters)
@@ -279,15 +177,15 @@ class SourceRun:
 
     def _parent_batches(
         self, parents: Mapping[str, set[str | None]], stream: str, found: set[str] | None = None
-    ) -> tuple[list[_Batch], list[DeadLetter]]:
+    ) -> tuple[list[Batch], list[DeadLetter]]:
         """Derive each target's sets for these parents; `found` collects those with rows."""
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         letters: list[DeadLetter] = []
         for table, keys in parents.items():
             if not keys:
                 continue
             target = self.source.target(table)
-            batch = _Batch(target, (target.parent,))
+            batch = Batch(target, (target.parent,))
             rows = self._derive(target, keys)
             if found is not None:  # only an ids run asks: a backfill would hold every id
                 found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
@@ -315,8 +213,7 @@ class SourceRun:
     # -- the run -----------------------------------------------------------------------------
 
     def _out_of_time(self) -> bool:
-        deadline = self.options.deadline
-        return deadline is not None and time.monotonic() > deadline
+        return self.hooks.out_of_time(self.stats, self.options)
 
     def _sync_stream(
         self,
@@ -347,7 +244,8 @@ class SourceRun:
                 has_since=since is not None,
                 has_position=position is not None,
             )
-            params = _page_params(stream, ref, until, limit, since, position)
+            after = None if position is None else (position.cursor, position.key)
+            params = sql.page_params(stream, ref, until, limit, since, after)
             got = 0
             for page in self._pages(text, params):
                 got += len(page)
@@ -402,10 +300,10 @@ class SourceRun:
         self.stats.rows_read += len(page)
         self.stats.pages += 1
         letters: list[DeadLetter] = []
-        batches: list[_Batch] = []
+        batches: list[Batch] = []
         touched_parents = self._touched_parents(stream, page)
         if target is not None:
-            batch = _Batch(target, target.key)
+            batch = Batch(target, target.key)
             self._fill(batch, page, stream.table, letters)
             batches.append(batch)
             if target.key == (target.parent,):  # each row is its parent's whole set
@@ -430,7 +328,7 @@ class SourceRun:
         )
         return position
 
-    def _returning_parents(self, batch: _Batch) -> dict[str, set[str | None]]:
+    def _returning_parents(self, batch: Batch) -> dict[str, set[str | None]]:
         """Child target -> parents of this page that come back after a delete took children.
 
         Deleting a call deletes its transcripts, but their rows in BigQuery do not move, so a
@@ -560,27 +458,6 @@ class SourceRun:
         self.stats.status = "success"
 
 
-def _page_params(
-    stream: Stream,
-    ref: sql.TableRef,
-    until: datetime,
-    limit: int,
-    since: datetime | None,
-    position: Position | None,
-) -> list[Any]:
-    """The parameters of a page query: its bounds, and the keyset position to read after."""
-    params = [sql.scalar("until", "TIMESTAMP", until), sql.scalar("limit", "INT64", limit)]
-    if since is not None:
-        params.append(sql.scalar("since", "TIMESTAMP", since))
-    if position is not None:
-        params.append(sql.scalar("after_cursor", "TIMESTAMP", position.cursor))
-        for name, col, value in zip(
-            sql.key_param_names(stream), stream.key, position.key, strict=True
-        ):
-            params.append(sql.scalar(name, ref.schema[col], value))
-    return params
-
-
 def _minus(mark: datetime, lookback: timedelta) -> datetime:
     """The watermark less the lookback; a year-1 watermark cannot go lower than datetime does."""
     try:
@@ -605,78 +482,3 @@ def resolve(source: Source, reader: BigQueryReader) -> tuple[Source, dict[str, s
         return resolve(source.fallback, reader)
     sql.check_columns(source, tables)
     return source, tables
-
-
-def run_source(
-    source: Source,
-    settings: Settings,
-    reader: BigQueryReader,
-    connect: Callable[[], Connection],
-    sink_for: Callable[[Connection], DeadLetterSink],
-    options: RunOptions | None = None,
-) -> RunStats:
-    """Sync one source under its lock, record the outcome, and log one summary line."""
-    options = options or RunOptions()
-    conn = connect()
-    run = SourceRun(source, settings, reader, conn, sink_for(conn), options)
-    stats = run.stats
-    with gs_log.labels(source=source.name, run_id=stats.run_id):
-        try:
-            # An ids or window run says it covers no hourly trigger that finds it holding the lock.
-            if not state.try_lock(conn, source.name, covers=options.reads_to_now):
-                stats.status = "skipped"
-                log.warning("another run of %s holds its lock; not running", source.name)
-                return stats
-            try:
-                run.execute()
-            except Exception as exc:
-                stats.status = "failed"
-                stats.error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
-                raise
-            finally:
-                stats.duration_seconds = round(time.monotonic() - run.started, 3)
-                for phase in ("read_seconds", "transform_seconds", "load_seconds"):
-                    setattr(stats, phase, round(getattr(stats, phase), 3))
-                _record(source.name, stats, conn, connect)
-                log.log(
-                    logging.ERROR if stats.status == "failed" else logging.INFO,
-                    "sync %s %s: %d read, %d upserted, %d unchanged, %d deleted, %d failed",
-                    source.name,
-                    stats.status,
-                    stats.rows_read,
-                    stats.rows_upserted,
-                    stats.rows_unchanged,
-                    stats.rows_deleted,
-                    stats.rows_failed,
-                    extra={"fields": {"run": asdict(stats)}},
-                )
-        finally:
-            try:
-                conn.close()
-            except Exception:  # closing a dead connection must not mask the real error
-                log.debug("close failed", exc_info=True)
-    return stats
-
-
-def _record(
-    source: str, stats: RunStats, conn: Connection, connect: Callable[[], Connection]
-) -> None:
-    """Record the run; on a fresh connection if the run's own one is broken.
-
-    Never raises: failing to record must not hide why the run itself failed.
-    """
-    outcome = asdict(stats)
-    try:
-        conn.rollback()
-        state.record_run(conn, source, outcome)
-        return
-    except Exception:
-        log.debug("recording on the run's connection failed; retrying on a fresh one")
-    try:
-        fresh = connect()
-        try:
-            state.record_run(fresh, source, outcome)
-        finally:
-            fresh.close()
-    except Exception:
-        log.exception("could not record the outcome of %s in sync_status", source)

@@ -143,55 +143,69 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read settings from the environment (see the README's configuration table)."""
         env = os.environ if env is None else env
-        overrides: dict[str, str] = {}
-        for pair in filter(None, (env.get("GONG_SYNC_TABLES") or "").split(",")):
-            logical, sep, real = pair.partition("=")
-            if not sep or not logical.strip() or not real.strip():
-                raise ConfigError(
-                    f"GONG_SYNC_TABLES entries must look like logical=real, got {pair!r}"
-                )
-            overrides[logical.strip()] = real.strip()
         return cls(
-            postgres=PostgresSettings(
-                host=env.get("GONG_SYNC_DB_HOST") or None,
-                port=_int(env, "GONG_SYNC_DB_PORT", 5432, minimum=1),
-                database=env.get("GONG_SYNC_DB_NAME") or "gong_sync",
-                user=env.get("GONG_SYNC_DB_USER") or "postgres",
-                password=env.get("GONG_SYNC_DB_PASSWORD") or None,
-                instance_connection_name=env.get("INSTANCE_CONNECTION_NAME") or None,
-                ip_type=_choice(env, "GONG_SYNC_DB_IP_TYPE", ("PUBLIC", "PRIVATE"), "PUBLIC"),
-                statement_timeout_seconds=(
-                    _float(env, "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS", 0.0) or None
-                ),
-            ),
-            bigquery=BigQuerySettings(
-                project=env.get("GONG_SYNC_BQ_PROJECT") or None,
-                emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
-                location=env.get("GONG_SYNC_BQ_LOCATION") or None,
-                gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
-                salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
-                table_overrides=overrides,
-                retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
-                request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
-            ),
-            cloud=CloudSettings(
-                project=(
-                    env.get("GONG_SYNC_PROJECT")
-                    or env.get("GOOGLE_CLOUD_PROJECT")
-                    or env.get("GONG_SYNC_BQ_PROJECT")
-                    or _emulator_project(env)
-                ),
-                trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
-                dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",
-                time_budget_seconds=_float(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480.0),
-                time_limit_seconds=_float(env, "GONG_SYNC_TIME_LIMIT_SECONDS", 540.0),
-                max_event_age_seconds=_int(env, "GONG_SYNC_MAX_EVENT_AGE_SECONDS", 3600, minimum=1),
-                db_password_secret=env.get("GONG_SYNC_DB_PASSWORD_SECRET") or None,
-                slack_webhook_secret=env.get("GONG_SYNC_SLACK_WEBHOOK_SECRET") or None,
-                slack_webhook_url=env.get("GONG_SYNC_SLACK_WEBHOOK_URL") or None,
-            ),
+            postgres=_postgres(env),
+            bigquery=_bigquery(env),
+            cloud=_cloud(env),
             page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
             pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 50, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),
             local_dir=env.get("GONG_SYNC_LOCAL_DIR") or ".local",
         )
+
+
+def _postgres(env: Mapping[str, str]) -> PostgresSettings:
+    return PostgresSettings(
+        host=env.get("GONG_SYNC_DB_HOST") or None,
+        port=_int(env, "GONG_SYNC_DB_PORT", 5432, minimum=1),
+        database=env.get("GONG_SYNC_DB_NAME") or "gong_sync",
+        user=env.get("GONG_SYNC_DB_USER") or "postgres",
+        password=env.get("GONG_SYNC_DB_PASSWORD") or None,
+        instance_connection_name=env.get("INSTANCE_CONNECTION_NAME") or None,
+        ip_type=_choice(env, "GONG_SYNC_DB_IP_TYPE", ("PUBLIC", "PRIVATE"), "PUBLIC"),
+        statement_timeout_seconds=(
+            _float(env, "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS", 0.0) or None
+        ),
+    )
+
+
+def _table_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in filter(None, (env.get("GONG_SYNC_TABLES") or "").split(",")):
+        logical, sep, real = pair.partition("=")
+        if not sep or not logical.strip() or not real.strip():
+            raise ConfigError(f"GONG_SYNC_TABLES entries must look like logical=real, got {pair!r}")
+        overrides[logical.strip()] = real.strip()
+    return overrides
+
+
+def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
+    return BigQuerySettings(
+        project=env.get("GONG_SYNC_BQ_PROJECT") or None,
+        emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+        location=env.get("GONG_SYNC_BQ_LOCATION") or None,
+        gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
+        salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
+        table_overrides=_table_overrides(env),
+        retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
+        request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
+    )
+
+
+def _cloud(env: Mapping[str, str]) -> CloudSettings:
+    return CloudSettings(
+        project=(
+            env.get("GONG_SYNC_PROJECT")
+            or env.get("GOOGLE_CLOUD_PROJECT")
+            or env.get("GONG_SYNC_BQ_PROJECT")
+            or _emulator_project(env)
+        ),
+        trigger_topic=env.get("GONG_SYNC_TRIGGER_TOPIC") or "sync-trigger",
+        dead_letter_topic=env.get("GONG_SYNC_DEAD_LETTER_TOPIC") or "sync-dead-letter",
+        time_budget_seconds=_float(env, "GONG_SYNC_TIME_BUDGET_SECONDS", 480.0),
+        time_limit_seconds=_float(env, "GONG_SYNC_TIME_LIMIT_SECONDS", 540.0),
+        max_event_age_seconds=_int(env, "GONG_SYNC_MAX_EVENT_AGE_SECONDS", 3600, minimum=1),
+        db_password_secret=env.get("GONG_SYNC_DB_PASSWORD_SECRET") or None,
+        slack_webhook_secret=env.get("GONG_SYNC_SLACK_WEBHOOK_SECRET") or None,
+        slack_webhook_url=env.get("GONG_SYNC_SLACK_WEBHOOK_URL") or None,
+    )

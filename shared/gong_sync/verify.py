@@ -17,7 +17,7 @@ from typing import Any
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import engine, state
+from gong_sync import engine, runs, state, sync
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import RowError, Source, Target
@@ -262,7 +262,7 @@ def fix(
     reader: BigQueryReader,
     connect: Callable[[], Connection],
     sink_for: Callable[[Connection], DeadLetterSink],
-) -> engine.RunStats | None:
+) -> runs.RunStats | None:
     """Delete extra rows and orphans, then sync parents of missing and changed rows by id."""
     conn = connect()
     try:
@@ -293,6 +293,6 @@ def fix(
     parents = sorted({k[t.parent_at] for t in report.targets for k in (*t.missing, *t.changed)})
     if not parents:
         return None
-    return engine.run_source(
-        source, settings, reader, connect, sink_for, engine.RunOptions(ids=tuple(parents))
+    return sync.run_source(
+        source, settings, reader, connect, sink_for, runs.RunOptions(ids=tuple(parents))
     )

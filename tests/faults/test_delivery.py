@@ -29,7 +29,8 @@ from cloudevents.conversion import to_structured
 from cloudevents.http import CloudEvent
 from google.cloud import pubsub_v1
 
-from gong_sync import cloud_function, engine
+from gong_sync import cloud_function
+from gong_sync.runs import RunHooks, RunOptions, RunStats
 from tests import reference
 from tests.conftest import Cloud
 from tests.factories import at, call, dml, transcript
@@ -81,7 +82,7 @@ class PubSub:
     gate: Gate = field(default_factory=Gate)
     pages_per_invocation: int | None = None  # the time budget, counted in pages
     peak: Counter[str] = field(default_factory=Counter)  # most runs of a source at once
-    runs: list[engine.RunOptions] = field(default_factory=list)  # every calls run that ran
+    runs: list[RunOptions] = field(default_factory=list)  # every calls run that ran
     continuations: int = 0  # continuation messages delivered
     _active: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -160,44 +161,45 @@ class PubSub:
         return [got[i] for i in range(len(deliveries))]
 
 
+class ObservedRuns(RunHooks):
+    """The engine's hooks, observing and holding this test's runs."""
+
+    def __init__(self, ps: PubSub) -> None:
+        """Report to ps."""
+        self.ps = ps
+
+    @contextlib.contextmanager
+    def running(self, source: str, options: RunOptions) -> Iterator[None]:
+        """Count the runs of each source that hold its lock at once."""
+        ps = self.ps
+        with ps._lock:
+            ps._active[source] += 1
+            ps.peak[source] = max(ps.peak[source], ps._active[source])
+            if source == "calls":
+                ps.runs.append(options)
+        try:
+            yield
+        finally:
+            with ps._lock:
+                ps._active[source] -= 1
+
+    def before_commit(self, source: str) -> None:
+        """Before the writes: a second run let in by a broken lock never waits on row locks."""
+        self.ps.gate.pause(source)
+
+    def out_of_time(self, stats: RunStats, options: RunOptions) -> bool:
+        """The budget counts pages, not seconds, so the chains are the same on a slow machine."""
+        budget = self.ps.pages_per_invocation
+        return (budget is not None and stats.pages >= budget) or super().out_of_time(stats, options)
+
+
 @pytest.fixture
 def pubsub(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[PubSub]:
     """The functions in this process, small pages, and the hooks that observe and hold runs."""
     monkeypatch.setenv("GONG_SYNC_PAGE_SIZE", str(PAGE_SIZE))
     cloud_function.runtime.cache_clear()
     ps = PubSub(cloud)
-    execute, commit_page, out_of_time = (
-        engine.SourceRun.execute,
-        engine.SourceRun._commit_page,
-        engine.SourceRun._out_of_time,
-    )
-
-    def counted_execute(run: engine.SourceRun) -> engine.RunStats:
-        name = run.source.name
-        with ps._lock:
-            ps._active[name] += 1
-            ps.peak[name] = max(ps.peak[name], ps._active[name])
-            if name == "calls":
-                ps.runs.append(run.options)
-        try:
-            return execute(run)
-        finally:
-            with ps._lock:
-                ps._active[name] -= 1
-
-    def held_commit_page(run: engine.SourceRun, *args: Any, **kwargs: Any) -> None:
-        # Before the writes: a second run let in by a broken lock never waits on row locks.
-        ps.gate.pause(run.source.name)
-        commit_page(run, *args, **kwargs)
-
-    def page_budget(run: engine.SourceRun) -> bool:
-        # The budget counts pages, not seconds, so the chains are the same on a slow machine.
-        budget = ps.pages_per_invocation
-        return (budget is not None and run.stats.pages >= budget) or out_of_time(run)
-
-    monkeypatch.setattr(engine.SourceRun, "execute", counted_execute)
-    monkeypatch.setattr(engine.SourceRun, "_commit_page", held_commit_page)
-    monkeypatch.setattr(engine.SourceRun, "_out_of_time", page_budget)
+    monkeypatch.setattr(cloud_function.runtime(), "hooks", ObservedRuns(ps))
     yield ps
     ps.gate.release.set()  # never leave a thread held behind a failed test
 

@@ -1,0 +1,84 @@
+"""A page's target rows, grouped into the units they replace in Postgres, and their rejects."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from gong_sync import bigquery_sql as sql
+from gong_sync.bigquery_reader import Row
+from gong_sync.dead_letters import DeadLetter
+from gong_sync.declarations import RowError, Target
+from gong_sync.row_mapping import RowMapper
+
+Unit = tuple[str, ...]
+
+
+@dataclass
+class Batch:
+    """Target rows for a set of units, ready to replace in Postgres.
+
+    A unit is a row's own key, or a parent whose whole set of rows is replaced at once.
+    """
+
+    target: Target
+    unit_cols: tuple[str, ...]
+    lines: dict[Unit, str] = field(default_factory=dict)  # key -> COPY line
+    units: set[Unit] = field(default_factory=set)
+    kept: set[Unit] = field(default_factory=set)  # units not to prune (bad rows)
+
+    def replaced_units(self) -> list[Unit]:
+        """The units whose stored rows this batch replaces: all but those it must keep."""
+        return [u for u in self.units if u not in self.kept]
+
+
+def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row, str]]:
+    """Map rows into the batch; deleted rows only name their unit. Returns the rejected rows."""
+    target = batch.target
+    by_parent = batch.unit_cols != target.key
+    parent_at = target.key.index(target.parent)
+    rejected: list[tuple[Row, str]] = []
+    for row in rows:
+        try:
+            key = mapper.key_of(row)
+            unit = (key[parent_at],) if by_parent else key
+            if row.get(sql.DELETED):
+                batch.units.add(unit)
+                batch.lines.pop(key, None)
+                continue
+            key, line = mapper.map(row)
+        except RowError as exc:
+            rejected.append((row, str(exc)))
+            # Keep what is stored for this unit rather than prune a row whose newest
+            # version we could not read (also when the unit is the row's own key).
+            if row.get(target.parent) is not None:
+                batch.kept.add((str(row[target.parent]),))
+                if not by_parent:
+                    with contextlib.suppress(RowError):  # no key: nothing stored to keep
+                        batch.kept.add(mapper.key_of(row))
+            continue
+        batch.units.add(unit)
+        # Later rows win: pages are in cursor order, so this keeps the newest version.
+        batch.lines[key] = line
+    return rejected
+
+
+def dead_letter(
+    source: str, stream: str, target: Target, row: Row, reason: str, run_id: str
+) -> DeadLetter:
+    """A rejected row as a dead letter: its key, the reason, and a fingerprint of its content.
+
+    The fingerprint leaves out bookkeeping, so the same bad content re-read on a later run
+    is recognised (and alerted on once).
+    """
+    key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
+    record = {k: v for k, v in row.items() if not k.startswith(sql.KEY_PREFIX)}
+    bookkeeping = {c.name for c in target.columns if not c.compare} | {sql.CURSOR, sql.DELETED}
+    content = {k: v for k, v in record.items() if k not in bookkeeping}
+    fingerprint = hashlib.sha256(
+        json.dumps(content, default=str, sort_keys=True).encode()
+    ).hexdigest()
+    return DeadLetter(source, stream, target.table, key, reason, record, fingerprint, run_id=run_id)
