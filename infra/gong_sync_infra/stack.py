@@ -171,6 +171,81 @@ def _sync_functions(
     }
 
 
+def _function_source(
+    config: StackConfig, opts: pulumi.ResourceOptions
+) -> tuple[gcp.storage.Bucket, gcp.storage.BucketObject]:
+    """The private bucket the functions' source archive is uploaded to, and the upload."""
+    bucket = gcp.storage.Bucket(
+        "gong-sync-source",
+        location=config.region,
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        opts=opts,
+    )
+    archive = source_archive.build(config.archive_dir)
+    source_object = gcp.storage.BucketObject(
+        "function-source",
+        name=archive.name,  # named by content hash: unchanged code does not redeploy
+        bucket=bucket.name,
+        source=pulumi.FileAsset(str(archive)),
+    )
+    return bucket, source_object
+
+
+def _alert_channels(config: StackConfig) -> list[pulumi.Output[str]]:
+    """Where Cloud Monitoring sends the alert policies' incidents."""
+    channels = []
+    if config.alert_email:
+        channels.append(
+            gcp.monitoring.NotificationChannel(
+                "alert-email", type="email", labels={"email_address": config.alert_email}
+            ).id
+        )
+    return channels
+
+
+def _push_invoker(messaging: Messaging, opts: pulumi.ResourceOptions) -> gcp.serviceaccount.Account:
+    """The account Pub/Sub pushes as: the only one allowed to invoke the functions."""
+    pusher = gcp.serviceaccount.Account(
+        "pubsub-pusher", account_id="gs-pubsub-pusher", display_name="gong-sync Pub/Sub push",
+        opts=opts,
+    )  # fmt: skip
+    # Pub/Sub mints the push OIDC token as this account; older projects need the grant.
+    gcp.serviceaccount.IAMMember(
+        "pubsub-pusher-token-creator", service_account_id=pusher.name,
+        role="roles/iam.serviceAccountTokenCreator", member=messaging.pubsub_agent,
+    )  # fmt: skip
+    return pusher
+
+
+def _alert_function(
+    config: StackConfig,
+    messaging: Messaging,
+    deployment: Deployment,
+    after_apis: pulumi.ResourceOptions,
+    after_builder: pulumi.ResourceOptions,
+) -> SourceFunction:
+    """The function on the dead-letter topic, with the Slack webhook as its only secret."""
+    slack = StoredSecret(
+        "slack-webhook", SecretArgs("gong-sync-slack-webhook", config.slack_webhook_url),
+        opts=after_apis,
+    )  # fmt: skip
+    return SourceFunction(
+        "alert",
+        FunctionArgs(
+            entry_point="alert",
+            topic_id=messaging.dead_letter.id,
+            env={"GONG_SYNC_PROJECT": config.project,
+                 "GONG_SYNC_SLACK_WEBHOOK_SECRET": slack.resource_name},
+            secrets=[slack.secret.id],
+            memory="256Mi",
+            max_instances=3,
+            deployment=deployment,
+        ),
+        opts=after_builder,
+    )  # fmt: skip
+
+
 def build(config: StackConfig) -> Stack:
     """Declare every resource of the system."""
     project = gcp.organizations.get_project(project_id=config.project)
@@ -190,33 +265,8 @@ def build(config: StackConfig) -> Stack:
         ),
         opts=after_apis,
     )
-    slack = StoredSecret(
-        "slack-webhook", SecretArgs("gong-sync-slack-webhook", config.slack_webhook_url),
-        opts=after_apis,
-    )  # fmt: skip
-    bucket = gcp.storage.Bucket(
-        "gong-sync-source",
-        location=config.region,
-        uniform_bucket_level_access=True,
-        public_access_prevention="enforced",
-        opts=after_apis,
-    )
-    archive = source_archive.build(config.archive_dir)
-    source_object = gcp.storage.BucketObject(
-        "function-source",
-        name=archive.name,  # named by content hash: unchanged code does not redeploy
-        bucket=bucket.name,
-        source=pulumi.FileAsset(str(archive)),
-    )
-    pusher = gcp.serviceaccount.Account(
-        "pubsub-pusher", account_id="gs-pubsub-pusher", display_name="gong-sync Pub/Sub push",
-        opts=after_apis,
-    )  # fmt: skip
-    # Pub/Sub mints the push OIDC token as this account; older projects need the grant.
-    gcp.serviceaccount.IAMMember(
-        "pubsub-pusher-token-creator", service_account_id=pusher.name,
-        role="roles/iam.serviceAccountTokenCreator", member=messaging.pubsub_agent,
-    )  # fmt: skip
+    bucket, source_object = _function_source(config, after_apis)
+    pusher = _push_invoker(messaging, after_apis)
     builder, builder_grants = function_builder(config.project, bucket.name, after_apis)
     # A function's first build must not start before its builder may write logs and images.
     after_builder = pulumi.ResourceOptions(depends_on=[apis, *builder_grants])
@@ -231,33 +281,13 @@ def build(config: StackConfig) -> Stack:
         build_service_account=builder.name,  # projects/P/serviceAccounts/E
     )
     functions = _sync_functions(config, messaging, database, env, deployment, after_builder)
-    alert = SourceFunction(
-        "alert",
-        FunctionArgs(
-            entry_point="alert",
-            topic_id=messaging.dead_letter.id,
-            env={"GONG_SYNC_PROJECT": config.project,
-                 "GONG_SYNC_SLACK_WEBHOOK_SECRET": slack.resource_name},
-            secrets=[slack.secret.id],
-            memory="256Mi",
-            max_instances=3,
-            deployment=deployment,
-        ),
-        opts=after_builder,
-    )  # fmt: skip
+    alert = _alert_function(config, messaging, deployment, after_apis, after_builder)
     scheduler = HourlyTrigger(
         "gong-sync-hourly", SchedulerArgs(messaging.trigger.id, config.region), opts=after_apis
     )
-    channels = []
-    if config.alert_email:
-        channels.append(
-            gcp.monitoring.NotificationChannel(
-                "alert-email", type="email", labels={"email_address": config.alert_email}
-            ).id
-        )
     Observability(
         "observability",
-        ObservabilityArgs(messaging.dead_letter.name, channels),
+        ObservabilityArgs(messaging.dead_letter.name, _alert_channels(config)),
         opts=after_apis,
     )
     return Stack(messaging, database, functions, alert, scheduler)
