@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from google.api_core.exceptions import NotFound
+from google.cloud import bigquery
 
 from gong_sync.bigquery_reader import make_client
 from gong_sync.settings import Settings
@@ -17,23 +18,38 @@ log = logging.getLogger(__name__)
 
 
 def seed_demo_if_empty(settings: Settings, scale: int = 1) -> bool:
-    """Load the demo dataset into the emulator unless it is already there."""
-    from gong_sync.local import demo_data
+    """Load the demo dataset into every source table the emulator does not have yet.
+
+    Tables already there keep their rows, so a checkout seeded before a source was added
+    gets that source's tables on its next run instead of a 404.
+    """
+    from gong_sync.local import demo_data, fivetran_schemas
 
     client = make_client(settings.bigquery)
     datasets = {
         "gong": settings.bigquery.gong_dataset,
         "salesforce": settings.bigquery.salesforce_dataset,
     }
-    try:
-        client.get_table(f"{client.project}.{datasets['gong']}.call")
+    missing = [t for t in fivetran_schemas.TABLES if not _exists(client, datasets, t)]
+    if not missing:
         return False
-    except NotFound:
-        pass
     log.info("seeding the demo dataset (scale %d) into the BigQuery emulator", scale)
-    counts = demo_data.seed_bigquery(client, client.project, datasets, demo_data.generate(scale))
+    # The generator draws every table from one random stream: build all, load the missing.
+    everything = demo_data.generate(scale)
+    data = {t: everything[t] for t in missing if t in everything}
+    counts = demo_data.seed_bigquery(client, client.project, datasets, data)
     log.info("seeded %d rows in %d tables", sum(counts.values()), len(counts))
     return True
+
+
+def _exists(client: bigquery.Client, datasets: dict[str, str], table: str) -> bool:
+    from gong_sync.local import fivetran_schemas
+
+    try:
+        client.get_table(fivetran_schemas.table_id(client.project, datasets, table))
+        return True
+    except NotFound:
+        return False
 
 
 @contextmanager
