@@ -31,6 +31,12 @@ def sync_opportunities(event: CloudEvent) -> None:
 
 
 @functions_framework.cloud_event
+def sync_contacts(event: CloudEvent) -> None:
+    """Pub/Sub trigger → sync the contacts source."""
+    cloud_function.handle_sync("contacts", event)
+
+
+@functions_framework.cloud_event
 def alert(event: CloudEvent) -> None:
     """Dead-letter topic → log at ERROR and post an aggregated Slack message."""
     alerting.handle_alert(event)

@@ -9,7 +9,7 @@ from typing import Any
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
-from gong_sync.local import demo_data
+from gong_sync.local import demo_data, fivetran_schemas
 
 T0 = datetime(2026, 10, 1, 12, 0, 0, 123457, tzinfo=UTC)
 _RETRY = Retry(initial=0.2, maximum=1.0, timeout=15)
@@ -112,6 +112,20 @@ def opportunity(oid: str, modstamp: Any, **over: Any) -> dict[str, Any]:
     return row
 
 
+def contact(cid: str | None, modstamp: Any, **over: Any) -> dict[str, Any]:
+    """A Salesforce contact row."""
+    row: dict[str, Any] = {
+        "id": cid, "account_id": "001A", "owner_id": "005A", "first_name": "Pat",
+        "last_name": f"Buyer {cid}", "name": f"Pat Buyer {cid}",
+        "email": f"Pat.{cid}@Buyer.example",
+        "title": "CFO", "phone": None, "mobile_phone": None, "is_deleted": False,
+        "last_modified_date": modstamp, "system_modstamp": modstamp,
+        "_fivetran_synced": modstamp, "_fivetran_deleted": False,
+    }  # fmt: skip
+    row.update(over)
+    return row
+
+
 def insert(
     client: bigquery.Client,
     datasets: dict[str, str],
@@ -120,7 +134,7 @@ def insert(
     real: str | None = None,
 ) -> None:
     """Land rows in a Fivetran table (or the customer's `real` one), failing fast on a bad row."""
-    role = "salesforce" if table in ("opportunity", "account", "user") else "gong"
+    role, _ = fivetran_schemas.TABLES[table]
     errors = client.insert_rows_json(
         f"{client.project}.{datasets[role]}.{real or table}",
         [demo_data.to_json_row(table, r) for r in rows],

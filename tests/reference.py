@@ -293,3 +293,29 @@ def opportunities(data: Rows) -> dict[str, tuple[Any, ...]]:
             o["system_modstamp"],
         )  # fmt: skip
     return out
+
+
+def contacts(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
+    """contact_id -> expected contacts row, and the keys that must be dead letters."""
+    accounts = {a["id"]: a for a in data["account"] if not _gone(a)}
+    users = {u["id"]: u for u in data["user"] if not _gone(u)}
+    out: dict[str, tuple[Any, ...]] = {}
+    letters: set[Any] = set()
+    for c in data["contact"]:
+        if _blank(c["id"]):
+            letters.add(c["id"])  # read from its own stream: even a deleted row needs its key
+            continue
+        if _gone(c):
+            continue
+        owner = users.get(c["owner_id"], {}).get("email")
+        email = c["email"]
+        row = (
+            c["id"], c["account_id"], accounts.get(c["account_id"], {}).get("name"),
+            owner and owner.lower(), c["name"], c["first_name"], c["last_name"],
+            email and email.strip().lower(), c["title"], c["phone"], c["system_modstamp"],
+        )  # fmt: skip
+        if any(_has_nul(v) for v in row) or _bad_time(c["system_modstamp"]):
+            letters.add(c["id"])
+            continue
+        out[c["id"]] = row
+    return out, letters

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import shlex
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,8 +35,9 @@ def synced(pg_server: PostgresSettings, bq_host: str, demo: reference.Rows) -> E
     stats = env.sync()
     assert stats.status == "success"
     assert stats.pages > 10  # small pages, so page boundaries fall inside cursor ties
-    for other in ("emails", "opportunities"):
-        assert env.sync(other).status == "success"
+    for other in sources.SOURCES:
+        if other != "calls":
+            assert env.sync(other).status == "success", other
     return env
 
 
@@ -122,6 +124,10 @@ def test_null_flags_are_alive_in_every_table_and_join(synced: Env) -> None:
         "SELECT account_name, owner_email FROM opportunities WHERE gong_opportunity_id = %s",
         edge.NULL_FLAG_OPPORTUNITY,
     ) == [("Null Flag Co", "nell.null@acme.example")]
+    assert synced.query(
+        "SELECT account_name, owner_email, email FROM contacts WHERE contact_id = %s",
+        demo_data.NASTY["null_flags_contact"],
+    ) == [("Null Flag Co", "nell.null@acme.example", "nora.null@nullflag.example")]
 
 
 def test_children_of_a_call_bigquery_lacks_are_kept_until_verify(synced: Env) -> None:
@@ -184,8 +190,43 @@ def test_opportunities_equal_the_reference(synced: Env, demo: reference.Rows) ->
     assert nasty["fivetran_deleted_opportunity"] not in by_id
 
 
-TARGET_TABLES = ["calls", "call_speakers", "transcripts", "call_opportunities", "emails",
-                 "opportunities"]  # fmt: skip
+def test_contacts_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
+    expected, letters = reference.contacts(demo)
+    actual = synced.query(
+        "SELECT contact_id, account_id, account_name, owner_email, name, first_name, last_name,"
+        " email, title, phone, source_modified_at FROM contacts ORDER BY 1"
+    )
+    assert actual == [expected[k] for k in sorted(expected)]
+    nasty = demo_data.NASTY
+    by_id = {r[0]: r for r in actual}
+    # The app matches participants and recipients by this address: trimmed, lower case.
+    assert by_id[nasty["padded_email_contact"]][7] == "sam.rivera@rocketventures.example"
+    assert by_id[nasty["no_email_contact"]][7] is None
+    assert by_id[nasty["contact_on_deleted_account"]][2] is None
+    # A NULL flag is alive; a TRUE one, either of the two, deletes.
+    assert {nasty["null_is_deleted_contact"], nasty["null_fivetran_deleted_contact"]} <= set(by_id)
+    assert nasty["is_deleted_contact"] not in by_id
+    assert nasty["fivetran_deleted_contact"] not in by_id
+    assert {nasty["nul_title_contact"], None} <= letters
+    dead = synced.query("SELECT record_key FROM dead_letters WHERE target = 'contacts'")
+    assert {json.loads(k)[0] for (k,) in dead} == letters
+
+
+# The check of each target against the reference, by table; the cloud-local test reuses them.
+REFERENCE_CHECKS: dict[str, Callable[[Env, reference.Rows], None]] = {
+    "calls": test_calls_equal_the_reference,
+    "call_speakers": test_speakers_equal_the_reference,
+    "transcripts": test_transcripts_equal_the_reference,
+    "call_opportunities": test_call_opportunities_equal_the_reference,
+    "emails": test_emails_equal_the_reference,
+    "opportunities": test_opportunities_equal_the_reference,
+    "contacts": test_contacts_equal_the_reference,
+}
+TARGET_TABLES = [t.table for s in sources.SOURCES.values() for t in s.targets]
+
+
+def test_every_registered_target_is_checked_against_the_reference() -> None:
+    assert sorted(REFERENCE_CHECKS) == sorted(TARGET_TABLES)
 
 
 def test_a_second_run_writes_nothing(synced: Env) -> None:

@@ -28,7 +28,17 @@ from gong_sync.local.fivetran_schemas import TABLES
 from gong_sync.settings import PostgresSettings
 from tests import reference
 from tests.conftest import Env, make_env
-from tests.factories import at, call, dml, email, insert, opportunity, speaker, transcript
+from tests.factories import (
+    at,
+    call,
+    contact,
+    dml,
+    email,
+    insert,
+    opportunity,
+    speaker,
+    transcript,
+)
 from tests.faults.matrix import CONTENT, expected
 
 EXAMPLES = int(os.environ.get("GONG_SYNC_DIFFERENTIAL_EXAMPLES", "8"))
@@ -88,6 +98,12 @@ def _opportunity(id: str, account: Any, owner: Any, is_deleted: Any, flag: Any, 
                        _fivetran_deleted=flag)  # fmt: skip
 
 
+def _contact(id: Any, account: Any, owner: Any, address: Any, is_deleted: Any, flag: Any,
+             synced: Any) -> Row:  # fmt: skip
+    return contact(id, synced, account_id=account, owner_id=owner, email=address,
+                   is_deleted=is_deleted, _fivetran_deleted=flag)  # fmt: skip
+
+
 def _account(id: str, is_deleted: Any, flag: Any, synced: Any) -> Row:
     return {"id": id, "name": f"Account {id}", "is_deleted": is_deleted,
             "_fivetran_synced": synced, "_fivetran_deleted": flag}  # fmt: skip
@@ -140,6 +156,11 @@ WORLD = st.fixed_dictionaries({
                          account=st.sampled_from(["a1", "a2", None]),
                          owner=st.sampled_from(["v1", None]), is_deleted=FLAG, flag=FLAG,
                          synced=SYNCED),
+    "contact": _rows(_contact, lambda r: r["id"], 3, id=st.sampled_from(["k1", "k2", None, ""]),
+                     account=st.sampled_from(["a1", "a2", None]),
+                     owner=st.sampled_from(["v1", None]),
+                     address=st.sampled_from([" Pat@Buyer.Example", None]), is_deleted=FLAG,
+                     flag=FLAG, synced=SYNCED),
     "account": _rows(_account, lambda r: r["id"], 2, id=st.sampled_from(["a1", "a2"]),
                      is_deleted=FLAG, flag=FLAG, synced=SYNCED),
     "user": _rows(_sf_user, lambda r: r["id"], 1, id=st.just("v1"), flag=FLAG, synced=SYNCED),
@@ -158,6 +179,7 @@ WORLD = st.fixed_dictionaries({
                              synced=SYNCED),
 })  # fmt: skip
 FLAG_COLUMNS = ("_fivetran_deleted", "is_deleted")
+MODSTAMPED = ("opportunity", "contact")  # streams whose cursor is Salesforce's system_modstamp
 
 
 @st.composite
@@ -175,7 +197,7 @@ def changes(draw: Any, world: World, *, visible: bool) -> World:
                 new.update({c: draw(FLAG) for c in FLAG_COLUMNS if c in row})
             if visible and action in ("reimport", "flags"):
                 new["_fivetran_synced"] = LATER
-                if table == "opportunity":  # its own cursor moves with any Salesforce edit
+                if table in MODSTAMPED:  # its own cursor moves with any Salesforce edit
                     new["system_modstamp"] = new["last_modified_date"] = LATER
             kept.append(new)
         out[table] = kept
@@ -187,7 +209,7 @@ def changes(draw: Any, world: World, *, visible: bool) -> World:
             for row in rows[:1]:
                 if key(row) not in taken:
                     out[table].append({**row, "_fivetran_synced": LATE,
-                                       **({"system_modstamp": LATE} if table == "opportunity"
+                                       **({"system_modstamp": LATE} if table in MODSTAMPED
                                           else {})})  # fmt: skip
     return out
 
@@ -197,7 +219,8 @@ KEYS: dict[str, Callable[[Row], Any]] = {
     "call_participant": lambda r: r["id"], "users": lambda r: r["id"],
     "transcript": lambda r: (r["call_id"], r["index"]),
     "call_context_integration": lambda r: (r["call_id"], r["object_type"], r["object_id"]),
-    "opportunity": lambda r: r["id"], "account": lambda r: r["id"], "user": lambda r: r["id"],
+    "opportunity": lambda r: r["id"], "contact": lambda r: r["id"],
+    "account": lambda r: r["id"], "user": lambda r: r["id"],
     "email": lambda r: r["id"], "email_sender": lambda r: (r["email_id"], r["email_address"]),
     "email_recipient": lambda r: (r["email_id"], r["type"], r["email_address"]),
 }  # fmt: skip
@@ -235,7 +258,7 @@ def _check(env: Env, world: World, orphans: bool) -> None:
     def live(rows: dict[Any, Any]) -> dict[Any, Any]:
         return rows if orphans else reference.without_orphans(rows, world)
 
-    for target in ("calls", "emails", "opportunities"):
+    for target in ("calls", "emails", "opportunities", "contacts"):
         _same(target, expected(target, world), env.query(CONTENT[target]))
     transcripts = live(reference.transcripts(world)[0])
     _same("transcripts", [r[:-1] for r in transcripts.values()], env.query(CONTENT["transcripts"]))

@@ -24,6 +24,8 @@ CONTENT = {
     " opportunity_id, metadata FROM emails",
     "opportunities": "SELECT gong_opportunity_id, name, account_name, owner_email, stage,"
     " close_date, amount, health_score FROM opportunities",
+    "contacts": "SELECT contact_id, account_id, account_name, owner_email, name, first_name,"
+    " last_name, email, title, phone FROM contacts",
 }
 
 
@@ -44,6 +46,8 @@ def expected(target: str, data: reference.Rows, orphans: bool = True) -> list[tu
         rows = dict(reference.emails(data))
     elif target == "opportunities":
         rows = dict(reference.opportunities(data))
+    elif target == "contacts":
+        rows = reference.contacts(data)[0]
     else:
         raise ValueError(f"no reference for {target}")
     return [row[:-1] for row in rows.values()]  # the last column is source_synced_at

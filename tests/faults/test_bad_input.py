@@ -362,7 +362,7 @@ def test_bad_triggers_are_rejected_and_a_good_one_still_lands_everything(
         (b'["calls"]', "message: expected a JSON object, got list"),
         (json.dumps({"since": since}).encode(), f"since: {since!r} is not an RFC 3339 time"),
         (json.dumps({"sources": [INJECTION]}).encode(),
-         f"sources: unknown source {INJECTION!r}; known: calls, emails, opportunities"),
+         f"sources: unknown source {INJECTION!r}; known: {', '.join(sources.SOURCES)}"),
         (json.dumps({"mode": INJECTION}).encode(),
          f"mode: {INJECTION!r} is not 'incremental' or 'full_refresh'"),
     ]  # fmt: skip

@@ -151,11 +151,7 @@ def test_a_full_refresh_through_continuations_with_ticks_and_a_resync_is_exact(
             if m.attributes.get("kind") != "bad_record"] == []  # fmt: skip
     # Content: exactly what the same checks expect of an in-process sync of the demo.
     env = _env(cloud)
-    for check in (content.test_calls_equal_the_reference, content.test_speakers_equal_the_reference,
-                  content.test_transcripts_equal_the_reference,
-                  content.test_call_opportunities_equal_the_reference,
-                  content.test_emails_equal_the_reference,
-                  content.test_opportunities_equal_the_reference):  # fmt: skip
+    for check in content.REFERENCE_CHECKS.values():  # every registered target
         check(env, demo)
     stored = env.query("SELECT count(*) FROM dead_letters")[0][0]
     assert len(letters) == stored  # each bad record reached the topic once

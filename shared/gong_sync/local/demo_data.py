@@ -111,6 +111,34 @@ _OPP_ON_DELETED_ACCOUNT: Final = _fixed_sf_id("006", 4)
 _OPP_LARGE_AMOUNT: Final = _fixed_sf_id("006", 5)
 _LARGE_AMOUNT: Final = Decimal("98765432109876543.21")
 
+# Contacts carrying the nasty cases, by (account position, contact position): the accounts
+# and their first contact are the same at every scale and seed.
+_CONTACT_PADDED_EMAIL: Final = _fixed_sf_id("003", 1)
+_CONTACT_ON_DELETED_ACCOUNT: Final = _fixed_sf_id("003", 2)
+_CONTACT_IS_DELETED: Final = _fixed_sf_id("003", 3)
+_CONTACT_FIVETRAN_DELETED: Final = _fixed_sf_id("003", 4)
+_CONTACT_NULL_IS_DELETED: Final = _fixed_sf_id("003", 5)
+_CONTACT_NULL_FIVETRAN_DELETED: Final = _fixed_sf_id("003", 6)
+_CONTACT_NUL_TITLE: Final = _fixed_sf_id("003", 7)
+_CONTACT_NO_EMAIL: Final = _fixed_sf_id("003", 8)
+_FIXED_CONTACTS: Final[dict[tuple[int, int], str]] = {
+    (1, 0): _CONTACT_PADDED_EMAIL,  # Sam of the emoji account, who also speaks and mails
+    (3, 0): _CONTACT_ON_DELETED_ACCOUNT,
+    (4, 0): _CONTACT_IS_DELETED,
+    (5, 0): _CONTACT_FIVETRAN_DELETED,
+    (6, 0): _CONTACT_NULL_IS_DELETED,
+    (7, 0): _CONTACT_NULL_FIVETRAN_DELETED,
+    (8, 0): _CONTACT_NUL_TITLE,
+    (9, 0): _CONTACT_NO_EMAIL,
+}
+# Every flag NULL, on the edge cases' account and owner whose own flags are NULL too.
+_CONTACT_NULL_FLAGS: Final = _fixed_sf_id("003", 9)
+_NULL_ID_CONTACT_MARKER: Final = "nasty-null-id-contact"
+# A data-loader import: one Salesforce transaction stamps its whole batch with one
+# SystemModstamp, so the contact cursor has a run of ties for pages to fall inside.
+CONTACTS_IMPORTED: Final = datetime(2026, 10, 6, 9, 30, 0, 250001, tzinfo=UTC)
+CONTACTS_IMPORTED_FRACTION: Final = 0.35
+
 _EMAIL_DELETED: Final = _fixed_email_id(1)
 _EMAIL_NUL_BODY: Final = _fixed_email_id(2)
 _EMAIL_DUPLICATE_RECIPIENT: Final = _fixed_email_id(3)
@@ -164,6 +192,15 @@ NASTY: Final[dict[str, Any]] = {
     "deleted_account": _ACCOUNT_DELETED,
     "opportunity_on_deleted_account": _OPP_ON_DELETED_ACCOUNT,
     "deleted_email": _EMAIL_DELETED,
+    "padded_email_contact": _CONTACT_PADDED_EMAIL,
+    "contact_on_deleted_account": _CONTACT_ON_DELETED_ACCOUNT,
+    "is_deleted_contact": _CONTACT_IS_DELETED,
+    "fivetran_deleted_contact": _CONTACT_FIVETRAN_DELETED,
+    "null_is_deleted_contact": _CONTACT_NULL_IS_DELETED,
+    "null_fivetran_deleted_contact": _CONTACT_NULL_FIVETRAN_DELETED,
+    "nul_title_contact": _CONTACT_NUL_TITLE,
+    "no_email_contact": _CONTACT_NO_EMAIL,
+    "null_flags_contact": _CONTACT_NULL_FLAGS,
     # table -> matchers; each matcher selects exactly one row (all items equal).
     "null_key_rows": {
         "call": [{"id": None, "client_unique_id": _NULL_ID_CALL_MARKER}],
@@ -172,6 +209,7 @@ NASTY: Final[dict[str, Any]] = {
             {"call_id": None, "speaker_id": _NULL_KEYS_SPEAKER_ID},
             {"call_id": _FIXED_CALL_IDS[_SLOT_NULL_TRANSCRIPT_KEYS], "index": None},
         ],
+        "contact": [{"id": None, "last_name": _NULL_ID_CONTACT_MARKER}],
     },
 }
 
@@ -409,8 +447,8 @@ class _Generator:
 
     # -- primitives -------------------------------------------------------
 
-    def emit(self, table: str, *, deleted: bool = False, **values: Any) -> None:
-        """Append a row in schema column order, adding the Fivetran columns."""
+    def emit(self, table: str, *, deleted: bool | None = False, **values: Any) -> None:
+        """Append a row in schema column order, adding the Fivetran columns (None: NULL)."""
         row = {**values, FIVETRAN_SYNCED: self.synced(), FIVETRAN_DELETED: deleted}
         if tuple(row) != self._columns[table]:
             raise AssertionError(f"{table}: columns {tuple(row)} != schema {self._columns[table]}")
@@ -662,6 +700,89 @@ class _Generator:
                 system_modstamp=modstamp,
             )
             account.opportunities.append(_Opportunity(opp_id, name, stage))
+
+    def build_contacts(self) -> None:
+        """Emit a Salesforce contact for every person invented for an account."""
+        sf_owner_ids = [row["id"] for row in self.tables["user"]]
+        self._seen_ids.update(_FIXED_CONTACTS.values())
+        self._seen_ids.add(_CONTACT_NULL_FLAGS)
+        for a, account in enumerate(self.accounts):
+            for n, person in enumerate(account.contacts):
+                contact_id = _FIXED_CONTACTS.get((a, n)) or self.sf_id("003")
+                email: str | None = person.email
+                title = person.title
+                if contact_id == _CONTACT_PADDED_EMAIL:
+                    # Salesforce keeps the case it was typed in; a paste brings spaces.
+                    email = f"  {person.email.upper()} "
+                elif contact_id == _CONTACT_NUL_TITLE:
+                    title = f"{title}\x00"
+                elif contact_id == _CONTACT_NO_EMAIL:
+                    email = None
+                if self.rng.random() < CONTACTS_IMPORTED_FRACTION:
+                    modified = modstamp = CONTACTS_IMPORTED
+                else:
+                    modified = self.instant(BASE_INSTANT - timedelta(days=90), BASE_INSTANT)
+                    modstamp = _sub_millisecond(
+                        modified + timedelta(microseconds=self.rng.randrange(0, 5_000_000))
+                    )
+                is_deleted: bool | None = contact_id == _CONTACT_IS_DELETED
+                if contact_id == _CONTACT_NULL_IS_DELETED:
+                    is_deleted = None
+                fivetran_deleted: bool | None = contact_id == _CONTACT_FIVETRAN_DELETED
+                if contact_id == _CONTACT_NULL_FIVETRAN_DELETED:
+                    fivetran_deleted = None
+                self.emit(
+                    "contact",
+                    deleted=fivetran_deleted,
+                    id=contact_id,
+                    account_id=account.id,
+                    owner_id=self.rng.choice(sf_owner_ids),
+                    first_name=person.first,
+                    last_name=person.last,
+                    name=person.name,
+                    email=email,
+                    title=title,
+                    phone=person.phone,
+                    mobile_phone=self.phone() if self.rng.random() < 0.3 else None,
+                    is_deleted=is_deleted,
+                    last_modified_date=modified,
+                    system_modstamp=modstamp,
+                )
+        # A NULL flag on the contact and on both rows it joins: all three are alive.
+        self.emit(
+            "contact",
+            deleted=None,
+            id=_CONTACT_NULL_FLAGS,
+            account_id=demo_edge_cases.NULL_FLAG_ACCOUNT,
+            owner_id=demo_edge_cases.NULL_FLAG_SF_USER,
+            first_name="Nora",
+            last_name="Null",
+            name="Nora Null",
+            email="Nora.Null@NullFlag.example",
+            title="Head of Procurement",
+            phone=None,
+            mobile_phone=None,
+            is_deleted=None,
+            last_modified_date=BASE_INSTANT - timedelta(days=12),
+            system_modstamp=BASE_INSTANT - timedelta(days=12, microseconds=-1),
+        )
+        # A live row without a key: a dead letter, never dropped in silence.
+        self.emit(
+            "contact",
+            id=None,
+            account_id=self.accounts[2].id,
+            owner_id=sf_owner_ids[0],
+            first_name="Nobody",
+            last_name=_NULL_ID_CONTACT_MARKER,
+            name=f"Nobody {_NULL_ID_CONTACT_MARKER}",
+            email=None,
+            title=None,
+            phone=None,
+            mobile_phone=None,
+            is_deleted=False,
+            last_modified_date=BASE_INSTANT - timedelta(days=11),
+            system_modstamp=BASE_INSTANT - timedelta(days=11, microseconds=-1),
+        )
 
     def _monologue(
         self, pool: tuple[str, ...], ctx: Mapping[str, str], n_sentences: int, long_one: bool
@@ -1130,6 +1251,8 @@ def generate(scale: int = 1, seed: int = 7) -> dict[str, list[dict[str, Any]]]:
     gen.build_opportunities()
     gen.build_calls()
     gen.build_emails()
+    # Last among the random tables: its draws move no row of the tables before it.
+    gen.build_contacts()
     demo_edge_cases.add(
         gen.tables, BASE_INSTANT - timedelta(days=10), [_OPP_IS_DELETED, _OPP_FIVETRAN_DELETED]
     )

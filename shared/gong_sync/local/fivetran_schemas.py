@@ -170,6 +170,24 @@ TABLES: Final[dict[str, tuple[str, list[bigquery.SchemaField]]]] = {
             ("email", "STRING"),
         ),
     ),
+    "contact": (
+        SALESFORCE,
+        _schema(
+            ("id", "STRING"),
+            ("account_id", "STRING"),
+            ("owner_id", "STRING"),
+            ("first_name", "STRING"),
+            ("last_name", "STRING"),
+            ("name", "STRING"),
+            ("email", "STRING"),
+            ("title", "STRING"),
+            ("phone", "STRING"),
+            ("mobile_phone", "STRING"),
+            ("is_deleted", "BOOL"),
+            ("last_modified_date", "TIMESTAMP"),
+            ("system_modstamp", "TIMESTAMP"),
+        ),
+    ),
 }
 
 

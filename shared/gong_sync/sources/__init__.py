@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from gong_sync.declarations import Source
-from gong_sync.sources import calls, emails, opportunities
+from gong_sync.sources import calls, contacts, emails, opportunities
 
 SOURCES: dict[str, Source] = {
-    s.name: s for s in (calls.SOURCE, emails.SOURCE, opportunities.SOURCE)
+    s.name: s for s in (calls.SOURCE, emails.SOURCE, opportunities.SOURCE, contacts.SOURCE)
 }
 
 
