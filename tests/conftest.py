@@ -17,13 +17,13 @@ from google.cloud import bigquery
 from gong_sync import migrate, sources, verify
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
-from gong_sync.runs import RunOptions, RunStats
-from gong_sync.sync import run_source
 from gong_sync.local import fivetran_schemas
 from gong_sync.local.bigquery_emulator import LocalBigQuery
 from gong_sync.local.postgres_server import LocalPostgres
 from gong_sync.postgres import Connection, connect
+from gong_sync.runs import RunOptions, RunStats
 from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
+from gong_sync.sync import run_source
 
 _counter = itertools.count()
 

@@ -61,6 +61,15 @@ def test_run_twice_then_status_on_the_embedded_default(
     assert calls["rows_upserted"] == 0
     assert set(calls["watermarks"]) == {s.table for s in sources.get("calls").streams}
     assert calls["watermark"] == min(calls["watermarks"].values()).replace("T", " ")
+    assert calls["bytes_billed_24h"] == 0  # the emulator bills nothing
+    assert calls["projected_month_usd"] == 0
+
+    # The preflight passes on the same stack: every table and column is there.
+    preflight = run_cli(local_env, "check", "--json")
+    assert preflight.returncode == 0, preflight.stdout[-3000:] + preflight.stderr[-3000:]
+    findings = json.loads(preflight.stdout)
+    assert {f["level"] for f in findings} <= {"ok", "warning"}
+    assert {f"{s}: hourly run" for s in SOURCES} <= {f["check"] for f in findings}
 
 
 def test_a_bad_setting_is_rejected_with_its_name() -> None:

@@ -341,4 +341,5 @@ def test_a_distribution_metric_is_charted_as_a_distribution(mocks: Mocks) -> Non
             assert data["plotType"] == "HEATMAP" or aligner.startswith(
                 ("ALIGN_PERCENTILE", "ALIGN_MEAN")
             ), tile["widget"]["title"]
-    assert charted == 1
+    # Every distribution metric is on the dashboard (rows synced, bytes billed).
+    assert charted == sum(k["valueType"] == "DISTRIBUTION" for k in kinds.values()) == 2

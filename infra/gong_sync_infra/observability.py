@@ -47,6 +47,19 @@ class Observability(pulumi.ComponentResource):
             label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
             opts=child,
         )  # fmt: skip
+        # What BigQuery billed each run (README, Cost): a scan that grows shows up here first.
+        self.bytes_billed = gcp.logging.Metric(
+            "gong-sync-bytes-billed",
+            name="gong_sync/bytes_billed",
+            filter=RUN_LINE,
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "DISTRIBUTION",
+                               "unit": "By", "labels": label},
+            value_extractor="EXTRACT(jsonPayload.run.bytes_billed)",
+            bucket_options={"exponential_buckets": {"num_finite_buckets": 40,
+                                                    "growth_factor": 2, "scale": 1}},
+            label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
+            opts=child,
+        )  # fmt: skip
         self.successes = gcp.logging.Metric(
             "gong-sync-successful-runs",
             name="gong_sync/successful_runs",
@@ -190,6 +203,9 @@ def _dashboard(dead_letter_topic: str) -> dict[str, object]:
                 "logging.googleapis.com/user/gong_sync/successful_runs", "ALIGN_SUM")},
             {"yPos": 4, "width": 6, "height": 4, "widget": _chart(
                 "Errors per source", "logging.googleapis.com/user/gong_sync/errors", "ALIGN_SUM")},
+            {"yPos": 8, "width": 6, "height": 4, "widget": _heatmap(
+                "BigQuery bytes billed per run",
+                "logging.googleapis.com/user/gong_sync/bytes_billed")},
             {"xPos": 6, "yPos": 4, "width": 6, "height": 4, "widget": {
                 "title": "Dead letters published",
                 "xyChart": {"dataSets": [{"timeSeriesQuery": {"timeSeriesFilter": {

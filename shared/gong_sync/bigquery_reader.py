@@ -40,12 +40,43 @@ class OutOfTime(RuntimeError):
     """The run's hard deadline came before a BigQuery answer: stop, a continuation resumes."""
 
 
+class BytesLimitExceeded(RuntimeError):
+    """BigQuery refused a query that would bill more than its maximum_bytes_billed.
+
+    Refused before it ran, so nothing was billed. Permanent: the same query over the same
+    table bills the same, so retrying cannot help; the limit or the table must change.
+    """
+
+
+# BigQuery's reason and message for a query over its maximum_bytes_billed ("Query exceeded
+# limit for bytes billed: 1000. 10485760 or higher required."). The Python client does not
+# know the reason, so it raises InternalServerError (500), which would look transient.
+BYTES_LIMIT_REASON = "bytesBilledLimitExceeded"
+_BYTES_LIMIT_MESSAGE = "exceeded limit for bytes billed"
+
+
+def _over_bytes_limit(exc: Exception) -> bool:
+    reasons = {e.get("reason") for e in getattr(exc, "errors", None) or () if isinstance(e, dict)}
+    return BYTES_LIMIT_REASON in reasons or _BYTES_LIMIT_MESSAGE in str(exc).lower()
+
+
+@dataclass(frozen=True)
+class Query:
+    """A query with its parameters, what it reads (for errors), and its bytes-billed cap."""
+
+    sql: str
+    params: list[Any]
+    label: str  # the table or derivation it reads, named in errors
+    max_bytes_billed: int | None = None
+
+
 @dataclass
 class QueryResult:
     """Rows as dicts, and what the query cost."""
 
     rows: list[Row]
     bytes_processed: int
+    bytes_billed: int = 0  # what on-demand pricing charges: at least 10 MB per table read
 
 
 class BigQueryReader:
@@ -67,14 +98,18 @@ class BigQueryReader:
             "salesforce": self.settings.salesforce_dataset,
         }[role]
 
-    def table_ref(self, logical: str, role: str) -> TableRef:
-        """Look up one table's real name and schema (a metadata call: no bytes billed)."""
+    def table(self, logical: str, role: str) -> tuple[TableRef, bigquery.Table]:
+        """One table's real name, schema and metadata (a metadata call: no bytes billed)."""
         real = self.settings.table_overrides.get(logical, logical)
         full = f"{self.client.project}.{self.dataset_for(role)}.{real}"
         table = self.client.get_table(
             full, retry=self.retry, timeout=self.settings.request_timeout_seconds
         )
-        return TableRef(logical, full, {f.name: f.field_type for f in table.schema})
+        return TableRef(logical, full, {f.name: f.field_type for f in table.schema}), table
+
+    def table_ref(self, logical: str, role: str) -> TableRef:
+        """Look up one table's real name and schema."""
+        return self.table(logical, role)[0]
 
     def tables(self, source: Source, logical: Iterable[str]) -> dict[str, TableRef]:
         """Resolve every logical table a source reads."""
@@ -98,44 +133,58 @@ class BigQueryReader:
             min(self.settings.request_timeout_seconds, left),
         )
 
-    def _run(
-        self, sql: str, params: list[Any], page_size: int | None, deadline: float | None
-    ) -> tuple[Any, Any]:
+    def _run(self, query: Query, page_size: int | None, deadline: float | None) -> tuple[Any, Any]:
         retry, job_retry, timeout = self._bounds(deadline)
-        # job_retry=None here: given one, the client wraps jobs.insert in a private retry of
-        # its own that ignores ours and keeps trying for 10 minutes. The insert is still
-        # retried (by `retry`, bounded), and a failed job is still rerun by result() below.
-        job = self.client.query(
-            sql,
-            job_config=bigquery.QueryJobConfig(query_parameters=params),
-            retry=retry,
-            job_retry=None,
-            timeout=timeout,
+        config = bigquery.QueryJobConfig(
+            query_parameters=query.params, maximum_bytes_billed=query.max_bytes_billed
         )
-        result = job.result(page_size=page_size, retry=retry, job_retry=job_retry, timeout=timeout)
+        try:
+            # job_retry=None here: given one, the client wraps jobs.insert in a private retry
+            # of its own that ignores ours and keeps trying for 10 minutes. The insert is
+            # still retried (by `retry`, bounded), and a failed job is rerun by result().
+            job = self.client.query(
+                query.sql, job_config=config, retry=retry, job_retry=None, timeout=timeout
+            )
+            result = job.result(
+                page_size=page_size, retry=retry, job_retry=job_retry, timeout=timeout
+            )
+        except Exception as exc:
+            if not _over_bytes_limit(exc):
+                raise
+            raise BytesLimitExceeded(
+                f"the query of {query.label} would bill more than {query.max_bytes_billed:,}"
+                f" bytes, its maximum_bytes_billed; BigQuery refused it unbilled ({exc})."
+                " Cluster the table on _fivetran_synced (README, Cost), or raise"
+                " GONG_SYNC_MAX_BYTES_BILLED"
+            ) from None
         return job, result
 
-    def query(self, sql: str, params: list[Any], deadline: float | None = None) -> QueryResult:
+    def query(self, query: Query, deadline: float | None = None) -> QueryResult:
         """Run a parameterised query and return all its rows (by the deadline, if given)."""
-        job, result = self._run(sql, params, None, deadline)
+        job, result = self._run(query, None, deadline)
         names = [f.name for f in result.schema]
         # Not row.values(): it deep-copies every row, a sixth of the client's CPU in a backfill.
         rows = [dict(zip(names, row, strict=False)) for row in result]
-        return QueryResult(rows, int(job.total_bytes_processed or 0))
+        return QueryResult(rows, *_cost(job))
 
     def pages(
-        self, sql: str, params: list[Any], page_size: int, deadline: float | None = None
+        self, query: Query, page_size: int, deadline: float | None = None
     ) -> Iterator[QueryResult]:
         """Run one query and yield its rows a page at a time, in order.
 
         One query for many pages: BigQuery bills each query's scan, so paging through one
         result costs one scan where a query per page would cost one per page.
         """
-        job, result = self._run(sql, params, page_size, deadline)
+        job, result = self._run(query, page_size, deadline)
         names = [f.name for f in result.schema]
-        billed = int(job.total_bytes_processed or 0)
+        cost = _cost(job)
         for page in result.pages:
             rows = [dict(zip(names, row, strict=False)) for row in page]
             if rows:
-                yield QueryResult(rows, billed)
-                billed = 0
+                yield QueryResult(rows, *cost)
+                cost = (0, 0)  # counted once, with the first page
+
+
+def _cost(job: Any) -> tuple[int, int]:
+    """Bytes processed and bytes billed of a finished query job (the emulator reports 0)."""
+    return int(job.total_bytes_processed or 0), int(job.total_bytes_billed or 0)

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from gong_sync import check, cost, migrate, runs, sources, state, sync, trigger, verify
 from gong_sync import log as gs_log
-from gong_sync import migrate, runs, sources, state, sync, trigger, verify
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.local.stack import local_stack
@@ -103,6 +103,10 @@ def parser() -> argparse.ArgumentParser:
     _add_scope(resync)
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    preflight = sub.add_parser(
+        "check", help="preflight: reach every service, find every table, project the cost"
+    )
+    preflight.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -139,6 +143,7 @@ _RUN_COLUMNS = (
     ("deleted", "rows_deleted"),
     ("failed", "rows_failed"),
     ("bytes", "bytes_processed"),
+    ("billed", "bytes_billed"),
     ("seconds", "duration_seconds"),
 )
 
@@ -326,29 +331,30 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             i["rows_unchanged"],
             i["rows_deleted"],
             i["rows_failed"],
+            cost.human(i["bytes_billed_24h"]),
+            f"${i['projected_month_usd']:.2f}",
             (i["error_details"] or {}).get("message", ""),
         )
         for i in items
     ]
-    sys.stdout.write(
-        _table(
-            rows,
-            (
-                "source",
-                "status",
-                "watermark",
-                "last run",
-                "read",
-                "upserted",
-                "unchanged",
-                "deleted",
-                "failed",
-                "last error",
-            ),
-        )
-        + "\n"
-    )
+    header = ("source", "status", "watermark", "last run", "read", "upserted", "unchanged",
+              "deleted", "failed", "billed 24h", "month at that", "last error")  # fmt: skip
+    sys.stdout.write(_table(rows, header) + "\n")
     return 0
+
+
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    """The preflight: print one line per finding; exit 1 on any error."""
+    with local_stack(settings) as live:
+        reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
+        findings = check.run_checks(live, reader)
+    if args.json:
+        sys.stdout.write(json.dumps(check.as_json(findings), default=str, indent=2) + "\n")
+    else:
+        width = max(len(f.check) for f in findings)
+        for f in findings:
+            sys.stdout.write(f"{f.level.upper():8} {f.check:{width}}  {f.message}\n")
+    return 1 if check.failed(findings) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,9 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2
-    handler = {"run": cmd_run, "verify": cmd_verify, "resync": cmd_resync, "status": cmd_status}[
-        args.command
-    ]
+    handler = {"run": cmd_run, "verify": cmd_verify, "resync": cmd_resync,
+               "status": cmd_status, "check": cmd_check}[args.command]  # fmt: skip
     return handler(args, settings)
 
 

@@ -16,7 +16,7 @@ from google.cloud import bigquery
 from gong_sync import bigquery_sql as sql
 from gong_sync import positions, state
 from gong_sync.batches import Batch, dead_letter, fill
-from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Row
+from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Query, Row
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
 from gong_sync.positions import Position
@@ -77,14 +77,20 @@ class SourceRun:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _query(self, text: str, params: list[Any]) -> list[Row]:
+    def _bq(self, text: str, params: list[Any], label: str) -> Query:
+        """A query of this source, under its cap on bytes billed."""
+        cap = self.settings.bigquery.max_bytes_billed_for(self.source.name)
+        return Query(text, params, label, cap)
+
+    def _query(self, text: str, params: list[Any], label: str, stream: str) -> list[Row]:
+        """All rows of one query; its cost counts towards the stream that asked for it."""
         started = time.perf_counter()
-        result = self.reader.query(text, params, self.options.hard_deadline)
+        result = self.reader.query(self._bq(text, params, label), self.options.hard_deadline)
         self.stats.read_seconds += time.perf_counter() - started
-        self.stats.bytes_processed += result.bytes_processed
+        self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
         return result.rows
 
-    def _derive(self, target: Target, parents: Iterable[str | None]) -> list[Row]:
+    def _derive(self, target: Target, parents: Iterable[str | None], stream: str) -> list[Row]:
         """All live rows of target for these parents (None: the rows whose parent is NULL)."""
         wanted = set(parents)
         keys = sorted(k for k in wanted if k is not None)
@@ -92,9 +98,10 @@ class SourceRun:
         rows: list[Row] = []
         for i in range(0, len(keys), DERIVE_BATCH):
             param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
-            rows += self._query(text, [param])
+            rows += self._query(text, [param], f"{target.table} (derived)", stream)
         if None in wanted:  # no stored set to replace: each such row becomes a dead letter
-            rows += self._query(sql.derive_query(target, self.tables, null_parent=True), [])
+            text = sql.derive_query(target, self.tables, null_parent=True)
+            rows += self._query(text, [], f"{target.table} (derived, null parent)", stream)
         return rows
 
     def _touched_parents(self, stream: Stream, page: list[Row]) -> dict[str, set[str | None]]:
@@ -117,7 +124,9 @@ class SourceRun:
                 if ids:
                     param = bigquery.ArrayQueryParameter("ids", "STRING", ids)
                     lookup = sql.resolve(touch.lookup_sql, self.tables)
-                    parents.update(str(r["k"]) for r in self._query(lookup, [param]) if r["k"])
+                    label = f"{touch.target} (lookup)"
+                    found = self._query(lookup, [param], label, stream.table)
+                    parents.update(str(r["k"]) for r in found if r["k"])
         return out
 
     # -- mapping -----------------------------------------------------------------------------
@@ -186,7 +195,7 @@ class SourceRun:
                 continue
             target = self.source.target(table)
             batch = Batch(target, (target.parent,))
-            rows = self._derive(target, keys)
+            rows = self._derive(target, keys, stream)
             if found is not None:  # only an ids run asks: a backfill would hold every id
                 found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
             self._fill(batch, rows, stream, letters)
@@ -247,7 +256,7 @@ class SourceRun:
             after = None if position is None else (position.cursor, position.key)
             params = sql.page_params(stream, ref, until, limit, since, after)
             got = 0
-            for page in self._pages(text, params):
+            for page in self._pages(self._bq(text, params, stream.table), stream.table):
                 got += len(page)
                 position = self._commit_stream_page(stream, target, page, advance)
                 if got < limit and self._out_of_time():
@@ -257,13 +266,13 @@ class SourceRun:
                 state.finish_stream(self.conn, self.source.name, stream.table, done.to_json())
                 return True
 
-    def _pages(self, text: str, params: list[Any]) -> Iterator[list[Row]]:
+    def _pages(self, query: Query, stream: str) -> Iterator[list[Row]]:
         """The pages of one query, each fetched while the one before it is written.
 
         Only the time spent waiting for a page counts as reading.
         """
         hard = self.options.hard_deadline
-        pages = self.reader.pages(text, params, self.settings.page_size, hard)
+        pages = self.reader.pages(query, self.settings.page_size, hard)
         # One page ahead: the fetch waits on BigQuery while this thread waits on Postgres.
         ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         try:
@@ -279,7 +288,7 @@ class SourceRun:
                 if result is None:
                     return
                 pending = ahead.submit(next, pages, None)
-                self.stats.bytes_processed += result.bytes_processed
+                self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
                 yield result.rows
         finally:
             # Not waiting for a fetch still under way: past the deadline, it is abandoned.
@@ -370,7 +379,8 @@ class SourceRun:
     def _skip(self, stream: Stream, until: datetime) -> None:
         """Mark a redundant stream read to its newest row, without reading its rows."""
         text = sql.newest_cursor_query(stream, self.tables)
-        newest = self._query(text, [sql.scalar("until", "TIMESTAMP", until)])[0]["newest"]
+        until_param = [sql.scalar("until", "TIMESTAMP", until)]
+        newest = self._query(text, until_param, stream.table, stream.table)[0]["newest"]
         if newest is not None:  # the same watermark a full read would have left
             state.advance_watermark(self.conn, self.source.name, stream.table, newest)
         state.finish_stream(

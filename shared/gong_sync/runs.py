@@ -44,6 +44,8 @@ class RunStats:
     rows_deleted: int = 0
     rows_failed: int = 0
     bytes_processed: int = 0
+    bytes_billed: int = 0  # on-demand pricing bills these (the emulator reports 0)
+    bytes_billed_by_stream: dict[str, int] = field(default_factory=dict)
     duration_seconds: float = 0.0
     # Where the time went: BigQuery (queries and fetching), mapping rows, writing Postgres.
     read_seconds: float = 0.0
@@ -54,6 +56,12 @@ class RunStats:
     error: dict[str, str] | None = None
     ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def add_cost(self, stream: str, processed: int, billed: int) -> None:
+        """Count one BigQuery job's bytes, towards the stream whose read asked for it."""
+        self.bytes_processed += processed
+        self.bytes_billed += billed
+        self.bytes_billed_by_stream[stream] = self.bytes_billed_by_stream.get(stream, 0) + billed
 
     def add_write(self, write: WriteStats) -> None:
         """Fold one write's counts into the run."""

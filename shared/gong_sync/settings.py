@@ -66,6 +66,39 @@ class PostgresSettings:
         return bool(self.host or self.instance_connection_name)
 
 
+# The largest scan of an hourly run at 1M calls / 50M transcript rows / 1M emails, unclustered,
+# is about 10 GB (emails' bodies; README, Cost): ten times that is a runaway, not growth.
+DEFAULT_MAX_BYTES_BILLED = 100 * 2**30
+_SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}  # fmt: skip
+
+
+def parse_size(name: str, raw: str) -> int:
+    """A byte count such as 50000000000, 50GB or 100GiB; a ConfigError names the setting."""
+    text = raw.strip().upper().replace(" ", "")
+    digits = text.rstrip("KMGTIB")
+    unit = _SIZE_UNITS.get(text[len(digits) :])
+    try:
+        value = int(digits) * unit if unit is not None else -1
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise ConfigError(
+            f"{name} must be a positive size in bytes such as 100GiB or 50GB, got {raw!r}"
+        )
+    return value
+
+
+def _sizes_by_source(env: Mapping[str, str], name: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for pair in filter(None, (env.get(name) or "").split(",")):
+        source, sep, size = pair.partition("=")
+        if not sep or not source.strip():
+            raise ConfigError(f"{name} entries must look like source=100GiB, got {pair!r}")
+        out[source.strip()] = parse_size(f"{name} ({source.strip()})", size)
+    return out
+
+
 @dataclass(frozen=True)
 class BigQuerySettings:
     """Which project and datasets to read; no project means the embedded emulator."""
@@ -81,6 +114,13 @@ class BigQuerySettings:
     # Each API request, and the wait for a query to finish: a response that never comes is
     # then a retried timeout rather than a run that hangs until the function is killed.
     request_timeout_seconds: float = 60.0
+    # BigQuery refuses, unbilled, any one query that would bill more (see README, Cost).
+    max_bytes_billed: int = DEFAULT_MAX_BYTES_BILLED
+    max_bytes_billed_by_source: Mapping[str, int] = field(default_factory=dict)
+
+    def max_bytes_billed_for(self, source: str) -> int:
+        """The cap on bytes billed by one query of this source."""
+        return self.max_bytes_billed_by_source.get(source, self.max_bytes_billed)
 
     @property
     def is_external(self) -> bool:
@@ -189,6 +229,12 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
         table_overrides=_table_overrides(env),
         retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
         request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
+        max_bytes_billed=(
+            parse_size("GONG_SYNC_MAX_BYTES_BILLED", env["GONG_SYNC_MAX_BYTES_BILLED"])
+            if env.get("GONG_SYNC_MAX_BYTES_BILLED")
+            else DEFAULT_MAX_BYTES_BILLED
+        ),
+        max_bytes_billed_by_source=_sizes_by_source(env, "GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE"),
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from gong_sync import cost
 from gong_sync.postgres import Connection
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync:' || %s))"
@@ -187,19 +188,25 @@ def _details(outcome: Mapping[str, Any]) -> str | None:
     return json.dumps(details) if details else None
 
 
+# Run history kept for the cost figures of `gong-sync status` (a month and some).
+KEEP_RUNS_DAYS = 35
+
+
 def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> None:
-    """Write the outcome of a run into sync_status and commit."""
-    conn.cursor().execute(
+    """Write the outcome of a run into sync_status and its run history, and commit."""
+    cur = conn.cursor()
+    cur.execute(
         "INSERT INTO sync_status (source, watermark, last_run_at, last_status, rows_read,"
         " rows_upserted, rows_unchanged, rows_deleted, rows_failed, bytes_processed,"
-        " duration_seconds, error_details)"
+        " bytes_billed, duration_seconds, error_details)"
         " VALUES (%s, (SELECT min(watermark) FROM sync_watermarks WHERE source = %s), now(),"
-        " %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS jsonb))"
+        " %s, %s, %s, %s, %s, %s, %s, %s, %s, CAST(%s AS jsonb))"
         " ON CONFLICT (source) DO UPDATE SET watermark = EXCLUDED.watermark,"
         " last_run_at = EXCLUDED.last_run_at, last_status = EXCLUDED.last_status,"
         " rows_read = EXCLUDED.rows_read, rows_upserted = EXCLUDED.rows_upserted,"
         " rows_unchanged = EXCLUDED.rows_unchanged, rows_deleted = EXCLUDED.rows_deleted,"
         " rows_failed = EXCLUDED.rows_failed, bytes_processed = EXCLUDED.bytes_processed,"
+        " bytes_billed = EXCLUDED.bytes_billed,"
         " duration_seconds = EXCLUDED.duration_seconds, error_details = EXCLUDED.error_details",
         (
             source,
@@ -211,11 +218,36 @@ def record_run(conn: Connection, source: str, outcome: Mapping[str, Any]) -> Non
             outcome["rows_deleted"],
             outcome["rows_failed"],
             outcome["bytes_processed"],
+            outcome["bytes_billed"],
             outcome["duration_seconds"],
             _details(outcome),
         ),
     )
+    _append_run(cur, source, outcome)
     conn.commit()
+
+
+def _append_run(cur: Any, source: str, outcome: Mapping[str, Any]) -> None:
+    """Add the run to the history, and drop what is older than the history keeps."""
+    cur.execute(
+        "INSERT INTO sync_runs (run_id, source, status, rows_read, bytes_processed,"
+        " bytes_billed, bytes_billed_by_stream) VALUES (%s, %s, %s, %s, %s, %s,"
+        " CAST(%s AS jsonb)) ON CONFLICT (run_id) DO NOTHING",
+        (
+            outcome["run_id"],
+            source,
+            outcome["status"],
+            outcome["rows_read"],
+            outcome["bytes_processed"],
+            outcome["bytes_billed"],
+            json.dumps(outcome.get("bytes_billed_by_stream") or {}),
+        ),
+    )
+    cur.execute(
+        "DELETE FROM sync_runs"
+        " WHERE source = %s AND finished_at < now() - make_interval(days => %s)",
+        (source, KEEP_RUNS_DAYS),
+    )
 
 
 def status(conn: Connection) -> list[dict[str, Any]]:
@@ -224,7 +256,10 @@ def status(conn: Connection) -> list[dict[str, Any]]:
     cur.execute(
         "SELECT s.source, s.watermark, s.last_run_at, s.last_status, s.rows_read,"
         " s.rows_upserted, s.rows_unchanged, s.rows_deleted, s.rows_failed, s.bytes_processed,"
-        " s.duration_seconds, s.error_details,"
+        " s.bytes_billed, s.duration_seconds, s.error_details,"
+        " (SELECT CAST(coalesce(sum(r.bytes_billed), 0) AS bigint) FROM sync_runs r"
+        "  WHERE r.source = s.source AND r.finished_at > now() - interval '24 hours')"
+        "  AS bytes_billed_24h,"
         " (SELECT json_object_agg(w.stream, w.watermark ORDER BY w.stream)"
         "  FROM sync_watermarks w WHERE w.source = s.source)"
         " FROM sync_status s ORDER BY s.source"
@@ -236,5 +271,6 @@ def status(conn: Connection) -> list[dict[str, Any]]:
         item = dict(zip(names, row, strict=True))
         if isinstance(item["watermarks"], str):
             item["watermarks"] = json.loads(item["watermarks"])
+        item["projected_month_usd"] = round(cost.monthly_usd(item["bytes_billed_24h"]), 2)
         out.append(item)
     return out

@@ -18,7 +18,7 @@ from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
 from gong_sync import engine, runs, state, sync
-from gong_sync.bigquery_reader import BigQueryReader
+from gong_sync.bigquery_reader import BigQueryReader, Query
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import RowError, Source, Target
 from gong_sync.postgres import Connection
@@ -91,6 +91,7 @@ class SourceReport:
     source: str
     targets: list[TargetReport] = field(default_factory=list)
     bytes_processed: int = 0
+    bytes_billed: int = 0
 
     @property
     def drift(self) -> bool:
@@ -134,9 +135,11 @@ class Verifier:
         self.live: dict[str, set[Key]] = {}
         self.stored: dict[str, set[Key]] = {}  # keys in Postgres per target, read first
 
-    def _bq(self, text: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        result = self.reader.query(text, params or [])
+    def _bq(self, text: str, label: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        cap = self.settings.bigquery.max_bytes_billed_for(self.source.name)
+        result = self.reader.query(Query(text, params or [], label, cap))
         self.report.bytes_processed += result.bytes_processed
+        self.report.bytes_billed += result.bytes_billed
         return result.rows
 
     def _pg(self, text: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -174,7 +177,7 @@ class Verifier:
     def _target(self, target: Target, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
         stored = self.stored[target.table]
-        raw = self._bq(sql.key_query(target, self.tables))
+        raw = self._bq(sql.key_query(target, self.tables), f"{target.table} (keys)")
         by_key: dict[Key, list[Any]] = {}
         nulls = 0
         for row in raw:
@@ -236,7 +239,8 @@ class Verifier:
         param = bigquery.ArrayQueryParameter("keys", "STRING", parents)
         mapper = RowMapper(target)
         lines: dict[Key, str] = {}
-        for row in self._bq(sql.derive_query(target, self.tables), [param]):
+        text = sql.derive_query(target, self.tables)
+        for row in self._bq(text, f"{target.table} (sample)", [param]):
             try:
                 key, line = mapper.map(row)
             except RowError:

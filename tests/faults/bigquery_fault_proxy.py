@@ -45,18 +45,19 @@ class FaultProxy(BackgroundHTTPServer):
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
+                own = proxy.answer(self.command, self.path, body)
+                if own is not None:
+                    self._send(*own)
+                    return
                 fault = proxy._next_fault(self.path)
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.close()
                     return
                 if isinstance(fault, int):
-                    payload = b'{"error": {"code": %d, "message": "injected fault"}}' % fault
-                    self.send_response(fault)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
+                    self._send(
+                        fault, b'{"error": {"code": %d, "message": "injected fault"}}' % fault
+                    )
                     return
                 upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
@@ -67,6 +68,7 @@ class FaultProxy(BackgroundHTTPServer):
                 if proxy.match in self.path:
                     for old, new in proxy.rewrite.items():
                         data = data.replace(old, new)
+                data = proxy.edit(self.command, self.path, body, data)
                 if fault == "hang":
                     # The emulator did the work (a job may now exist); the client never hears.
                     proxy._hold(self.connection)
@@ -80,12 +82,27 @@ class FaultProxy(BackgroundHTTPServer):
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         super().__init__(Handler)
+
+    def answer(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes] | None:
+        """A response of the stand-in's own instead of the emulator's (None: forward)."""
+        return None
+
+    def edit(self, method: str, path: str, body: bytes | None, data: bytes) -> bytes:
+        """The emulator's response body as the stand-in passes it on."""
+        return data
 
     def _next_fault(self, path: str) -> Fault | None:
         if self.match not in path:

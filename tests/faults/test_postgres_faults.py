@@ -16,11 +16,11 @@ import pytest
 from gong_sync import cloud_function, sources
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
-from gong_sync.sync import run_source
 from gong_sync.local import postgres_server
 from gong_sync.local.postgres_server import LocalPostgres
 from gong_sync.pubsub_sink import PubSubDeadLetterSink
 from gong_sync.settings import PostgresSettings
+from gong_sync.sync import run_source
 from tests.conftest import Cloud, Env, make_env, start_postgres
 from tests.factories import at, call, insert, transcript
 from tests.faults.matrix import Scenario, model

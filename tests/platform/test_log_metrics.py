@@ -47,11 +47,17 @@ def test_every_metric_counts_the_lines_it_is_for(
     assert [e["jsonPayload"]["run"]["status"] for e in rows] == ["success", "failed"]
     value = metrics["gong_sync/rows_synced"]["valueExtractor"]
     assert [extract(value, e) for e in rows] == [2, 0]
+    billed = seen("gong_sync/bytes_billed")
+    value = metrics["gong_sync/bytes_billed"]["valueExtractor"]
+    assert [extract(value, e) for e in billed] == [e["jsonPayload"]["run"]["bytes_billed"]
+                                                   for e in rows]  # fmt: skip
     successes = seen("gong_sync/successful_runs")
     assert len(successes) == 1
     errors = seen("gong_sync/errors")
     assert errors  # the failed run's ERROR lines, each labelled with its source
-    for name, found in [("gong_sync/rows_synced", rows), ("gong_sync/successful_runs", successes),
-                        ("gong_sync/errors", errors)]:  # fmt: skip
+    checked = {"gong_sync/rows_synced": rows, "gong_sync/successful_runs": successes,
+               "gong_sync/errors": errors, "gong_sync/bytes_billed": billed}  # fmt: skip
+    assert checked.keys() == metrics.keys()  # a new metric is checked here too
+    for name, found in checked.items():
         (label,) = metrics[name]["labelExtractors"].values()
         assert {extract(label, e) for e in found} == {"calls"}, name

@@ -1,0 +1,88 @@
+"""What BigQuery bills: measured per run and stream, and capped per query before it is billed.
+
+The emulator bills nothing, so these tests read BigQuery through `BigQueryBilling`, a
+stand-in that bills and refuses as on-demand pricing does (see its docstring for the rules).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gong_sync import state
+from gong_sync.bigquery_reader import BytesLimitExceeded, make_client
+from gong_sync.errors import is_transient
+from tests.conftest import Env
+from tests.factories import at, call, insert, transcript
+from tests.faults.bigquery_billing import BigQueryBilling
+from tests.faults.matrix import Scenario, model
+
+GB = 10**9
+# Sizes as at 1M calls / 50M transcript rows; the other tables of calls bill 10 MB each.
+TABLE_BYTES = {"call": 2 * GB, "transcript": 40 * GB}
+
+
+def _through(env: Env, billing: BigQueryBilling, **bigquery: object) -> Env:
+    bq = dataclasses.replace(env.settings.bigquery, emulator_host=billing.host, **bigquery)
+    return Env(dataclasses.replace(env.settings, bigquery=bq), make_client(bq))
+
+
+def _seed(env: Env) -> dict[str, list[dict[str, object]]]:
+    calls = [call(f"c{i}", at(i)) for i in range(3)]
+    transcripts = [transcript(f"c{i}", 0, at(i)) for i in range(3)]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "transcript", transcripts)
+    return {"call": calls, "transcript": transcripts}
+
+
+def test_bytes_billed_are_recorded_per_run_and_stream(env: Env, matrix: Scenario) -> None:
+    """Every job's bytes billed add up in the run, its streams, sync_status and status."""
+    rows = _seed(env)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        stats = _through(env, billing).sync()
+    assert stats.status == "success"
+    billed = sum(j.billed for j in billing.jobs)
+    assert billed >= TABLE_BYTES["call"] + TABLE_BYTES["transcript"]
+    assert stats.bytes_billed == billed
+    assert sum(stats.bytes_billed_by_stream.values()) == billed
+    assert stats.bytes_billed_by_stream["transcript"] >= TABLE_BYTES["transcript"]
+    conn = env.connect()
+    try:
+        (item,) = [i for i in state.status(conn) if i["source"] == "calls"]
+    finally:
+        conn.close()
+    assert item["bytes_billed"] == billed
+    assert item["bytes_billed_24h"] == billed
+    # 30 days of this day at $6.25 per TiB.
+    assert item["projected_month_usd"] == pytest.approx(billed * 30 / 2**40 * 6.25, abs=0.01)
+    matrix.exact(env, model(**rows), "calls", "transcripts")
+
+
+def test_a_query_over_its_cap_fails_unbilled_and_names_the_table(
+    env: Env, matrix: Scenario
+) -> None:
+    """The cap stops the transcript scan before it is billed; once raised, nothing was lost."""
+    rows = _seed(env)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        capped = _through(env, billing, max_bytes_billed=10 * GB)
+        with pytest.raises(BytesLimitExceeded) as failed:
+            capped.sync()
+        refused = [j for j in billing.jobs if j.refused]
+        assert [j.billed for j in refused] == [0]
+        assert "transcript" in str(failed.value)
+        assert "10,000,000,000 bytes" in str(failed.value)
+        assert "GONG_SYNC_MAX_BYTES_BILLED" in str(failed.value)
+        # Permanent: a retry (here or by Pub/Sub) would be refused the same way.
+        assert not is_transient(failed.value)
+        status = env.query("SELECT last_status, error_details FROM sync_status")
+        assert status[0][0] == "failed"
+        assert "transcript" in status[0][1]["message"]
+        # Per source: calls may bill 50 GB a query, every other source keeps the default.
+        raised = _through(
+            env, billing, max_bytes_billed=10 * GB, max_bytes_billed_by_source={"calls": 50 * GB}
+        )
+        assert raised.sync().status == "success"
+    matrix.exact(env, model(**rows), "calls", "transcripts")
