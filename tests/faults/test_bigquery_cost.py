@@ -10,7 +10,7 @@ import dataclasses
 
 import pytest
 
-from gong_sync import state
+from gong_sync import sources, state
 from gong_sync.bigquery_reader import BytesLimitExceeded, make_client
 from gong_sync.errors import is_transient
 from tests.conftest import Env
@@ -85,4 +85,20 @@ def test_a_query_over_its_cap_fails_unbilled_and_names_the_table(
             env, billing, max_bytes_billed=10 * GB, max_bytes_billed_by_source={"calls": 50 * GB}
         )
         assert raised.sync().status == "success"
+    matrix.exact(env, model(**rows), "calls", "transcripts")
+
+
+def test_an_hourly_run_with_no_change_queries_each_stream_once(
+    env: Env, matrix: Scenario
+) -> None:
+    """Nothing new since the last run: one page query per stream, and no derivation."""
+    rows = _seed(env)
+    env.sync()
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        assert _through(env, billing).sync().status == "success"
+    streams = [s.table for s in sources.get("calls").streams]
+    assert len(billing.jobs) == len(streams), [j.sql[:80] for j in billing.jobs]
+    for table in streams:  # each job reads its stream's table
+        assert billing.jobs_reading(table), table
     matrix.exact(env, model(**rows), "calls", "transcripts")
