@@ -53,7 +53,8 @@ def logs_link(project: str | None, query: str) -> str:
 
 def _count(text: str | None) -> int:
     """The page's letter count from an attribute; 1 when it is missing or garbled."""
-    return int(text) if text and text.isdigit() else 1
+    # isdecimal()-and-ASCII, not isdigit(): "²" is a digit that int() refuses.
+    return int(text) if text and text.isascii() and text.isdecimal() else 1
 
 
 _SHOWN_DATA = 200  # characters of an undeliverable trigger's message quoted in a post
@@ -125,6 +126,15 @@ def describe(
             "logs": ""}  # fmt: skip
 
 
+def _slack(text: object) -> str:
+    """Source data as Slack shows it literally: its three control characters escaped.
+
+    Slack reads <...> as a mention or link and & as an entity ("Formatting text for app
+    surfaces", Escaping text): a reason quoting `<!channel>` must not page a channel.
+    """
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 @functools.cache
 def alert_settings() -> Settings:
     """The alerting function's settings: it needs the webhook, not the database."""
@@ -145,9 +155,9 @@ def handle_alert(event: Any, settings: Settings | None = None, post: Poster = po
     if info is None:
         return
     text = (
-        f":rotating_light: gong-sync *{info['source']}*: {info['count']} dead letter(s) - "
-        f"{info['reason']}"
-        + (f"\nsample key: `{info['key']}`" if info["key"] else "")
+        f":rotating_light: gong-sync *{_slack(info['source'])}*: {info['count']} dead letter(s)"
+        f" - {_slack(info['reason'])}"
+        + (f"\nsample key: `{_slack(info['key'])}`" if info["key"] else "")
         + f"\n<{logs_link(settings.cloud.project, info['logs'])}|Cloud Logging>"
     )
     url = settings.cloud.slack_webhook_url

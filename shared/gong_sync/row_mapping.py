@@ -162,6 +162,8 @@ def _number(col: Column, nul: NulPolicy) -> Encoder:
         if not finite:
             if col.type == "numeric":  # a float NaN too: numeric would store it, as no amount
                 raise RowError(f"{col.name}: not a finite number: {_shown(value)}")
+            if isinstance(value, Decimal) and value.is_nan():  # float8 reads "NaN", not "sNaN"
+                return "NaN"
         elif not _fits(col, value):
             raise RowError(f"{col.name}: {_shown(value)} is out of range for Postgres {col.type}")
         return repr(value) if isinstance(value, float) else str(value)
@@ -180,8 +182,12 @@ def _boolean(col: Column, nul: NulPolicy) -> Encoder:
     return encode
 
 
-# Built once: json.dumps with any option builds a new encoder on every call.
-_JSON = json.JSONEncoder(default=json_default, ensure_ascii=False, sort_keys=True)
+# Built once: json.dumps with any option builds a new encoder on every call. allow_nan=False:
+# Python writes NaN/Infinity as bare tokens, which are not JSON and which jsonb refuses.
+_JSON = json.JSONEncoder(default=json_default, ensure_ascii=False, sort_keys=True, allow_nan=False)
+# A NUL escaped in JSON text: \u0000 after an even number of backslashes (an odd number
+# means the backslash before "u0000" is itself escaped, six ordinary characters).
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
@@ -190,10 +196,13 @@ def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
             return None
         if nul == "strip":
             value = replace_nul(value)
-        text = _JSON.encode(value)
+        try:
+            text = _JSON.encode(value)
+        except ValueError:  # allow_nan=False: a float NaN or infinity somewhere inside
+            raise RowError(f"{col.name}: NaN or infinity inside JSON (not valid JSON)") from None
         if _has_surrogate(text):
             raise RowError(f"{col.name}: lone surrogate inside JSON (not valid Unicode)")
-        if "\\u0000" in text:
+        if "\\u0000" in text and _JSON_NUL.search(text):
             raise RowError(f"{col.name}: NUL byte inside JSON (Postgres jsonb cannot store it)")
         return text
 

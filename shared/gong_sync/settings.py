@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value):  # NaN would make every deadline comparison false
+        raise ConfigError(f"{name} must be a finite number of seconds, got {raw!r}")
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
