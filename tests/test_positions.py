@@ -57,3 +57,38 @@ def test_only_its_own_window_resumes_a_window_position() -> None:
     assert not mine.belongs_to(None)  # an hourly run would skip the rows before it
     assert not mine.belongs_to(datetime(2026, 9, 1, tzinfo=UTC))
     assert positions.after(since, ("k",), window=None).belongs_to(since)
+
+
+@given(
+    job_id=st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True),
+    location=st.none() | st.sampled_from(["US", "EU", "europe-west1"]),
+    offset=st.integers(min_value=1, max_value=10**9),
+    extra=st.integers(min_value=0, max_value=10**9),
+)
+def test_the_result_a_position_was_read_from_survives_its_stored_form(
+    job_id: str, location: str | None, offset: int, extra: int
+) -> None:
+    """A continuation finds the job and the row to page on from."""
+    result = positions.Result(job_id, location, offset, offset + extra)
+    position = positions.after(datetime(2026, 1, 1, tzinfo=UTC), ("c1",), None, result)
+    stored = json.loads(json.dumps(position.to_json()))
+    assert positions.parse(stored) == position
+
+
+@pytest.mark.parametrize(
+    "result",
+    [{"job_id": 1, "offset": 3, "limit": 5}, {"job_id": "j", "offset": 0, "limit": 5},
+     {"job_id": "j", "offset": 6, "limit": 5}, {"job_id": "j", "offset": 3}, "j"],
+)  # fmt: skip
+def test_an_unreadable_result_is_dropped_and_the_keyset_still_resumes(result: object) -> None:
+    """A garbled reference costs a query again, never the position."""
+    stored = {"cursor": "2026-01-01T00:00:00+00:00", "key_json": '["c1"]', "result": result}
+    position = positions.parse(stored)
+    assert position.result is None
+    assert position.key == ("c1",)
+
+
+def test_a_finished_stream_keeps_no_result() -> None:
+    """Done means done: no continuation pages through anything."""
+    done = positions.Position(done=True, result=positions.Result("j", None, 1, 5))
+    assert "result" not in done.to_json()

@@ -98,7 +98,7 @@ VARIABLES: list[tuple[str, str, Getter, Any, Any]] = [
     ("GONG_SYNC_SLACK_WEBHOOK_URL", "https://hooks.example/x",
      lambda s: s.cloud.slack_webhook_url, "https://hooks.example/x", None),
     ("GONG_SYNC_PAGE_SIZE", "7", lambda s: s.page_size, 7, 5000),
-    ("GONG_SYNC_PAGES_PER_QUERY", "3", lambda s: s.pages_per_query, 3, 50),
+    ("GONG_SYNC_PAGES_PER_QUERY", "3", lambda s: s.pages_per_query, 3, 200),
     ("GONG_SYNC_LOOKBACK_SECONDS", "0", lambda s: s.lookback, timedelta(0), timedelta(hours=1)),
     ("GONG_SYNC_LOCAL_DIR", "/tmp/x", lambda s: s.local_dir, "/tmp/x", ".local"),  # noqa: S108
 ]  # fmt: skip
@@ -130,7 +130,7 @@ def test_an_empty_environment_gives_the_documented_defaults(environ: pytest.Monk
     assert settings == Settings()
     assert not settings.postgres.is_external
     assert not settings.bigquery.is_external
-    assert (settings.page_size, settings.pages_per_query) == (5000, 50)
+    assert (settings.page_size, settings.pages_per_query) == (5000, 200)
     assert settings.lookback == timedelta(hours=1)
     assert settings.postgres.statement_timeout_seconds is None  # no limit
     assert settings.cloud.project is None

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import positions, state
+from gong_sync import positions, prefetch, state
 from gong_sync.batches import Batch, dead_letter, fill
-from gong_sync.bigquery_reader import BigQueryReader, OutOfTime, Query, Row
+from gong_sync.bigquery_reader import (
+    BigQueryReader,
+    OutOfTime,
+    Query,
+    QueryResult,
+    ResultGone,
+    Row,
+)
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
-from gong_sync.positions import Position
+from gong_sync.positions import Position, Result
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter
 from gong_sync.row_mapping import RowMapper
@@ -234,65 +239,69 @@ class SourceRun:
     ) -> bool:
         """Page through one stream; False if the time budget ran out first."""
         target = self.source.target(stream.drives) if stream.drives else None
-        ref = self.tables[stream.table]
         if resume is not None and resume.done:
             return True  # finished earlier in this (continued) run: no second lookback pass
         position = resume  # continue exactly where an unfinished run stopped
         if position is not None:
             since = None
-        # One query covers many pages (one scan billed); its LIMIT bounds the sort and the
-        # work lost when the time budget ends mid-result.
-        limit = self.settings.page_size * self.settings.pages_per_query
         while True:
             if self._out_of_time():
                 return False
-            text = sql.page_query(
-                stream,
-                target,
-                self.tables,
-                has_since=since is not None,
-                has_position=position is not None,
-            )
-            after = None if position is None else (position.cursor, position.key)
-            params = sql.page_params(stream, ref, until, limit, since, after)
-            got = 0
-            for page in self._pages(self._bq(text, params, stream.table), stream.table):
-                got += len(page)
-                position = self._commit_stream_page(stream, target, page, advance)
-                if got < limit and self._out_of_time():
-                    return False  # stop between pages; a continuation resumes after `position`
+            pages, got, limit = self._pages_after(stream, target, since, until, position)
+            try:
+                for result in pages:
+                    got += len(result.rows)
+                    read = Result(result.job_id, result.location, got, limit) if (
+                        result.job_id) else None  # fmt: skip
+                    position = self._commit_stream_page(stream, target, result.rows, advance, read)
+                    if got < limit and self._out_of_time():
+                        return False  # between pages; a continuation resumes after `position`
+            except ResultGone as exc:  # committed pages moved `position`: nothing is lost
+                log.info("%s: %s; querying again from the position", stream.table, exc)
+                position = dataclasses.replace(position, result=None) if position else None
+                continue
             if got < limit:
                 done = positions.finished(self._window(advance))  # binds no other window
                 state.finish_stream(self.conn, self.source.name, stream.table, done.to_json())
                 return True
 
-    def _pages(self, query: Query, stream: str) -> Iterator[list[Row]]:
-        """The pages of one query, each fetched while the one before it is written.
+    def _pages_after(
+        self,
+        stream: Stream,
+        target: Target | None,
+        since: datetime | None,
+        until: datetime,
+        position: Position | None,
+    ) -> tuple[Iterator[QueryResult], int, int]:
+        """The next pages of a stream, the rows of their result already read, and its LIMIT.
 
-        Only the time spent waiting for a page counts as reading.
+        A continuation pages on through the result of the query its chain already ran (read
+        again, unbilled, while BigQuery keeps it); otherwise one new query covers many pages
+        (one scan billed), its LIMIT bounding the sort BigQuery does on one worker.
         """
-        hard = self.options.hard_deadline
-        pages = self.reader.pages(query, self.settings.page_size, hard)
-        # One page ahead: the fetch waits on BigQuery while this thread waits on Postgres.
-        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        try:
-            pending = ahead.submit(next, pages, None)
-            while True:
-                started = time.perf_counter()
-                left = None if hard is None else max(hard - time.monotonic(), 0.0)
-                try:
-                    result = pending.result(timeout=left)
-                except FutureTimeout:
-                    raise OutOfTime("a BigQuery page did not arrive before the deadline") from None
-                self.stats.read_seconds += time.perf_counter() - started
-                if result is None:
-                    return
-                pending = ahead.submit(next, pages, None)
-                self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
-                yield result.rows
-        finally:
-            # Not waiting for a fetch still under way: past the deadline, it is abandoned.
-            ahead.shutdown(wait=False, cancel_futures=True)
+        size, hard = self.settings.page_size, self.options.hard_deadline
+        stored = position.result if position is not None and self.options.resume else None
+        if position is not None and stored is not None and stored.offset < stored.limit:
+            # From the position's own row: reading it back proves the result is that query's.
+            rows = self.reader.resume(stored.job_id, stored.location, stored.offset - 1, size, hard)
+            pages = _after(position, stream, rows)
+            return self._pages(pages, stream.table), stored.offset, stored.limit
+        limit = size * self.settings.pages_per_query
+        text = sql.page_query(
+            stream, target, self.tables,
+            has_since=since is not None, has_position=position is not None,
+        )  # fmt: skip
+        after = None if position is None else (position.cursor, position.key)
+        params = sql.page_params(stream, self.tables[stream.table], until, limit, since, after)
+        query = self._bq(text, params, stream.table)
+        return self._pages(self.reader.pages(query, size, hard), stream.table), 0, limit
+
+    def _pages(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
+        """Pages fetched one ahead; only the time spent waiting for one counts as reading."""
+        for result, waited in prefetch.ahead(pages, self.options.hard_deadline):
+            self.stats.read_seconds += waited
+            self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
+            yield result
 
     def _window(self, advance: bool) -> datetime | None:
         """The window a position belongs to, if only that window's continuation may resume it.
@@ -303,7 +312,12 @@ class SourceRun:
         return None if advance else self.options.since
 
     def _commit_stream_page(
-        self, stream: Stream, target: Target | None, page: list[Row], advance: bool
+        self,
+        stream: Stream,
+        target: Target | None,
+        page: list[Row],
+        advance: bool,
+        read: Result | None,
     ) -> Position:
         """Map, write and commit one page of a stream with its position; returns that position."""
         self.stats.rows_read += len(page)
@@ -326,7 +340,7 @@ class SourceRun:
         letters += touched_letters
         last = page[-1]
         key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
-        position = positions.after(last[sql.CURSOR], key, self._window(advance))
+        position = positions.after(last[sql.CURSOR], key, self._window(advance), read)
         self._commit_page(batches, letters, stream, last[sql.CURSOR], position.to_json(), advance)
         log.info(
             "%s: page %d, %d rows",
@@ -414,7 +428,7 @@ class SourceRun:
 
     def execute(self) -> RunStats:
         """Run the source end to end; the caller holds the lock."""
-        self.source, self.tables = resolve(self.source, self.reader)
+        self.source, self.tables = self.reader.resolve(self.source)
         self._bind(self.source)
         if self.options.ids:
             self._sync_ids(self.options.ids)
@@ -449,14 +463,11 @@ class SourceRun:
                 self._skip(stream, until)
                 continue
             mark = marks.get(stream.table)
-            since = options.since
-            if since is None and mark is not None:
-                since = _minus(mark, self.settings.lookback)
+            back = None if mark is None else positions.lookback_from(mark, self.settings.lookback)
+            since = options.since if options.since is not None else back
             # A window that starts after the lookback of the watermark must not move it past
             # the rows in between, which it does not read.
-            advance = options.since is None or (
-                mark is not None and options.since <= _minus(mark, self.settings.lookback)
-            )
+            advance = options.since is None or (back is not None and options.since <= back)
             position = resume.get(stream.table)
             if not self._sync_stream(stream, since, until, position, advance):
                 self.stats.continuation_needed = True
@@ -468,27 +479,20 @@ class SourceRun:
         self.stats.status = "success"
 
 
-def _minus(mark: datetime, lookback: timedelta) -> datetime:
-    """The watermark less the lookback; a year-1 watermark cannot go lower than datetime does."""
-    try:
-        return mark - lookback
-    except OverflowError:
-        return datetime.min.replace(tzinfo=UTC)
+def _after(
+    position: Position, stream: Stream, pages: Iterator[QueryResult]
+) -> Iterator[QueryResult]:
+    """A stored result's pages from its row at the position on, that row itself dropped.
 
-
-def resolve(source: Source, reader: BigQueryReader) -> tuple[Source, dict[str, sql.TableRef]]:
-    """The declaration to use and its tables: the fallback when a table of the first is missing."""
-    try:
-        tables = reader.tables(source, sql.referenced_tables(source))
-    except NotFound as exc:
-        if source.fallback is None:
-            raise
-        log.warning(
-            "%s: %s; using the fallback declaration, which reads %s",
-            source.name,
-            exc.message,
-            ", ".join(sql.referenced_tables(source.fallback)),
-        )
-        return resolve(source.fallback, reader)
-    sql.check_columns(source, tables)
-    return source, tables
+    A result whose row there is another one is not the query the position was read from.
+    """
+    first = next(pages, None)
+    if first is None:
+        raise ResultGone("the stored result ends before the position")
+    row = first.rows[0]
+    key = tuple(row[sql.key_column(i)] for i in range(len(stream.key)))
+    if (row[sql.CURSOR], key) != (position.cursor, tuple(position.key)):
+        raise ResultGone("the stored result does not continue at the position")
+    if len(first.rows) > 1:
+        yield dataclasses.replace(first, rows=first.rows[1:])
+    yield from pages

@@ -8,17 +8,32 @@ does not read it a second time. This module is the only reader and writer of tha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gong_sync import state
 from gong_sync.postgres import Connection
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query job's result read up to `offset` rows: a continuation pages on from there.
+
+    BigQuery keeps a query's result for about 24 hours and reading it is not billed again,
+    so a continuation that finds it does not query (and pay for) the stream a second time.
+    """
+
+    job_id: str
+    location: str | None
+    offset: int  # rows of the result committed, the position's row the last of them
+    limit: int  # the query's LIMIT: a result shorter than it was the stream's end
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,7 @@ class Position:
     # same window may resume here, since any other run would skip the rows before it.
     window: datetime | None = None
     done: bool = False
+    result: Result | None = None  # the query this position was read from, when known
 
     def to_json(self) -> dict[str, Any]:
         """The stored form; the key as JSON text, since jsonb cannot hold a NUL or a lone
@@ -41,6 +57,8 @@ class Position:
         }  # fmt: skip
         if self.window is not None:
             out["window"] = self.window.isoformat()
+        if self.result is not None and not self.done:
+            out["result"] = dataclasses.asdict(self.result)
         return out
 
     def belongs_to(self, since: datetime | None) -> bool:
@@ -48,9 +66,19 @@ class Position:
         return self.window is None or self.window == since
 
 
-def after(cursor: datetime, key: tuple[Any, ...], window: datetime | None) -> Position:
-    """The position after a committed page's last row."""
-    return Position(cursor=cursor, key=key, window=window)
+def lookback_from(mark: datetime, lookback: timedelta) -> datetime:
+    """The watermark less the lookback; a year-1 watermark cannot go lower than datetime does."""
+    try:
+        return mark - lookback
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def after(
+    cursor: datetime, key: tuple[Any, ...], window: datetime | None, result: Result | None = None
+) -> Position:
+    """The position after a committed page's last row (read from `result`, if given)."""
+    return Position(cursor=cursor, key=key, window=window, result=result)
 
 
 def finished(window: datetime | None = None) -> Position:
@@ -73,7 +101,20 @@ def parse(stored: Any) -> Position:
         raise ValueError(f"unreadable: {exc}") from None
     if not isinstance(key, list):
         raise ValueError("its key is not a list")
-    return after(cursor, tuple(key), window)
+    return after(cursor, tuple(key), window, _result(stored.get("result")))
+
+
+def _result(stored: Any) -> Result | None:
+    """A stored result reference; an unreadable one is dropped (the keyset still resumes)."""
+    if not isinstance(stored, Mapping):
+        return None
+    job_id, location = stored.get("job_id"), stored.get("location")
+    offset, limit = stored.get("offset"), stored.get("limit")
+    if not isinstance(job_id, str) or not isinstance(offset, int) or not isinstance(limit, int):
+        return None
+    if not 1 <= offset <= limit:
+        return None
+    return Result(job_id, location if isinstance(location, str) else None, offset, limit)
 
 
 @dataclass(frozen=True)

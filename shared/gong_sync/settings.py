@@ -178,7 +178,7 @@ class Settings:
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
     cloud: CloudSettings = field(default_factory=CloudSettings)
     page_size: int = 5000
-    pages_per_query: int = 50
+    pages_per_query: int = 200
     lookback: timedelta = timedelta(hours=1)
     local_dir: str = ".local"
 
@@ -191,7 +191,7 @@ class Settings:
             bigquery=_bigquery(env),
             cloud=_cloud(env),
             page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
-            pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 50, minimum=1),
+            pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 200, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),
             local_dir=env.get("GONG_SYNC_LOCAL_DIR") or ".local",
         )

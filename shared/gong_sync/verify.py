@@ -17,7 +17,7 @@ from typing import Any
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import engine, runs, state, sync
+from gong_sync import runs, state, sync
 from gong_sync.bigquery_reader import BigQueryReader, Query
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import RowError, Source, Target
@@ -126,7 +126,7 @@ class Verifier:
         self, source: Source, settings: Settings, reader: BigQueryReader, conn: Connection
     ) -> None:
         """Bind to a source and its connections."""
-        self.source, self.tables = engine.resolve(source, reader)
+        self.source, self.tables = reader.resolve(source)
         self.settings = settings
         self.reader = reader
         self.conn = conn

@@ -47,6 +47,8 @@ class BigQueryBilling(FaultProxy):
         self._by_id: dict[str, Job] = {}
         self._refused: dict[str, dict[str, Any]] = {}
         self._jobs_lock = threading.Lock()
+        # Jobs whose result BigQuery no longer keeps (it does about 24 hours): 404 on reads.
+        self.expired: set[str] = set()
 
     def bill(self, sql: str) -> int:
         """What on-demand pricing bills a query over unclustered tables."""
@@ -57,9 +59,17 @@ class BigQueryBilling(FaultProxy):
         """The query jobs that named this table."""
         return [j for j in self.jobs if re.search(rf"\.{re.escape(table)}`", j.sql)]
 
+    def page_queries(self) -> list[Job]:
+        """The jobs that query a stream's pages (not derivations or lookups)."""
+        return [j for j in self.jobs if "@limit" in j.sql]
+
     def answer(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes] | None:
         """Insert: refuse a query over its cap as BigQuery does; later calls see the same job."""
         found = _JOB_PATH.search(path)
+        if method == "GET" and found and found.group(1) in self.expired:
+            error = {"code": 404, "message": f"Not found: Job {found.group(1)}",
+                     "errors": [{"reason": "notFound", "message": "Not found"}]}  # fmt: skip
+            return 404, json.dumps({"error": error}).encode()
         if method == "GET" and found and found.group(1) in self._refused:
             return 200, json.dumps(self._refused[found.group(1)]).encode()
         if method != "POST" or not path.split("?")[0].rstrip("/").endswith("/jobs") or not body:

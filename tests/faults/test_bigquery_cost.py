@@ -11,8 +11,11 @@ import dataclasses
 import pytest
 
 from gong_sync import sources, state
-from gong_sync.bigquery_reader import BytesLimitExceeded, make_client
+from gong_sync.bigquery_reader import BigQueryReader, BytesLimitExceeded, make_client
+from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.errors import is_transient
+from gong_sync.runs import RunHooks, RunOptions, RunStats
+from gong_sync.sync import run_source
 from tests.conftest import Env
 from tests.factories import at, call, insert, transcript
 from tests.faults.bigquery_billing import BigQueryBilling
@@ -88,9 +91,7 @@ def test_a_query_over_its_cap_fails_unbilled_and_names_the_table(
     matrix.exact(env, model(**rows), "calls", "transcripts")
 
 
-def test_an_hourly_run_with_no_change_queries_each_stream_once(
-    env: Env, matrix: Scenario
-) -> None:
+def test_an_hourly_run_with_no_change_queries_each_stream_once(env: Env, matrix: Scenario) -> None:
     """Nothing new since the last run: one page query per stream, and no derivation."""
     rows = _seed(env)
     env.sync()
@@ -101,4 +102,73 @@ def test_an_hourly_run_with_no_change_queries_each_stream_once(
     assert len(billing.jobs) == len(streams), [j.sql[:80] for j in billing.jobs]
     for table in streams:  # each job reads its stream's table
         assert billing.jobs_reading(table), table
+    matrix.exact(env, model(**rows), "calls", "transcripts")
+
+
+class PageBudget(RunHooks):
+    """A time budget counted in pages, so the chain is the same on a slow machine."""
+
+    def __init__(self, pages: int) -> None:
+        """Stop each invocation after this many pages."""
+        self.pages = pages
+
+    def out_of_time(self, stats: RunStats, options: RunOptions) -> bool:
+        """Spent once the invocation committed its pages."""
+        return stats.pages >= self.pages
+
+
+def _chain(env: Env, billing: BigQueryBilling, expire: bool = False) -> int:
+    """A backfill of calls through continuations of 3 pages each; returns the invocations."""
+    bq = dataclasses.replace(env.settings.bigquery, emulator_host=billing.host)
+    settings = dataclasses.replace(env.settings, bigquery=bq, pages_per_query=100)
+    reader = BigQueryReader(make_client(bq), bq)
+    options, invocations = RunOptions(), 0
+    while True:
+        invocations += 1
+        assert invocations < 50, "the chain never finished"
+        stats = run_source(
+            sources.get("calls"), settings, reader, env.connect, PostgresDeadLetterSink,
+            options, PageBudget(3),
+        )  # fmt: skip
+        assert stats.status in ("partial", "success"), stats.error
+        if not stats.continuation_needed:
+            return invocations
+        if expire:  # BigQuery dropped every result before the continuation ran
+            billing.expired |= {j.job_id for j in billing.jobs}
+        options = RunOptions(resume=True)
+
+
+def _backfill(env: Env) -> dict[str, list[dict[str, object]]]:
+    calls = [call(f"c{i:02d}", at(i // 3)) for i in range(40)]
+    transcripts = [transcript(f"c{i:02d}", 0, at(i // 3)) for i in range(40)]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "transcript", transcripts)
+    return {"call": calls, "transcript": transcripts}
+
+
+def test_a_backfill_through_continuations_queries_each_stream_once(
+    env: Env, matrix: Scenario
+) -> None:
+    """Each continuation pages on through its chain's stored result instead of querying."""
+    rows = _backfill(env)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        invocations = _chain(env, billing)
+    assert invocations >= 4  # 80 rows in pages of 7, three pages an invocation
+    pages = billing.page_queries()
+    assert len(pages) <= len(sources.get("calls").streams)
+    # No continuation went back to BigQuery with a keyset query: each reused its result.
+    assert not [j for j in pages if "@after_cursor" in j.sql]
+    matrix.exact(env, model(**rows), "calls", "transcripts")
+
+
+def test_a_continuation_whose_result_expired_queries_again_and_loses_nothing(
+    env: Env, matrix: Scenario
+) -> None:
+    """After 24 h the stored result is gone: the keyset position resumes, exactly."""
+    rows = _backfill(env)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        _chain(env, billing, expire=True)
+    assert [j for j in billing.page_queries() if "@after_cursor" in j.sql]
     matrix.exact(env, model(**rows), "calls", "transcripts")
