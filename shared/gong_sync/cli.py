@@ -165,7 +165,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         results = [_run_one(name, live, reader, options) for name in names]
     rows = [tuple(getattr(r, field) for _, field in _RUN_COLUMNS) for r in results]
     sys.stdout.write(_table(rows, [header for header, _ in _RUN_COLUMNS]) + "\n")
-    return 1 if any(r.status == "failed" for r in results) else 0
+    return 1 if any(r.status in ("failed", "degraded") for r in results) else 0
 
 
 def _run_one(

@@ -12,7 +12,7 @@ from typing import Any
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import positions, prefetch, state
+from gong_sync import positions, prefetch, quality, state
 from gong_sync.batches import Batch, dead_letter, fill
 from gong_sync.bigquery_reader import (
     BigQueryReader,
@@ -182,6 +182,8 @@ class SourceRun:
         finally:
             self.stats.load_seconds += time.perf_counter() - started
         self.stats.rows_failed += len(letters)
+        for rule, n in quality.count_rules(letter.reason for letter in letters).items():
+            self.stats.rejected_rules[rule] = self.stats.rejected_rules.get(rule, 0) + n
 
     def _rollback(self) -> None:
         try:

@@ -55,6 +55,7 @@ class RunStats:
     continuation_needed: bool = False
     error: dict[str, str] | None = None
     ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery
+    rejected_rules: dict[str, int] = field(default_factory=dict)  # dead letters by rule broken
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def add_cost(self, stream: str, processed: int, billed: int) -> None:

@@ -171,12 +171,52 @@ def _emulator_project(env: Mapping[str, str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class QualitySettings:
+    """When a run's input is mostly garbage: too large a share of its rows dead-lettered."""
+
+    max_rejected_share: float = 0.05
+    max_rejected_share_by_source: Mapping[str, float] = field(default_factory=dict)
+    min_rows: int = 100  # fewer rows read: a handful of bad ones says little
+
+    def max_share_for(self, source: str) -> float:
+        """The share of dead-lettered rows over which a run of this source is degraded."""
+        return self.max_rejected_share_by_source.get(source, self.max_rejected_share)
+
+
+def _share(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails this too
+        raise ConfigError(f"{name} must be a share between 0 and 1 (0.05 is 5%), got {raw!r}")
+    return value
+
+
+def _quality(env: Mapping[str, str]) -> QualitySettings:
+    name = "GONG_SYNC_MAX_REJECTED_SHARE_BY_SOURCE"
+    by_source: dict[str, float] = {}
+    for pair in filter(None, (env.get(name) or "").split(",")):
+        source, sep, share = pair.partition("=")
+        if not sep or not source.strip():
+            raise ConfigError(f"{name} entries must look like source=0.1, got {pair!r}")
+        by_source[source.strip()] = _share(f"{name} ({source.strip()})", share)
+    raw = env.get("GONG_SYNC_MAX_REJECTED_SHARE")
+    return QualitySettings(
+        max_rejected_share=_share("GONG_SYNC_MAX_REJECTED_SHARE", raw) if raw else 0.05,
+        max_rejected_share_by_source=by_source,
+        min_rows=_int(env, "GONG_SYNC_QUALITY_MIN_ROWS", 100),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a sync run needs to know about its environment."""
 
     postgres: PostgresSettings = field(default_factory=PostgresSettings)
     bigquery: BigQuerySettings = field(default_factory=BigQuerySettings)
     cloud: CloudSettings = field(default_factory=CloudSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
     page_size: int = 5000
     pages_per_query: int = 200
     lookback: timedelta = timedelta(hours=1)
@@ -190,6 +230,7 @@ class Settings:
             postgres=_postgres(env),
             bigquery=_bigquery(env),
             cloud=_cloud(env),
+            quality=_quality(env),
             page_size=_int(env, "GONG_SYNC_PAGE_SIZE", 5000, minimum=1),
             pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 200, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),

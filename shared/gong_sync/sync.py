@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 from gong_sync import log as gs_log
-from gong_sync import state
+from gong_sync import quality, state
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import Source
 from gong_sync.engine import SourceRun
 from gong_sync.postgres import Connection
 from gong_sync.runs import RunHooks, RunOptions, RunStats
-from gong_sync.settings import Settings
+from gong_sync.settings import QualitySettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ def run_source(
             try:
                 with hooks.running(source.name, options):
                     run.execute()
+                _judge(stats, settings.quality)
             except Exception as exc:
                 stats.status = "failed"
                 stats.error = {"type": type(exc).__name__, "message": str(exc)[:2000]}
@@ -66,9 +67,12 @@ def _finish(run: SourceRun, conn: Connection, connect: Callable[[], Connection])
     for phase in ("read_seconds", "transform_seconds", "load_seconds"):
         setattr(stats, phase, round(getattr(stats, phase), 3))
     _record(stats.source, stats, conn, connect)
+    bad = stats.status in ("failed", "degraded")
+    # A degraded run says why on its one summary line: the errors metric alerts on it once.
+    why = f"; {stats.error['message']}" if stats.status == "degraded" and stats.error else ""
     log.log(
-        logging.ERROR if stats.status == "failed" else logging.INFO,
-        "sync %s %s: %d read, %d upserted, %d unchanged, %d deleted, %d failed",
+        logging.ERROR if bad else logging.INFO,
+        "sync %s %s: %d read, %d upserted, %d unchanged, %d deleted, %d failed%s",
         stats.source,
         stats.status,
         stats.rows_read,
@@ -76,8 +80,19 @@ def _finish(run: SourceRun, conn: Connection, connect: Callable[[], Connection])
         stats.rows_unchanged,
         stats.rows_deleted,
         stats.rows_failed,
+        why,
         extra={"fields": {"run": asdict(stats)}},
     )
+
+
+def _judge(stats: RunStats, rule: QualitySettings) -> None:
+    """Mark a successful run degraded when too many of its rows were dead-lettered."""
+    if stats.status != "success":
+        return
+    why = quality.verdict(stats, rule)
+    if why is not None:
+        stats.status = "degraded"
+        stats.error = {"type": "DataQualityDegraded", "message": why}
 
 
 def _record(
