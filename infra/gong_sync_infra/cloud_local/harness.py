@@ -136,7 +136,12 @@ def _message(body: bytes) -> dict[str, Any]:
 
 
 def _cloud_sql_like(settings: PostgresSettings, user: str, password: str) -> None:
-    """The program's user as Cloud SQL makes it: in cloudsqlsuperuser, never a superuser."""
+    """The program's user as Cloud SQL makes it: in cloudsqlsuperuser, never a superuser.
+
+    "All users you create using Cloud SQL are created as part of the cloudsqlsuperuser role,
+    and have the same set of attributes as the postgres user: CREATEROLE, CREATEDB, and
+    LOGIN" (Cloud SQL, "About PostgreSQL users and roles").
+    """
     import pg8000.dbapi
 
     conn = pg8000.dbapi.connect(
@@ -149,8 +154,9 @@ def _cloud_sql_like(settings: PostgresSettings, user: str, password: str) -> Non
     if "cloudsqlsuperuser" not in have:
         cur.execute("CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEROLE CREATEDB")
     if user not in have:
-        cur.execute(f"CREATE ROLE {ident(user)} LOGIN IN ROLE cloudsqlsuperuser")
-    cur.execute(f"ALTER ROLE {ident(user)} PASSWORD '{password}'")  # generated, quote-free
+        cur.execute(f"CREATE ROLE {ident(user)} IN ROLE cloudsqlsuperuser")
+    # Generated, quote-free password; the attributes also on a role an older harness made.
+    cur.execute(f"ALTER ROLE {ident(user)} LOGIN CREATEROLE CREATEDB PASSWORD '{password}'")
     cur.execute(f"ALTER DATABASE {ident(settings.database)} OWNER TO cloudsqlsuperuser")
     conn.close()
 
