@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import bigquery, pubsub_v1
 
+from gong_sync import check, live_check, sources
+from gong_sync.bigquery_reader import BigQueryReader
 from tests.conftest import Env, run_cli
 
 
@@ -109,3 +112,42 @@ def test_deployed_topics_pass(env: Env, pubsub_host: str) -> None:
     assert status == 0, _errors(findings)
     assert findings["pubsub sync-trigger"]["level"] == "ok"
     assert findings["pubsub sync-dead-letter"]["level"] == "ok"
+
+
+def test_live_fails_when_no_run_ends_in_time(env: Env) -> None:
+    """Triggers that no function answers: one failing line per source, none verified."""
+    published: list[str] = []
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+    settings = dataclasses.replace(
+        env.settings, cloud=dataclasses.replace(env.settings.cloud, project="p")
+    )
+    findings = live_check.run(
+        settings, reader, timeout=0.1, sample=5, publish=lambda t, d, a: published.append(t)
+    )
+    assert published == ["projects/p/topics/sync-trigger"] * len(sources.SOURCES)
+    assert {f.check: f.level for f in findings} == {
+        f"live {name}: run": "error" for name in sources.SOURCES
+    }
+    assert check.failed(findings)
+
+
+def test_live_reports_a_failed_run_and_verifies_the_others(env: Env) -> None:
+    """A source whose run failed is an error; the others are verified."""
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+
+    def publish(topic: str, data: bytes, attributes: dict[str, str]) -> None:
+        # What the deployed functions would record once they ran.
+        status = "failed" if attributes["source"] == "emails" else "success"
+        env.execute(
+            "INSERT INTO sync_runs (run_id, source, status) VALUES (%s, %s, %s)",
+            f"run-{attributes['source']}", attributes["source"], status,
+        )  # fmt: skip
+
+    settings = dataclasses.replace(
+        env.settings, cloud=dataclasses.replace(env.settings.cloud, project="p")
+    )
+    findings = {f.check: f for f in live_check.run(settings, reader, 5, 5, publish)}
+    assert findings["live emails: run"].level == "error"
+    assert "live emails: verify" not in findings
+    assert findings["live calls: run"].level == "ok"
+    assert findings["live calls: verify"].level == "ok"  # empty on both sides

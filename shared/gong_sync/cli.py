@@ -12,7 +12,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from gong_sync import check, cost, migrate, runs, sources, state, sync, trigger, verify
+from gong_sync import (
+    check,
+    cost,
+    live_check,
+    migrate,
+    runs,
+    secret_manager,
+    sources,
+    state,
+    sync,
+    trigger,
+    verify,
+)
 from gong_sync import log as gs_log
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
@@ -107,6 +119,17 @@ def parser() -> argparse.ArgumentParser:
         "check", help="preflight: reach every service, find every table, project the cost"
     )
     preflight.add_argument("--json", action="store_true", help="machine-readable output")
+    preflight.add_argument(
+        "--live",
+        action="store_true",
+        help="after a deploy: trigger every source, wait for its run, verify a sample",
+    )
+    preflight.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for the runs (--live)"
+    )
+    preflight.add_argument(
+        "--sample", type=int, default=50, help="parents verified per table (--live)"
+    )
     return parser
 
 
@@ -345,9 +368,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """The preflight: print one line per finding; exit 1 on any error."""
-    with local_stack(settings) as live:
-        reader = BigQueryReader(make_client(live.bigquery), live.bigquery)
-        findings = check.run_checks(live, reader)
+    with local_stack(settings) as stack:
+        stack = secret_manager.resolve(stack)  # the deployed password, where it names one
+        reader = BigQueryReader(make_client(stack.bigquery), stack.bigquery)
+        findings = check.run_checks(stack, reader)
+        if args.live and not check.failed(findings):
+            findings += live_check.run(stack, reader, args.timeout, args.sample)
     if args.json:
         sys.stdout.write(json.dumps(check.as_json(findings), default=str, indent=2) + "\n")
     else:

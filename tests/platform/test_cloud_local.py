@@ -28,7 +28,7 @@ from gong_sync_infra.cloud_local.cloud_run import CloudRunService, Code
 from gong_sync_infra.cloud_local.harness import CloudLocal, HarnessOptions
 from gong_sync_infra.cloud_local.program import Function
 from tests import test_demo_content as content
-from tests.conftest import Env, reachable_tmp, require
+from tests.conftest import Env, reachable_tmp, require, run_cli
 from tests.factories import dml
 
 pytestmark = pytest.mark.services  # it starts its own: the harness
@@ -271,3 +271,20 @@ def test_the_harness_runs_the_programs_functions_with_gen2s_environment(
     }
     (schedule,) = cloud.topology.schedules
     assert (schedule.topic, json.loads(schedule.data)) == ("sync-trigger", {"mode": "incremental"})
+
+
+def test_check_live_passes_against_the_deployed_topology(cloud: CloudLocal) -> None:
+    """The post-deploy health check, with a deployed function's own settings, as CI runs it."""
+    (function, *_) = cloud.sync_functions
+    env = dict(cloud.services[function.name].env)
+    for local in ("PATH", "HOME", "LANG"):  # the instance's, not the operator's
+        env.pop(local, None)
+    done = run_cli(env, "check", "--live", "--json", "--timeout", "240", "--sample", "20")
+    findings = {f["check"]: f for f in json.loads(done.stdout or "[]")}
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in SOURCES:
+        assert findings[f"live {name}: run"]["level"] in ("ok", "warning"), name
+        verified = findings[f"live {name}: verify"]
+        # The demo holds deletes the cursor cannot see: drift reconciliation repairs.
+        assert verified["level"] == "ok" or "verify --fix" in verified["message"], verified
+    assert findings["pubsub sync-trigger"]["level"] == "ok"
