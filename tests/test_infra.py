@@ -86,12 +86,16 @@ def test_the_dead_letter_topic_has_a_subscription(mocks: Mocks) -> None:
     assert archive["messageRetentionDuration"] == "604800s"
 
 
-def test_the_scheduler_publishes_the_hourly_message_to_the_trigger_topic(mocks: Mocks) -> None:
-    (job,) = mocks.of("gcp:cloudscheduler/job:Job")
-    assert job.inputs["schedule"] == "0 * * * *"
-    target = job.inputs["pubsubTarget"]
-    assert target["topicName"] == "projects/proj/topics/sync-trigger"
-    assert json.loads(base64.b64decode(target["data"])) == {"mode": "incremental"}
+def test_the_scheduler_publishes_hourly_syncs_and_a_daily_reconciliation(mocks: Mocks) -> None:
+    jobs = {j.inputs["schedule"]: j.inputs["pubsubTarget"]
+            for j in mocks.of("gcp:cloudscheduler/job:Job")}  # fmt: skip
+    assert {s: json.loads(base64.b64decode(t["data"])) for s, t in jobs.items()} == {
+        "0 * * * *": {"mode": "incremental"},
+        "30 3 * * *": {"mode": "verify", "fix": True},
+    }
+    assert {t["topicName"] for t in jobs.values()} == {"projects/proj/topics/sync-trigger"}
+    for target in jobs.values():  # every message is one the functions accept
+        trigger.parse(json.loads(base64.b64decode(target["data"])), list(SOURCES))
 
 
 def test_no_public_iam_anywhere(mocks: Mocks) -> None:

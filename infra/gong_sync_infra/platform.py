@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
@@ -21,6 +21,10 @@ APIS = (
 
 HOURLY = "0 * * * *"
 HOURLY_MESSAGE = {"mode": "incremental"}
+# Reconciliation once a day, off the hour: it repairs what hourly runs cannot see (deletes
+# that never move the cursor, rows stamped before the lookback).
+DAILY = "30 3 * * *"
+DAILY_MESSAGE = {"mode": "verify", "fix": True}
 
 
 @dataclass
@@ -108,20 +112,26 @@ class Messaging(pulumi.ComponentResource):
 
 @dataclass
 class SchedulerArgs:
-    """The topic the hourly job publishes to."""
+    """The topic a job publishes to, when, and the trigger message it publishes."""
 
     topic_id: pulumi.Input[str]
     region: pulumi.Input[str]
     schedule: str = HOURLY
+    message: dict[str, object] = field(default_factory=lambda: dict(HOURLY_MESSAGE))
 
 
-class HourlyTrigger(pulumi.ComponentResource):
-    """Cloud Scheduler publishing {"mode": "incremental"} to the trigger topic every hour."""
+class ScheduledTrigger(pulumi.ComponentResource):
+    """Cloud Scheduler publishing a trigger message to the trigger topic on a schedule."""
 
     def __init__(
         self, name: str, args: SchedulerArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("gong-sync:platform:HourlyTrigger", name, None, opts)
+        # Its first name, kept as an alias: a stack deployed before does not replace the job.
+        renamed = pulumi.ResourceOptions(
+            aliases=[pulumi.Alias(type_="gong-sync:platform:HourlyTrigger")]
+        )
+        opts = pulumi.ResourceOptions.merge(opts, renamed)
+        super().__init__("gong-sync:platform:ScheduledTrigger", name, None, opts)
         self.job = gcp.cloudscheduler.Job(
             name,
             region=args.region,
@@ -129,7 +139,7 @@ class HourlyTrigger(pulumi.ComponentResource):
             time_zone="Etc/UTC",
             pubsub_target={
                 "topic_name": args.topic_id,
-                "data": base64.b64encode(json.dumps(HOURLY_MESSAGE).encode()).decode(),
+                "data": base64.b64encode(json.dumps(args.message).encode()).decode(),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -16,11 +16,13 @@ from gong_sync_infra.database import Database, DatabaseArgs
 from gong_sync_infra.functions import Deployment, FunctionArgs, SourceFunction
 from gong_sync_infra.observability import Observability, ObservabilityArgs
 from gong_sync_infra.platform import (
+    DAILY,
+    DAILY_MESSAGE,
     Apis,
     ApisArgs,
-    HourlyTrigger,
     Messaging,
     MessagingArgs,
+    ScheduledTrigger,
     SchedulerArgs,
     SecretArgs,
     StoredSecret,
@@ -65,7 +67,8 @@ class Stack:
     database: Database
     functions: dict[str, SourceFunction]
     alert: SourceFunction
-    scheduler: HourlyTrigger
+    scheduler: ScheduledTrigger
+    reconciliation: ScheduledTrigger
 
 
 # What Cloud Build needs to build a function as a custom account (Google's "Custom service
@@ -282,12 +285,17 @@ def build(config: StackConfig) -> Stack:
     )
     functions = _sync_functions(config, messaging, database, env, deployment, after_builder)
     alert = _alert_function(config, messaging, deployment, after_apis, after_builder)
-    scheduler = HourlyTrigger(
+    scheduler = ScheduledTrigger(
         "gong-sync-hourly", SchedulerArgs(messaging.trigger.id, config.region), opts=after_apis
+    )
+    reconciliation = ScheduledTrigger(
+        "gong-sync-daily-verify",
+        SchedulerArgs(messaging.trigger.id, config.region, DAILY, dict(DAILY_MESSAGE)),
+        opts=after_apis,
     )
     Observability(
         "observability",
         ObservabilityArgs(messaging.dead_letter.name, _alert_channels(config)),
         opts=after_apis,
     )
-    return Stack(messaging, database, functions, alert, scheduler)
+    return Stack(messaging, database, functions, alert, scheduler, reconciliation)

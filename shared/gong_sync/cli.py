@@ -113,6 +113,10 @@ def parser() -> argparse.ArgumentParser:
         help="a source to resync (repeatable)",
     )
     _add_scope(resync)
+    resync.add_argument(
+        "--verify", action="store_true", help="reconcile instead of sync (as the daily trigger)"
+    )
+    resync.add_argument("--fix", action="store_true", help="with --verify: repair the drift")
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     preflight = sub.add_parser(
@@ -278,12 +282,18 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def resync_trigger(args: argparse.Namespace) -> trigger.Trigger:
     """The trigger a `resync` command line asks for."""
+    mode: trigger.Mode = "incremental"
+    if args.verify:
+        mode = "verify"
+    elif args.full_refresh:
+        mode = "full_refresh"
     return trigger.Trigger(
         sources=tuple(args.sources),
-        mode="full_refresh" if args.full_refresh else "incremental",
+        mode=mode,
         since=args.since,
         until=args.until,
         ids=tuple(args.ids or ()),
+        fix=args.fix,
     )
 
 

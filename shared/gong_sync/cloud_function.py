@@ -7,7 +7,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from werkzeug.exceptions import InternalServerError
 
 from gong_sync import log as gs_log
-from gong_sync import migrate, runs, sources, state, sync, trigger
+from gong_sync import migrate, reconcile, runs, sources, state, sync, trigger, verify
 from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.errors import is_transient
@@ -123,18 +123,13 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs
             log.info("trigger names only %s; nothing to do", ", ".join(wanted.sources or ()))
             return None
         continuation = attributes.get("continuation") == "true"
-        explicit = bool(wanted.mode == "full_refresh" or wanted.since or wanted.until or wanted.ids)
-        age = _age_seconds(event)
-        # Only an hourly trigger (or its continuation) is superseded by the next one; a late
-        # explicit request is still what someone asked for, and no other trigger does it.
-        if age is not None and age > cloud.max_event_age_seconds and not explicit:
-            log.warning(
-                "dropping a trigger %.0f s old (max %.0f s): the next hourly one supersedes it",
-                age,
-                cloud.max_event_age_seconds,
-            )
+        explicit = _explicit(wanted)
+        if _stale(event, explicit, cloud):
             return None
         rt = rt or runtime()
+        if wanted.mode == "verify":
+            _reconcile(rt, source_name, wanted.fix)
+            return None
         options = _options(wanted, continuation, started, cloud)
         stats = _run_with_retries(rt, source_name, options)
         # Only a run reading every stream up to now covers an hourly trigger or a continuation;
@@ -144,6 +139,47 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs
         if stats.continuation_needed:
             _continue(rt, source_name, wanted)
         return stats
+
+
+def _explicit(wanted: trigger.Trigger) -> bool:
+    """Whether someone asked for this run: no later trigger would do its work."""
+    return bool(wanted.mode != "incremental" or wanted.since or wanted.until or wanted.ids)
+
+
+def _stale(event: Any, explicit: bool, cloud: CloudSettings) -> bool:
+    """An hourly trigger (or its continuation) older than the next one: superseded by it.
+
+    A late explicit request is still what someone asked for, and no other trigger does it.
+    """
+    age = _age_seconds(event)
+    if age is None or age <= cloud.max_event_age_seconds or explicit:
+        return False
+    log.warning(
+        "dropping a trigger %.0f s old (max %.0f s): the next hourly one supersedes it",
+        age,
+        cloud.max_event_age_seconds,
+    )
+    return True
+
+
+def _reconcile(rt: Runtime, source_name: str, fix: bool) -> None:
+    """The scheduled reconciliation: verify the source, and with fix repair it."""
+    try:
+        reconcile.reconcile(
+            sources.get(source_name), rt.settings, rt.reader, rt.connect, _sink_for(rt), fix
+        )
+    except verify.Busy as exc:
+        raise SourceBusy.logged(str(exc)) from None
+
+
+def _sink_for(rt: Runtime) -> Callable[[Connection], PubSubDeadLetterSink]:
+    """Dead letters to the topic, after the ledger (Postgres) has seen them."""
+    topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
+
+    def sink(conn: Connection) -> PubSubDeadLetterSink:
+        return PubSubDeadLetterSink(rt.publisher, topic, PostgresDeadLetterSink(conn))
+
+    return sink
 
 
 def _options(
@@ -199,11 +235,7 @@ def _why_give_up(
 
 def _run_with_retries(rt: Runtime, source_name: str, options: runs.RunOptions) -> runs.RunStats:
     """Run, retrying transient failures on a fresh connection; raise when they persist."""
-    topic = rt.settings.cloud.topic_path(rt.settings.cloud.dead_letter_topic)
-
-    def sink(conn: Connection) -> PubSubDeadLetterSink:
-        return PubSubDeadLetterSink(rt.publisher, topic, PostgresDeadLetterSink(conn))
-
+    sink = _sink_for(rt)
     for attempt in range(1, RETRIES + 1):
         try:
             return sync.run_source(

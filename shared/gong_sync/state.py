@@ -250,13 +250,25 @@ def _append_run(cur: Any, source: str, outcome: Mapping[str, Any]) -> None:
     )
 
 
+def record_verify(conn: Connection, source: str, outcome: Mapping[str, Any]) -> None:
+    """Record a reconciliation of a source: when, and the drift found, fixed and left."""
+    conn.cursor().execute(
+        "INSERT INTO sync_status (source, last_verified_at, last_verify)"
+        " VALUES (%s, now(), CAST(%s AS jsonb)) ON CONFLICT (source) DO UPDATE SET"
+        " last_verified_at = EXCLUDED.last_verified_at, last_verify = EXCLUDED.last_verify",
+        (source, json.dumps(outcome)),
+    )
+    conn.commit()
+
+
 def status(conn: Connection) -> list[dict[str, Any]]:
     """Every source's last run, with its per-stream watermarks."""
     cur = conn.cursor()
     cur.execute(
         "SELECT s.source, s.watermark, s.last_run_at, s.last_status, s.rows_read,"
         " s.rows_upserted, s.rows_unchanged, s.rows_deleted, s.rows_failed, s.bytes_processed,"
-        " s.bytes_billed, s.duration_seconds, s.error_details,"
+        " s.bytes_billed, s.duration_seconds, s.error_details, s.last_verified_at,"
+        " s.last_verify,"
         " (SELECT CAST(coalesce(sum(r.bytes_billed), 0) AS bigint) FROM sync_runs r"
         "  WHERE r.source = s.source AND r.finished_at > now() - interval '24 hours')"
         "  AS bytes_billed_24h,"

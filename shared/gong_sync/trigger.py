@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-Mode = Literal["incremental", "full_refresh"]
-FIELDS = ("sources", "mode", "since", "until", "ids")
+Mode = Literal["incremental", "full_refresh", "verify"]
+MODES: tuple[Mode, ...] = ("incremental", "full_refresh", "verify")
+FIELDS = ("sources", "mode", "since", "until", "ids", "fix")
 MAX_IDS = 10_000
 
 
@@ -45,6 +46,7 @@ class Trigger:
     since: datetime | None = None
     until: datetime | None = None
     ids: tuple[str, ...] = ()
+    fix: bool = False  # of a verify: repair the drift it finds
 
     def names(self, source: str) -> bool:
         """Whether this trigger asks for the given source."""
@@ -61,6 +63,8 @@ class Trigger:
             body["until"] = self.until.isoformat()
         if self.ids:
             body["ids"] = list(self.ids)
+        if self.fix:
+            body["fix"] = True
         return body
 
 
@@ -100,8 +104,15 @@ def parse(body: Mapping[str, Any] | Any, known_sources: Sequence[str]) -> Trigge
                 f"sources: unknown source {bad[0]!r}; known: {', '.join(known_sources)}"
             )
     mode = body.get("mode", "incremental")
-    if mode not in ("incremental", "full_refresh"):
-        raise BadMessage(f"mode: {mode!r} is not 'incremental' or 'full_refresh'")
+    if mode not in MODES:
+        raise BadMessage(f"mode: {mode!r} is not one of {', '.join(map(repr, MODES))}")
+    fix = body.get("fix", False)
+    if not isinstance(fix, bool):
+        raise BadMessage(f"fix: expected true or false, got {fix!r}")
+    if fix and mode != "verify":
+        raise BadMessage('fix: only a verify repairs; add "mode": "verify"')
+    if mode == "verify" and any(f in body for f in ("since", "until", "ids")):
+        raise BadMessage("mode: a verify compares whole tables; drop since, until and ids")
     since = _time("since", body["since"]) if "since" in body else None
     until = _time("until", body["until"]) if "until" in body else None
     if since and until and since > until:
@@ -109,7 +120,7 @@ def parse(body: Mapping[str, Any] | Any, known_sources: Sequence[str]) -> Trigge
     ids = _strings("ids", body["ids"], MAX_IDS) if "ids" in body else ()
     if ids and (sources is None or len(sources) != 1):
         raise BadMessage("ids: name exactly one source in sources, since ids belong to one")
-    return Trigger(sources, mode, since, until, ids)
+    return Trigger(sources, mode, since, until, ids, fix)
 
 
 # Real Pub/Sub leaves `data` out of a push body for a message with attributes only, and

@@ -259,6 +259,10 @@ def verify_source(
     return Verifier(source, settings, reader, conn).run(sample)
 
 
+class Busy(RuntimeError):
+    """Another run holds the source's lock: repair later (a redelivery does)."""
+
+
 def fix(
     source: Source,
     report: SourceReport,
@@ -272,7 +276,7 @@ def fix(
     try:
         # covers=False: deleting extras is not an hourly run's work; a trigger must come back.
         if not state.try_lock(conn, source.name, covers=False):
-            raise RuntimeError(f"a sync of {source.name} is running; run verify --fix again later")
+            raise Busy(f"a sync of {source.name} is running; run verify --fix again later")
         try:
             for t in report.targets:
                 if t.extra or t.orphans:

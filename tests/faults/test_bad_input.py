@@ -355,7 +355,7 @@ def test_bad_triggers_are_rejected_and_a_good_one_still_lands_everything(
     since = f"2026-11-01T00:00:00Z{INJECTION}"
     bad: list[tuple[bytes | str, str]] = [
         (b'{"sources": ["calls"], "mdoe": "full_refresh"}',
-         "mdoe: unknown field; allowed: sources, mode, since, until, ids"),
+         "mdoe: unknown field; allowed: sources, mode, since, until, ids, fix"),
         ("%%% not base64", "data: not valid base64"),
         (b'{"sources": ["calls"', "data: not valid JSON"),
         (b"\xff\xfe{}", "data: not valid JSON"),
@@ -364,7 +364,7 @@ def test_bad_triggers_are_rejected_and_a_good_one_still_lands_everything(
         (json.dumps({"sources": [INJECTION]}).encode(),
          f"sources: unknown source {INJECTION!r}; known: {', '.join(sources.SOURCES)}"),
         (json.dumps({"mode": INJECTION}).encode(),
-         f"mode: {INJECTION!r} is not 'incremental' or 'full_refresh'"),
+         f"mode: {INJECTION!r} is not one of 'incremental', 'full_refresh', 'verify'"),
     ]  # fmt: skip
     for raw, _ in bad:
         assert post("sync_calls", _trigger(raw)).status_code == 200  # acked: never retried

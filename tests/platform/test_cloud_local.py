@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,14 @@ from gong_sync import sources, trigger
 from gong_sync.local import demo_data
 from gong_sync.local.pubsub_emulator import emulator_binary
 from gong_sync.settings import BigQuerySettings, ConfigError, Settings
+from gong_sync_infra import platform
 from gong_sync_infra.cloud_local import log_entries, workspace
 from gong_sync_infra.cloud_local.cloud_run import CloudRunService, Code
 from gong_sync_infra.cloud_local.harness import CloudLocal, HarnessOptions
 from gong_sync_infra.cloud_local.program import Function
 from tests import test_demo_content as content
 from tests.conftest import Env, reachable_tmp, require, run_cli
-from tests.factories import dml
+from tests.factories import call, dml, insert
 
 pytestmark = pytest.mark.services  # it starts its own: the harness
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,8 +271,11 @@ def test_the_harness_runs_the_programs_functions_with_gen2s_environment(
     assert {s.name for s in cloud.topology.subscriptions} >= {
         f"gong-sync-sync-{s}" for s in SOURCES
     }
-    (schedule,) = cloud.topology.schedules
-    assert (schedule.topic, json.loads(schedule.data)) == ("sync-trigger", {"mode": "incremental"})
+    schedules = {s.schedule: (s.topic, json.loads(s.data)) for s in cloud.topology.schedules}
+    assert schedules == {
+        platform.HOURLY: ("sync-trigger", {"mode": "incremental"}),
+        platform.DAILY: ("sync-trigger", {"mode": "verify", "fix": True}),
+    }
 
 
 def test_check_live_passes_against_the_deployed_topology(cloud: CloudLocal) -> None:
@@ -288,3 +293,39 @@ def test_check_live_passes_against_the_deployed_topology(cloud: CloudLocal) -> N
         # The demo holds deletes the cursor cannot see: drift reconciliation repairs.
         assert verified["level"] == "ok" or "verify --fix" in verified["message"], verified
     assert findings["pubsub sync-trigger"]["level"] == "ok"
+
+
+def test_the_daily_reconciliation_repairs_what_hourly_runs_cannot_see(
+    cloud: CloudLocal,
+) -> None:
+    """An invisible delete and a row stamped before the lookback: the daily verify fixes both."""
+    cloud.tick()  # synced first (a no-op when an earlier test already did)
+    _wait(lambda: all(_finished(cloud, s) for s in SOURCES), 600, "every source to be synced")
+    _wait(lambda: cloud.idle(5), 120, "the functions to be idle")
+    env = _env(cloud)
+    project, gong = cloud.bigquery.project, cloud.datasets["gong"]
+    (gone,) = env.query("SELECT gong_call_id FROM calls c WHERE EXISTS (SELECT 1 FROM"
+                        " transcripts t WHERE t.gong_call_id = c.gong_call_id)"
+                        " ORDER BY 1 LIMIT 1")[0]  # fmt: skip
+    # Deleted in Fivetran without _fivetran_synced moving: no cursor sees it.
+    dml(cloud.bigquery, f"UPDATE `{project}.{gong}.call` SET _fivetran_deleted = TRUE"
+        " WHERE id = @id", id=gone)  # fmt: skip
+    # Landed late, stamped a day before anything the watermarks' lookback reads.
+    stamp = demo_data.BASE_INSTANT - demo_data.SYNC_WINDOW - timedelta(days=1)
+    insert(cloud.bigquery, cloud.datasets, "call", [call("late-arrival", stamp)])
+    cloud.tick()  # an hourly run sees neither
+    _wait(lambda: cloud.idle(5), 300, "the hourly runs")
+    assert env.query("SELECT count(*) FROM calls WHERE gong_call_id = %s", gone) == [(1,)]
+    assert env.query("SELECT count(*) FROM calls WHERE gong_call_id = 'late-arrival'") == [(0,)]
+
+    cloud.tick(platform.DAILY)
+    _wait(lambda: len(env.query("SELECT 1 FROM sync_status WHERE last_verified_at IS NOT NULL"))
+          == len(SOURCES), 600, "every source's reconciliation")  # fmt: skip
+    assert env.query("SELECT count(*) FROM calls WHERE gong_call_id = %s", gone) == [(0,)]
+    assert env.query("SELECT count(*) FROM transcripts WHERE gong_call_id = %s", gone) == [(0,)]
+    assert env.query("SELECT count(*) FROM calls WHERE gong_call_id = 'late-arrival'") == [(1,)]
+    (calls,) = env.query("SELECT last_verify FROM sync_status WHERE source = 'calls'")[0]
+    assert calls["fixed"] is True
+    assert calls["remaining"] == {}
+    for source in SOURCES:  # nothing left: every source agrees with BigQuery
+        assert env.verify(source).clean, source

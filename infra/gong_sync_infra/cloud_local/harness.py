@@ -36,6 +36,7 @@ from gong_sync.local.secret_manager_standin import SecretManagerStandIn
 from gong_sync.local.slack_standin import SlackStandIn
 from gong_sync.postgres_writer import ident
 from gong_sync.settings import BigQuerySettings, PostgresSettings
+from gong_sync_infra import platform
 from gong_sync_infra.cloud_local import log_entries, program, pubsub_filter, workspace
 from gong_sync_infra.cloud_local.cloud_run import PENDING_SECONDS, CloudRunService, Code, Served
 from gong_sync_infra.stack import StackConfig
@@ -317,10 +318,12 @@ class CloudLocal:
             future = publisher.publish(self.topic_path(topic), data, **attributes)
             return str(future.result(timeout=30))
 
-    def tick(self) -> list[str]:
-        """What Cloud Scheduler does when a job fires: publish its payload."""
-        return [self.publish(job.topic, job.data, **job.attributes)
-                for job in self.topology.schedules]  # fmt: skip
+    def tick(self, cron: str = platform.HOURLY) -> list[str]:
+        """What Cloud Scheduler does when the jobs of this schedule fire: publish each payload."""
+        jobs = [job for job in self.topology.schedules if job.schedule == cron]
+        if not jobs:
+            raise ValueError(f"no job of the program runs on {cron!r}")
+        return [self.publish(job.topic, job.data, **job.attributes) for job in jobs]
 
     @property
     def served(self) -> list[Served]:
