@@ -46,10 +46,17 @@ cloud-local: $(STAMP)
 lock: $(STAMP)
 	cd infra && ../$(BIN)/python -m gong_sync_infra.runtime_lock
 
+# actionlint checks .github/workflows (expressions, action inputs, the reusable workflow's
+# inputs) and runs shellcheck on every `run:` script. pulumi/actions sets one step output per
+# stack output, which its action.yml cannot declare: those three are let through here, and
+# tests/test_workflows.py checks them against the outputs infra/__main__.py exports.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check shared tests functions infra bench
 	$(BIN)/mypy
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck \
+		-ignore 'property "(trigger_topic|dead_letter_topic|cloud_sql_connection_name)" is not defined in object type \{output: string\}' \
+		.github/workflows/*.yml
 
 clean:
 	rm -rf $(VENV) .local

@@ -1,4 +1,5 @@
-"""Pulumi's project-config rules, applied to infra/Pulumi.yaml and the README's first deploy.
+"""Pulumi's project-config rules, applied to infra/Pulumi.yaml, the README's first deploy and
+the committed stack files (infra/Pulumi.<stack>.yaml).
 
 The rules are restated from Pulumi's own source, since the CLI cannot be installed here:
 `Project.Validate` (sdk/go/common/workspace/project.go) refuses the project file itself, so
@@ -161,3 +162,70 @@ def test_the_default_sources_are_the_registry() -> None:
     program = (ROOT / "infra" / "__main__.py").read_text()
     assert 'config.get_object("sources") or StackConfig.sources' in program
     assert list(StackConfig.sources) == list(sources.SOURCES)
+
+
+# --- the committed stacks: infra/Pulumi.<stack>.yaml -------------------------------------------
+
+STACKS = ("dev", "staging", "prod")
+PROVIDER_KEYS = ("gcp:project", "gcp:region")  # the provider keys the program and README use
+
+
+def stack_file(name: str) -> dict[str, tuple[Any, bool]]:
+    """A stack file's config as Pulumi reads it: key -> (value, is ciphertext)."""
+    doc = yaml.safe_load((ROOT / "infra" / f"Pulumi.{name}.yaml").read_text())
+    stack: dict[str, tuple[Any, bool]] = {}
+    for key, value in (doc.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            stack[key] = (value["secure"], True)  # what `pulumi config set --secret` writes
+        else:  # text as `pulumi config set` writes it, or a YAML-typed value (a list, a bool)
+            stack[key] = (value, False)
+    return stack
+
+
+def undeclared(project: Spec, stack: dict[str, tuple[Any, bool]]) -> list[str]:
+    """Keys a stack sets that Pulumi.yaml does not declare: the program never reads them."""
+    declared = set(_specs(project)) | set(PROVIDER_KEYS)
+    return sorted(set(stack) - declared)
+
+
+def unset_secrets(project: Spec, errors: list[str]) -> list[str]:
+    """The errors left once the secrets each user sets with `--secret` are accounted for."""
+    secret = {key for key, spec in _specs(project).items() if spec.get("secret")}
+    waived = {f"Stack is missing configuration value '{key}'" for key in secret}
+    return [e for e in errors if e not in waived]
+
+
+def test_every_stack_file_passes_pulumi_rules_but_for_the_secrets_users_set() -> None:
+    """Declared keys only, of their types; secrets only as ciphertext or not yet set."""
+    project = _pulumi_yaml()
+    for name in STACKS:
+        stack = stack_file(name)
+        assert undeclared(project, stack) == [], name
+        assert unset_secrets(project, stack_errors(project, stack)) == [], name
+        assert all(key in stack for key in PROVIDER_KEYS), name
+
+
+def test_only_prod_protects_its_database_and_ci_finds_what_it_reads() -> None:
+    """`production` (deletion protection) on prod alone; deploy.yml reads the datasets here."""
+    production = {n: str(stack_file(n)["gong-sync:production"][0]).lower() for n in STACKS}
+    assert production == {"dev": "false", "staging": "false", "prod": "true"}
+    for name in ("staging", "prod"):  # read by .github/workflows/deploy.yml
+        assert {"gong-sync:gongDataset", "gong-sync:salesforceDataset"} <= set(stack_file(name))
+
+
+def test_the_stack_rules_refuse_a_typo_a_wrong_type_and_a_clear_secret() -> None:
+    """The checks above can fail."""
+    project = _pulumi_yaml()
+    assert undeclared(project, {"gong-sync:sqlTeir": ("db-f1-micro", False)}) == [
+        "gong-sync:sqlTeir"
+    ]
+    assert undeclared(project, {"gcp:zone": ("europe-west1-b", False)}) == ["gcp:zone"]
+    typed = stack_errors(project, {"gong-sync:production": ("yes", False)})
+    assert unset_secrets(project, typed) == [
+        "configuration key 'gong-sync:production' must be of type 'boolean'"
+    ]
+    clear = stack_errors(project, {"gong-sync:slackWebhookUrl": ("https://hooks.x", False)})
+    assert unset_secrets(project, clear) == [
+        "configuration key 'gong-sync:slackWebhookUrl' must be encrypted as it's secret"
+    ]
+    assert unset_secrets(project, stack_errors(project, {})) == []
