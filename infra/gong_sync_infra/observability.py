@@ -35,31 +35,11 @@ class Observability(pulumi.ComponentResource):
         label: list[gcp.logging.MetricMetricDescriptorLabelArgsDict] = [
             {"key": "source", "value_type": "STRING"}
         ]
-        self.rows = gcp.logging.Metric(
-            "gong-sync-rows-synced",
-            name="gong_sync/rows_synced",
-            filter=RUN_LINE,
-            metric_descriptor={"metric_kind": "DELTA", "value_type": "DISTRIBUTION",
-                               "unit": "1", "labels": label},
-            value_extractor="EXTRACT(jsonPayload.run.rows_upserted)",
-            bucket_options={"exponential_buckets": {"num_finite_buckets": 32,
-                                                    "growth_factor": 2, "scale": 1}},
-            label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
-            opts=child,
-        )  # fmt: skip
+        self.rows = _per_run_distribution("rows-synced", "rows_upserted", "1", 32, label, child)
         # What BigQuery billed each run (README, Cost): a scan that grows shows up here first.
-        self.bytes_billed = gcp.logging.Metric(
-            "gong-sync-bytes-billed",
-            name="gong_sync/bytes_billed",
-            filter=RUN_LINE,
-            metric_descriptor={"metric_kind": "DELTA", "value_type": "DISTRIBUTION",
-                               "unit": "By", "labels": label},
-            value_extractor="EXTRACT(jsonPayload.run.bytes_billed)",
-            bucket_options={"exponential_buckets": {"num_finite_buckets": 40,
-                                                    "growth_factor": 2, "scale": 1}},
-            label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
-            opts=child,
-        )  # fmt: skip
+        self.bytes_billed = _per_run_distribution(
+            "bytes-billed", "bytes_billed", "By", 40, label, child
+        )
         self.successes = gcp.logging.Metric(
             "gong-sync-successful-runs",
             name="gong_sync/successful_runs",
@@ -161,6 +141,29 @@ def _any_in_5_min(
             "aggregations": [{"alignment_period": "300s", "per_series_aligner": "ALIGN_SUM"}],
         },
     }
+
+
+def _per_run_distribution(
+    name: str,
+    field: str,
+    unit: str,
+    buckets: int,
+    label: list[gcp.logging.MetricMetricDescriptorLabelArgsDict],
+    opts: pulumi.ResourceOptions,
+) -> gcp.logging.Metric:
+    """A field of each run's summary line, as a distribution per source (power-of-2 buckets)."""
+    return gcp.logging.Metric(
+        f"gong-sync-{name}",
+        name=f"gong_sync/{name.replace('-', '_')}",
+        filter=RUN_LINE,
+        metric_descriptor={"metric_kind": "DELTA", "value_type": "DISTRIBUTION",
+                           "unit": unit, "labels": label},
+        value_extractor=f"EXTRACT(jsonPayload.run.{field})",
+        bucket_options={"exponential_buckets": {"num_finite_buckets": buckets,
+                                                "growth_factor": 2, "scale": 1}},
+        label_extractors={"source": "EXTRACT(jsonPayload.run.source)"},
+        opts=opts,
+    )  # fmt: skip
 
 
 def _chart(title: str, metric: str, aligner: str) -> dict[str, object]:

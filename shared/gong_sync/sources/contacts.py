@@ -6,7 +6,8 @@ the email is stored trimmed and lower-cased, as `emails` stores its addresses.
 
 from __future__ import annotations
 
-from gong_sync.declarations import Column, Source, Stream, Target, Touch, deleted, live
+from gong_sync.declarations import Column, Source, Stream, Target, deleted, live
+from gong_sync.sources.salesforce import account_and_owner_streams
 
 CONTACTS = Target(
     table="contacts",
@@ -46,30 +47,8 @@ SOURCE = Source(
             cursor="system_modstamp",
             drives="contacts",
         ),
-        # An account renamed or deleted changes account_name of its contacts.
-        Stream(
-            table="account",
-            alias="a",
-            key=("id",),
-            touches=(
-                Touch(
-                    "contacts",
-                    lookup_sql="SELECT id AS k FROM {contact} WHERE account_id IN UNNEST(@ids)",
-                ),
-            ),
-        ),
-        # An owner's changed email changes owner_email of the contacts they own.
-        Stream(
-            table="user",
-            alias="u",
-            key=("id",),
-            touches=(
-                Touch(
-                    "contacts",
-                    lookup_sql="SELECT id AS k FROM {contact} WHERE owner_id IN UNNEST(@ids)",
-                ),
-            ),
-        ),
+        # A renamed account, or an owner with a new email, changes these rows.
+        *account_and_owner_streams("contacts", "contact"),
     ),
     targets=(CONTACTS,),
     datasets={"contact": "salesforce", "account": "salesforce", "user": "salesforce"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gong_sync.declarations import Column, Source, Stream, Target, Touch, deleted, live
+from gong_sync.sources.salesforce import account_and_owner_streams
 
 OPPORTUNITIES = Target(
     table="opportunities",
@@ -76,29 +77,8 @@ SOURCE = Source(
             cursor="system_modstamp",
             drives="opportunities",
         ),
-        # An account renamed or deleted changes account_name of its opportunities.
-        Stream(
-            table="account",
-            alias="a",
-            key=("id",),
-            touches=(
-                Touch(
-                    "opportunities",
-                    lookup_sql="SELECT id AS k FROM {opportunity} WHERE account_id IN UNNEST(@ids)",
-                ),
-            ),
-        ),
-        Stream(
-            table="user",
-            alias="u",
-            key=("id",),
-            touches=(
-                Touch(
-                    "opportunities",
-                    lookup_sql="SELECT id AS k FROM {opportunity} WHERE owner_id IN UNNEST(@ids)",
-                ),
-            ),
-        ),
+        # A renamed account, or an owner with a new email, changes these rows.
+        *account_and_owner_streams("opportunities", "opportunity"),
     ),
     targets=(OPPORTUNITIES,),
     datasets={"opportunity": "salesforce", "account": "salesforce", "user": "salesforce"},
