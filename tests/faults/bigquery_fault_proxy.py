@@ -37,64 +37,7 @@ class FaultProxy(BackgroundHTTPServer):
         self.abandoned = 0  # held responses whose client closed the connection (timed out)
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
-                own = proxy.answer(self.command, self.path, body)
-                if own is not None:
-                    self._send(*own)
-                    return
-                fault = proxy._next_fault(self.path)
-                if fault == "drop":
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                if isinstance(fault, int):
-                    self._send(
-                        fault, b'{"error": {"code": %d, "message": "injected fault"}}' % fault
-                    )
-                    return
-                upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                upstream.request(self.command, self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                data = response.read()
-                upstream.close()
-                if proxy.match in self.path:
-                    for old, new in proxy.rewrite.items():
-                        data = data.replace(old, new)
-                data = proxy.edit(self.command, self.path, body, data)
-                if fault == "hang":
-                    # The emulator did the work (a job may now exist); the client never hears.
-                    proxy._hold(self.connection)
-                    self.close_connection = True
-                    return
-                self.send_response(response.status)
-                for key, value in response.getheaders():
-                    if key.lower() not in ("transfer-encoding", "content-length", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _send(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        super().__init__(Handler)
+        super().__init__(_handler_for(self))
 
     def answer(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes] | None:
         """A response of the stand-in's own instead of the emulator's (None: forward)."""
@@ -134,3 +77,69 @@ class FaultProxy(BackgroundHTTPServer):
     ) -> None:
         self._closing.set()  # release held responses, so shutdown does not wait for them
         super().__exit__(kind, exc, tb)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Forwards a request, unless the plan or the stand-in answers it."""
+
+    protocol_version = "HTTP/1.1"
+    proxy: FaultProxy  # set per proxy by _handler_for
+
+    def _forward(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        own = self.proxy.answer(self.command, self.path, body)
+        if own is not None:
+            self._send(*own)
+            return
+        fault = self.proxy._next_fault(self.path)
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if isinstance(fault, int):
+            self._send(fault, b'{"error": {"code": %d, "message": "injected fault"}}' % fault)
+            return
+        status, response_headers, data = self._upstream(body)
+        if self.proxy.match in self.path:
+            for old, new in self.proxy.rewrite.items():
+                data = data.replace(old, new)
+        data = self.proxy.edit(self.command, self.path, body, data)
+        if fault == "hang":
+            # The emulator did the work (a job may now exist); the client never hears.
+            self.proxy._hold(self.connection)
+            self.close_connection = True
+            return
+        self.send_response(status)
+        for key, value in response_headers:
+            if key.lower() not in ("transfer-encoding", "content-length", "connection"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _upstream(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
+        upstream = http.client.HTTPConnection(self.proxy.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        upstream.request(self.command, self.path, body=body, headers=headers)
+        response = upstream.getresponse()
+        data = response.read()
+        upstream.close()
+        return response.status, response.getheaders(), data
+
+    def _send(self, status: int, payload: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    """The request handler class of one proxy."""
+    return type("Handler", (_Handler,), {"proxy": proxy})

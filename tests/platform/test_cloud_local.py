@@ -99,34 +99,7 @@ def test_a_full_refresh_through_continuations_with_ticks_and_a_resync_is_exact(
 ) -> None:
     """Everything the platform does to our messages, and nothing lost or run twice."""
     demo = demo_data.generate(1)
-    full = trigger.Trigger(mode="full_refresh")
-    cloud.publish("sync-trigger", json.dumps(full.to_json()).encode(),
-                  **trigger.attributes_for(full.sources))  # fmt: skip
-    stop_ticks = threading.Event()
-
-    def ticks() -> None:  # the scheduler, firing often while the chains run
-        while not stop_ticks.wait(4):
-            cloud.tick()
-
-    ticker = threading.Thread(target=ticks, daemon=True)
-    ticker.start()
-    try:
-        # Once the first calls run has read the oldest call, change that call where no
-        # cursor moves: only an explicit ids resync brings it over.
-        _wait(lambda: any(r["source"] == "calls" and r["continuation_needed"]
-                          for r in _runs(cloud)), 300, "the first calls continuation")  # fmt: skip
-        oldest = min(demo["call"], key=lambda c: (c["_fivetran_synced"], c["id"]))
-        project, gong = cloud.bigquery.project, cloud.datasets["gong"]
-        dml(cloud.bigquery, f"UPDATE `{project}.{gong}.call` SET title = 'resynced' "
-            "WHERE id = @id", id=oldest["id"])  # fmt: skip
-        oldest["title"] = "resynced"
-        ids = trigger.Trigger(sources=("calls",), ids=(oldest["id"],))
-        resync = cloud.publish("sync-trigger", json.dumps(ids.to_json()).encode(),
-                               **trigger.attributes_for(ids.sources))  # fmt: skip
-        _wait(lambda: all(_finished(cloud, s) for s in SOURCES), 600, "every chain to end")
-    finally:
-        stop_ticks.set()
-        ticker.join()
+    resync = _refresh_with_ticks_and_a_resync(cloud, demo)
     # A request for a busy source is redelivered with the policy's backoff (10 s doubling):
     # wait for its answer, then for every other redelivery.
     _wait(lambda: any(s.message_id == resync and s.status == 200 for s in cloud.served),
@@ -146,7 +119,46 @@ def test_a_full_refresh_through_continuations_with_ticks_and_a_resync_is_exact(
         spans = sorted((_end(r) - r["duration_seconds"], _end(r)) for r in mine)
         for (_, before), (after, _) in itertools.pairwise(spans):
             assert after >= before, f"two {source} runs at once"
-    # The platform kept every message: no 429, nothing dead-lettered but the bad records.
+    _assert_everything_kept(cloud, demo)
+
+
+def _refresh_with_ticks_and_a_resync(cloud: CloudLocal, demo: dict[str, Any]) -> str:
+    """A full refresh of every source, ticks while its chains run, and an ids resync mid-way.
+
+    Once the first calls run has read the oldest call, that call changes where no cursor
+    moves: only the explicit ids resync (its message id is returned) brings it over.
+    """
+    full = trigger.Trigger(mode="full_refresh")
+    cloud.publish("sync-trigger", json.dumps(full.to_json()).encode(),
+                  **trigger.attributes_for(full.sources))  # fmt: skip
+    stop_ticks = threading.Event()
+
+    def ticks() -> None:  # the scheduler, firing often while the chains run
+        while not stop_ticks.wait(4):
+            cloud.tick()
+
+    ticker = threading.Thread(target=ticks, daemon=True)
+    ticker.start()
+    try:
+        _wait(lambda: any(r["source"] == "calls" and r["continuation_needed"]
+                          for r in _runs(cloud)), 300, "the first calls continuation")  # fmt: skip
+        oldest = min(demo["call"], key=lambda c: (c["_fivetran_synced"], c["id"]))
+        project, gong = cloud.bigquery.project, cloud.datasets["gong"]
+        dml(cloud.bigquery, f"UPDATE `{project}.{gong}.call` SET title = 'resynced' "
+            "WHERE id = @id", id=oldest["id"])  # fmt: skip
+        oldest["title"] = "resynced"
+        ids = trigger.Trigger(sources=("calls",), ids=(oldest["id"],))
+        resync = cloud.publish("sync-trigger", json.dumps(ids.to_json()).encode(),
+                               **trigger.attributes_for(ids.sources))  # fmt: skip
+        _wait(lambda: all(_finished(cloud, s) for s in SOURCES), 600, "every chain to end")
+    finally:
+        stop_ticks.set()
+        ticker.join()
+    return resync
+
+
+def _assert_everything_kept(cloud: CloudLocal, demo: dict[str, Any]) -> None:
+    """No 429, nothing dead-lettered but bad records, content exact, alerts one per page."""
     assert [s for s in cloud.served if s.status == 429] == []
     letters = _pull(cloud, "sync-dead-letter-archive")
     assert [dict(m.attributes) for m in letters
