@@ -20,9 +20,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/gong-sync run $(ARGS)
 
-## Lint, type-check and run the whole test suite.
+## Lint, type-check and run the whole test suite, on two workers (pytest-xdist). A module's
+## tests share one worker (--dist loadscope): the platform harness starts once, not per worker.
 test: $(STAMP) lint
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n 2 --dist loadscope $(ARGS)
 
 ## The unit layer alone: every test that needs no Postgres, emulator or harness (seconds).
 test-fast: $(STAMP)

@@ -2,19 +2,23 @@
 
 Each test in this folder is one scenario. It compares Postgres with what BigQuery holds
 through the `matrix` fixture, which counts the rows compared, lost and duplicated. At the end
-of the session one line per scenario and a total are printed.
+of the session one line per scenario and a total are printed. Each scenario travels on its
+test's teardown report, so the summary is whole under `pytest -n 2` too (xdist's workers
+send reports, with their user_properties, to the process that prints the summary).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Iterator
 
 import pytest
 
 from tests.faults.matrix import Scenario
 
-_SCENARIOS = pytest.StashKey[list[Scenario]]()
 _OWN = pytest.StashKey[Scenario]()
+_PROPERTY = "fault_scenario"
+_SCENARIOS: list[Scenario] = []  # as reported, in the process that prints the summary
 
 
 def _name(item: pytest.Item) -> str:
@@ -27,7 +31,6 @@ def _name(item: pytest.Item) -> str:
 def matrix(request: pytest.FixtureRequest) -> Iterator[Scenario]:
     """This test's scenario: compare through it, so the summary shows what was checked."""
     scenario = Scenario(_name(request.node))
-    request.config.stash.setdefault(_SCENARIOS, []).append(scenario)
     request.node.stash[_OWN] = scenario
     yield scenario
     if scenario.outcome == "passed" and scenario.checks == 0:
@@ -45,14 +48,21 @@ def pytest_runtest_makereport(
         scenario.outcome = "FAILED"
     elif scenario is not None and report.skipped and report.when in ("setup", "call"):
         scenario.outcome = "skipped"
+    if scenario is not None and report.when == "teardown":
+        report.user_properties.append((_PROPERTY, dataclasses.asdict(scenario)))
     return report
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == _PROPERTY:
+            _SCENARIOS.append(Scenario(**value))
 
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
-    scenarios = config.stash.get(_SCENARIOS, [])
-    ran = [s for s in scenarios if s.outcome != "skipped"]
+    ran = [s for s in _SCENARIOS if s.outcome != "skipped"]
     if not ran:
         return
     tr = terminalreporter
