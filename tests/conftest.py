@@ -294,3 +294,40 @@ def cloud(env: Env, pubsub_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     )  # fmt: skip
     cloud_function.runtime.cache_clear()
     alerting.alert_settings.cache_clear()
+
+
+# The fault matrix's summary (tests/faults): gathered from every test's report here, in the
+# root conftest, which the process that prints the summary loads (xdist's controller too).
+_SCENARIOS: list[Any] = []  # tests.faults.matrix.Scenario, imported late: it imports us
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    from tests.faults.matrix import SUMMARY_PROPERTY, Scenario
+
+    for key, value in report.user_properties:
+        if key == SUMMARY_PROPERTY:
+            _SCENARIOS.append(Scenario(**value))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    ran = [s for s in _SCENARIOS if s.outcome != "skipped"]
+    if not ran:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "fault matrix")
+    width = max(len(s.name) for s in ran)
+    for s in ran:
+        flag = "" if s.outcome == "passed" else f"  {s.outcome}"
+        note = f"  ({s.note})" if s.note else ""
+        tr.write_line(
+            f"{s.name:<{width}}  {s.checked:>6} rows checked, lost {s.lost},"
+            f" duplicated {s.duplicated}{flag}{note}"
+        )
+    failed = sum(s.outcome != "passed" for s in ran)
+    tr.write_line(
+        f"fault matrix: {len(ran)} scenarios run{f' ({failed} FAILED)' if failed else ''},"
+        f" {sum(s.checked for s in ran)} rows checked, lost {sum(s.lost for s in ran)},"
+        f" duplicated {sum(s.duplicated for s in ran)}"
+    )

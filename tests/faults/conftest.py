@@ -2,9 +2,9 @@
 
 Each test in this folder is one scenario. It compares Postgres with what BigQuery holds
 through the `matrix` fixture, which counts the rows compared, lost and duplicated. At the end
-of the session one line per scenario and a total are printed. Each scenario travels on its
-test's teardown report, so the summary is whole under `pytest -n 2` too (xdist's workers
-send reports, with their user_properties, to the process that prints the summary).
+of the session one line per scenario and a total are printed (tests/conftest.py: the root
+conftest is the one the process printing the summary loads, xdist's controller included).
+Each scenario travels on its test's teardown report, with its user_properties.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.faults.matrix import Scenario
+from tests.faults.matrix import SUMMARY_PROPERTY, Scenario
 
 _OWN = pytest.StashKey[Scenario]()
-_PROPERTY = "fault_scenario"
-_SCENARIOS: list[Scenario] = []  # as reported, in the process that prints the summary
 
 
 def _name(item: pytest.Item) -> str:
@@ -49,35 +47,5 @@ def pytest_runtest_makereport(
     elif scenario is not None and report.skipped and report.when in ("setup", "call"):
         scenario.outcome = "skipped"
     if scenario is not None and report.when == "teardown":
-        report.user_properties.append((_PROPERTY, dataclasses.asdict(scenario)))
+        report.user_properties.append((SUMMARY_PROPERTY, dataclasses.asdict(scenario)))
     return report
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for key, value in report.user_properties:
-        if key == _PROPERTY:
-            _SCENARIOS.append(Scenario(**value))
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
-) -> None:
-    ran = [s for s in _SCENARIOS if s.outcome != "skipped"]
-    if not ran:
-        return
-    tr = terminalreporter
-    tr.write_sep("=", "fault matrix")
-    width = max(len(s.name) for s in ran)
-    for s in ran:
-        flag = "" if s.outcome == "passed" else f"  {s.outcome}"
-        note = f"  ({s.note})" if s.note else ""
-        tr.write_line(
-            f"{s.name:<{width}}  {s.checked:>6} rows checked, lost {s.lost},"
-            f" duplicated {s.duplicated}{flag}{note}"
-        )
-    failed = sum(s.outcome != "passed" for s in ran)
-    tr.write_line(
-        f"fault matrix: {len(ran)} scenarios run{f' ({failed} FAILED)' if failed else ''},"
-        f" {sum(s.checked for s in ran)} rows checked, lost {sum(s.lost for s in ran)},"
-        f" duplicated {sum(s.duplicated for s in ran)}"
-    )

@@ -59,6 +59,10 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+# The teardown report property that carries a scenario to the summary (tests/conftest.py).
+SUMMARY_PROPERTY = "fault_scenario"
+
+
 @dataclass
 class Scenario:
     """One fault scenario's line in the summary, summed over its exact checks."""
