@@ -126,6 +126,18 @@ def contact(cid: str | None, modstamp: Any, **over: Any) -> dict[str, Any]:
     return row
 
 
+def insert_account_and_owner(client: bigquery.Client, datasets: dict[str, str]) -> None:
+    """Salesforce account 001A (Acme) and user 005A (Ann), both live: what rows join to."""
+    insert(client, datasets, "account", [
+        {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
+         "_fivetran_deleted": False},
+    ])  # fmt: skip
+    insert(client, datasets, "user", [
+        {"id": "005A", "name": "Ann", "email": "Ann@Seller.example", "_fivetran_synced": at(0),
+         "_fivetran_deleted": False},
+    ])  # fmt: skip
+
+
 def insert(
     client: bigquery.Client,
     datasets: dict[str, str],

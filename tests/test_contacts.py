@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from tests.conftest import Env
-from tests.factories import at, contact, dml, insert
+from tests.factories import at, contact, dml, insert, insert_account_and_owner
 
 ROWS = "SELECT contact_id, account_name, owner_email, email FROM contacts ORDER BY 1"
 
 
 def _seed(env: Env) -> None:
-    insert(env.bq, env.datasets, "account", [
-        {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
-         "_fivetran_deleted": False},
-    ])  # fmt: skip
-    insert(env.bq, env.datasets, "user", [
-        {"id": "005A", "name": "Ann", "email": "Ann@Seller.example", "_fivetran_synced": at(0),
-         "_fivetran_deleted": False},
-    ])  # fmt: skip
+    insert_account_and_owner(env.bq, env.datasets)
     insert(env.bq, env.datasets, "contact", [
         contact("003A", at(0), email=" Pat@Buyer.Example "),
         contact("003B", at(0), is_deleted=None, _fivetran_deleted=None),

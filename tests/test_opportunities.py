@@ -8,18 +8,11 @@ from decimal import Decimal
 import pytest
 
 from tests.conftest import Env
-from tests.factories import at, dml, insert, opportunity
+from tests.factories import at, dml, insert, insert_account_and_owner, opportunity
 
 
 def _seed(env: Env) -> None:
-    insert(env.bq, env.datasets, "account", [
-        {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
-         "_fivetran_deleted": False},
-    ])  # fmt: skip
-    insert(env.bq, env.datasets, "user", [
-        {"id": "005A", "name": "Ann", "email": "Ann@Seller.example", "_fivetran_synced": at(0),
-         "_fivetran_deleted": False},
-    ])  # fmt: skip
+    insert_account_and_owner(env.bq, env.datasets)
     insert(
         env.bq,
         env.datasets,

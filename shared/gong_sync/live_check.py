@@ -122,8 +122,7 @@ def _verified(
     if report.clean:
         return Finding(check, "ok", f"agrees with BigQuery (a sample of {sample} parents)")
     drifted = [t.summary() for t in report.targets if not t.clean]
-    counts = {d["target"]: {k: d[k] for k in ("missing", "extra", "changed", "orphans") if d[k]}
-              for d in drifted}  # fmt: skip
+    counts = report.drift_counts()
     # A warning, not a failed deploy: the hourly sync leaves deletes its cursor cannot see
     # (and rows landing while this runs) to reconciliation, which repairs them.
     return Finding(

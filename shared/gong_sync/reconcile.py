@@ -22,16 +22,6 @@ from gong_sync.settings import Settings
 log = logging.getLogger(__name__)
 
 SAMPLE = 500  # parents whose values are compared, per table (as `gong-sync verify`)
-KINDS = ("missing", "extra", "changed", "orphans")
-
-
-def _counts(report: verify.SourceReport) -> dict[str, dict[str, int]]:
-    """Per drifted table, how many keys of each kind."""
-    return {
-        t.target: {k: len(getattr(t, k)) for k in KINDS if getattr(t, k)}
-        for t in report.targets
-        if not t.clean
-    }
 
 
 def _verify(
@@ -58,8 +48,8 @@ def reconcile(
     if fix and not found.clean:
         verify.fix(source, found, settings, reader, connect, sink_for)  # verify.Busy if locked
         left = _verify(source, settings, reader, connect)
-    outcome = {"found": _counts(found), "fixed": fix and not found.clean,
-               "remaining": _counts(left)}  # fmt: skip
+    outcome = {"found": found.drift_counts(), "fixed": fix and not found.clean,
+               "remaining": left.drift_counts()}  # fmt: skip
     conn = connect()
     try:
         state.record_verify(conn, source.name, outcome)

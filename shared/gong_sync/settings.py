@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -92,13 +95,16 @@ def parse_size(name: str, raw: str) -> int:
     return value
 
 
-def _sizes_by_source(env: Mapping[str, str], name: str) -> dict[str, int]:
-    out: dict[str, int] = {}
+def _pairs(
+    env: Mapping[str, str], name: str, shape: str, value: Callable[[str, str], T]
+) -> dict[str, T]:
+    """A `key=value,...` setting; `value(label, text)` reads (and checks) each value."""
+    out: dict[str, T] = {}
     for pair in filter(None, (env.get(name) or "").split(",")):
-        source, sep, size = pair.partition("=")
-        if not sep or not source.strip():
-            raise ConfigError(f"{name} entries must look like source=100GiB, got {pair!r}")
-        out[source.strip()] = parse_size(f"{name} ({source.strip()})", size)
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ConfigError(f"{name} entries must look like {shape}, got {pair!r}")
+        out[key.strip()] = value(f"{name} ({key.strip()})", text)
     return out
 
 
@@ -195,16 +201,10 @@ def _share(name: str, raw: str) -> float:
 
 def _quality(env: Mapping[str, str]) -> QualitySettings:
     name = "GONG_SYNC_MAX_REJECTED_SHARE_BY_SOURCE"
-    by_source: dict[str, float] = {}
-    for pair in filter(None, (env.get(name) or "").split(",")):
-        source, sep, share = pair.partition("=")
-        if not sep or not source.strip():
-            raise ConfigError(f"{name} entries must look like source=0.1, got {pair!r}")
-        by_source[source.strip()] = _share(f"{name} ({source.strip()})", share)
     raw = env.get("GONG_SYNC_MAX_REJECTED_SHARE")
     return QualitySettings(
         max_rejected_share=_share("GONG_SYNC_MAX_REJECTED_SHARE", raw) if raw else 0.05,
-        max_rejected_share_by_source=by_source,
+        max_rejected_share_by_source=_pairs(env, name, "source=0.1", _share),
         min_rows=_int(env, "GONG_SYNC_QUALITY_MIN_ROWS", 100),
     )
 
@@ -253,16 +253,6 @@ def _postgres(env: Mapping[str, str]) -> PostgresSettings:
     )
 
 
-def _table_overrides(env: Mapping[str, str]) -> dict[str, str]:
-    overrides: dict[str, str] = {}
-    for pair in filter(None, (env.get("GONG_SYNC_TABLES") or "").split(",")):
-        logical, sep, real = pair.partition("=")
-        if not sep or not logical.strip() or not real.strip():
-            raise ConfigError(f"GONG_SYNC_TABLES entries must look like logical=real, got {pair!r}")
-        overrides[logical.strip()] = real.strip()
-    return overrides
-
-
 def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
     return BigQuerySettings(
         project=env.get("GONG_SYNC_BQ_PROJECT") or None,
@@ -270,7 +260,7 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
         location=env.get("GONG_SYNC_BQ_LOCATION") or None,
         gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
         salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
-        table_overrides=_table_overrides(env),
+        table_overrides=_pairs(env, "GONG_SYNC_TABLES", "logical=real", lambda _, t: t.strip()),
         retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
         request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
         max_bytes_billed=(
@@ -278,7 +268,9 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
             if env.get("GONG_SYNC_MAX_BYTES_BILLED")
             else DEFAULT_MAX_BYTES_BILLED
         ),
-        max_bytes_billed_by_source=_sizes_by_source(env, "GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE"),
+        max_bytes_billed_by_source=_pairs(
+            env, "GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE", "source=100GiB", parse_size
+        ),
     )
 
 

@@ -103,6 +103,15 @@ class SourceReport:
         """Whether every target is clean (no drift, no orphans)."""
         return all(t.clean for t in self.targets)
 
+    def drift_counts(self) -> dict[str, dict[str, int]]:
+        """Per drifted table, how many keys of each kind (missing, extra, changed, orphans)."""
+        kinds = ("missing", "extra", "changed", "orphans")
+        return {
+            t.target: {k: len(getattr(t, k)) for k in kinds if getattr(t, k)}
+            for t in self.targets
+            if not t.clean
+        }
+
 
 def parent_target(source: Source, child: Target) -> Target | None:
     """The target whose deletes the child follows (calls for transcripts), if any."""
