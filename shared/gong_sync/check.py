@@ -21,6 +21,8 @@ from gong_sync import bigquery_sql as sql
 from gong_sync import cost, sources
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.declarations import Source, Stream
+from gong_sync.derivations import feeds_key
+from gong_sync.narrowing import narrowed
 from gong_sync.postgres import connect
 from gong_sync.settings import Settings
 
@@ -163,12 +165,13 @@ class SourceCheck:
         return Finding(f"{self.source.name}: columns", "ok", "every declared column exists")
 
     def _hourly_cost(self) -> Finding:
-        """Dry-run an hourly run's queries: each stream's page, each touched derivation."""
+        """Dry-run an hourly run's queries: each stream's page, each target's derivations."""
         now = datetime.now(UTC)
         since = now - self.settings.lookback - timedelta(hours=1)
         per_query: dict[str, int] = {}
         for stream in self.source.streams:
             per_query.update(self._stream_queries(stream, since, now))
+        per_query.update(self._derivations())
         total = sum(per_query.values())
         month = total * RUNS_PER_MONTH
         message = (
@@ -187,13 +190,26 @@ class SourceCheck:
         params = sql.page_params(stream, self.tables[stream.table], until, limit, since, None)
         out = {stream.table: self._dry_run(text, params)}
         for touch in stream.touches:
-            keys = [bigquery.ArrayQueryParameter("keys", "STRING", [])]
-            derive = sql.derive_query(self.source.target(touch.target), self.tables)
-            out[f"{touch.target} (derived for {stream.table})"] = self._dry_run(derive, keys)
             if touch.lookup_sql:
                 ids = [bigquery.ArrayQueryParameter("ids", "STRING", [])]
                 lookup = sql.resolve(touch.lookup_sql, self.tables)
                 out[f"{touch.target} (lookup for {stream.table})"] = self._dry_run(lookup, ids)
+        return out
+
+    def _derivations(self) -> dict[str, int]:
+        """One derivation per target and set of fed columns: a run batches the rest into it."""
+        out: dict[str, int] = {}
+        keys = [bigquery.ArrayQueryParameter("keys", "STRING", [])]
+        for stream in self.source.streams:
+            for touch in stream.touches:
+                target = self.source.target(touch.target)
+                if touch.feeds:
+                    target = narrowed(target, touch.feeds)
+                label = (
+                    f"{touch.target} (derived{' ' if touch.feeds else ''}{feeds_key(touch.feeds)})"
+                )
+                if label not in out:
+                    out[label] = self._dry_run(sql.derive_query(target, self.tables), keys)
         return out
 
     def _dry_run(self, text: str, params: list[Any]) -> int:

@@ -113,6 +113,10 @@ class Touch:
     target: str
     column: str | None = None  # a column of the stream's own row holding the parent key
     lookup_sql: str | None = None  # or a SELECT of parent keys `k` given the changed keys @ids
+    # The target columns (and same-named inputs) this stream's rows can change; empty: any.
+    # Deriving only these reads only what they need: a LEFT JOIN none of them uses is left
+    # out, so every LEFT JOIN of the target must match at most one row (a key).
+    feeds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

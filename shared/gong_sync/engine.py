@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from google.cloud import bigquery
-
 from gong_sync import bigquery_sql as sql
-from gong_sync import positions, prefetch, quality, state
+from gong_sync import pending, positions, prefetch, quality, state
 from gong_sync.batches import Batch, dead_letter, fill
 from gong_sync.bigquery_reader import (
     BigQueryReader,
@@ -24,6 +22,7 @@ from gong_sync.bigquery_reader import (
 )
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
+from gong_sync.derivations import Derivations
 from gong_sync.positions import Position, Result
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter
@@ -32,12 +31,6 @@ from gong_sync.runs import RunHooks, RunOptions, RunStats
 from gong_sync.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# How many parent keys one derivation query carries in its UNNEST parameter.
-DERIVE_BATCH = 10_000
-# Parents remembered per target as derived in this invocation; past this, touches derive again
-# (correct, only slower), so memory stays bounded however large a re-import is.
-REMEMBER_PARENTS = 250_000
 
 
 class SourceRun:
@@ -69,8 +62,7 @@ class SourceRun:
         self.writers: dict[str, TargetWriter] = {}
         # Targets derived for every parent during this invocation: later touches are no-ops.
         self.complete: set[str] = set()
-        # Parents derived during this invocation, per target: a later touch of one is a no-op.
-        self.derived: dict[str, set[str | None]] = {}
+        self.derivations = Derivations(self)
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -87,7 +79,7 @@ class SourceRun:
         cap = self.settings.bigquery.max_bytes_billed_for(self.source.name)
         return Query(text, params, label, cap)
 
-    def _query(self, text: str, params: list[Any], label: str, stream: str) -> list[Row]:
+    def query_rows(self, text: str, params: list[Any], label: str, stream: str) -> list[Row]:
         """All rows of one query; its cost counts towards the stream that asked for it."""
         started = time.perf_counter()
         result = self.reader.query(self._bq(text, params, label), self.options.hard_deadline)
@@ -95,54 +87,20 @@ class SourceRun:
         self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
         return result.rows
 
-    def _derive(self, target: Target, parents: Iterable[str | None], stream: str) -> list[Row]:
-        """All live rows of target for these parents (None: the rows whose parent is NULL)."""
-        wanted = set(parents)
-        keys = sorted(k for k in wanted if k is not None)
-        text = sql.derive_query(target, self.tables)
-        rows: list[Row] = []
-        for i in range(0, len(keys), DERIVE_BATCH):
-            param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
-            rows += self._query(text, [param], f"{target.table} (derived)", stream)
-        if None in wanted:  # no stored set to replace: each such row becomes a dead letter
-            text = sql.derive_query(target, self.tables, null_parent=True)
-            rows += self._query(text, [], f"{target.table} (derived, null parent)", stream)
-        return rows
-
-    def _touched_parents(self, stream: Stream, page: list[Row]) -> dict[str, set[str | None]]:
-        """Target -> parents named by a page of a touching stream.
-
-        Where the stream's rows are the target's rows (call_speaker for call_speakers), a NULL
-        parent is named too: its rows are read and rejected, never silently dropped.
-        """
-        out: dict[str, set[str | None]] = {}
-        for touch in stream.touches:
-            parents = out.setdefault(touch.target, set())
-            if touch.column:
-                values = [r[touch.column] for r in page]
-                parents.update(str(v) for v in values if v is not None)
-                if None in values and self.source.target(touch.target).base_table == stream.table:
-                    parents.add(None)
-            elif touch.lookup_sql:
-                first = sql.key_column(0)
-                ids = sorted({str(r[first]) for r in page if r[first] is not None})
-                if ids:
-                    param = bigquery.ArrayQueryParameter("ids", "STRING", ids)
-                    lookup = sql.resolve(touch.lookup_sql, self.tables)
-                    label = f"{touch.target} (lookup)"
-                    found = self._query(lookup, [param], label, stream.table)
-                    parents.update(str(r["k"]) for r in found if r["k"])
-        return out
-
     # -- mapping -----------------------------------------------------------------------------
 
-    def _fill(
-        self, batch: Batch, rows: Sequence[Row], stream: str, letters: list[DeadLetter]
+    def fill_batch(
+        self,
+        batch: Batch,
+        rows: Sequence[Row],
+        stream: str,
+        letters: list[DeadLetter],
+        mapper: RowMapper | None = None,
     ) -> None:
         """Map rows into batch; each rejected row becomes a dead letter."""
         started = time.perf_counter()
         try:
-            rejected = fill(batch, self.mappers[batch.target.table], rows)
+            rejected = fill(batch, mapper or self.mappers[batch.target.table], rows)
         finally:
             self.stats.transform_seconds += time.perf_counter() - started
         name, run_id = self.source.name, self.stats.run_id
@@ -152,7 +110,7 @@ class SourceRun:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def _commit_page(
+    def commit_page(
         self,
         batches: Sequence[Batch],
         letters: Sequence[DeadLetter],
@@ -191,44 +149,10 @@ class SourceRun:
         except Exception:  # the connection may be the thing that broke
             log.debug("rollback failed", exc_info=True)
 
-    def _parent_batches(
-        self, parents: Mapping[str, set[str | None]], stream: str, found: set[str] | None = None
-    ) -> tuple[list[Batch], list[DeadLetter]]:
-        """Derive each target's sets for these parents; `found` collects those with rows."""
-        batches: list[Batch] = []
-        letters: list[DeadLetter] = []
-        for table, keys in parents.items():
-            if not keys:
-                continue
-            target = self.source.target(table)
-            batch = Batch(target, (target.parent,))
-            rows = self._derive(target, keys, stream)
-            if found is not None:  # only an ids run asks: a backfill would hold every id
-                found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
-            self._fill(batch, rows, stream, letters)
-            batch.units |= {(k,) for k in keys if k is not None}
-            batches.append(batch)
-            self._remember(table, keys)
-        return batches, letters
-
-    def _remember(self, table: str, parents: Iterable[str | None]) -> None:
-        seen = self.derived.setdefault(table, set())
-        if len(seen) < REMEMBER_PARENTS:
-            seen.update(parents)
-
-    def _not_derived_yet(
-        self, touched: Mapping[str, set[str | None]]
-    ) -> dict[str, set[str | None]]:
-        """Touched parents minus those derived earlier in this invocation.
-
-        That derivation ran after the run began, so it saw every row up to `until` that a
-        touch could name: a re-import would otherwise derive each speaker set three times.
-        """
-        return {table: keys - self.derived.get(table, set()) for table, keys in touched.items()}
-
     # -- the run -----------------------------------------------------------------------------
 
-    def _out_of_time(self) -> bool:
+    def out_of_time(self) -> bool:
+        """Whether the run must stop between pages: its budget is spent."""
         return self.hooks.out_of_time(self.stats, self.options)
 
     def _sync_stream(
@@ -247,7 +171,7 @@ class SourceRun:
         if position is not None:
             since = None
         while True:
-            if self._out_of_time():
+            if self.out_of_time():
                 return False
             pages, got, limit = self._pages_after(stream, target, since, until, position)
             try:
@@ -256,7 +180,7 @@ class SourceRun:
                     read = Result(result.job_id, result.location, got, limit) if (
                         result.job_id) else None  # fmt: skip
                     position = self._commit_stream_page(stream, target, result.rows, advance, read)
-                    if got < limit and self._out_of_time():
+                    if got < limit and self.out_of_time():
                         return False  # between pages; a continuation resumes after `position`
             except ResultGone as exc:  # committed pages moved `position`: nothing is lost
                 log.info("%s: %s; querying again from the position", stream.table, exc)
@@ -326,24 +250,21 @@ class SourceRun:
         self.stats.pages += 1
         letters: list[DeadLetter] = []
         batches: list[Batch] = []
-        touched_parents = self._touched_parents(stream, page)
+        touched = self.derivations.touched(stream, page)
         if target is not None:
             batch = Batch(target, target.key)
-            self._fill(batch, page, stream.table, letters)
+            self.fill_batch(batch, page, stream.table, letters)
             batches.append(batch)
             if target.key == (target.parent,):  # each row is its parent's whole set
-                self._remember(target.table, (u[0] for u in batch.units | batch.kept))
+                self.derivations.remember(target.table, (u[0] for u in batch.units | batch.kept))
             for child, parents in self._returning_parents(batch).items():
-                touched_parents.setdefault(child, set()).update(parents)
-        touched, touched_letters = self._parent_batches(
-            self._not_derived_yet(touched_parents), stream.table
-        )
-        batches += touched
-        letters += touched_letters
+                touched.setdefault((child, pending.FULL), set()).update(parents)
+        # Derived at the end of the run; noted in this page's transaction, so none is lost.
+        self.derivations.note(touched, stream.table)
         last = page[-1]
         key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
         position = positions.after(last[sql.CURSOR], key, self._window(advance), read)
-        self._commit_page(batches, letters, stream, last[sql.CURSOR], position.to_json(), advance)
+        self.commit_page(batches, letters, stream, last[sql.CURSOR], position.to_json(), advance)
         log.info(
             "%s: page %d, %d rows",
             stream.table,
@@ -396,7 +317,7 @@ class SourceRun:
         """Mark a redundant stream read to its newest row, without reading its rows."""
         text = sql.newest_cursor_query(stream, self.tables)
         until_param = [sql.scalar("until", "TIMESTAMP", until)]
-        newest = self._query(text, until_param, stream.table, stream.table)[0]["newest"]
+        newest = self.query_rows(text, until_param, stream.table, stream.table)[0]["newest"]
         if newest is not None:  # the same watermark a full read would have left
             state.advance_watermark(self.conn, self.source.name, stream.table, newest)
         state.finish_stream(
@@ -413,11 +334,11 @@ class SourceRun:
         """Derive every target again for the given parent ids; watermarks stay put."""
         wanted: set[str | None] = set(ids)
         found: set[str] = set()
-        batches, letters = self._parent_batches(
+        batches, letters = self.derivations.derive(
             {t.table: wanted for t in self.source.targets}, "ids", found
         )
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
-        self._commit_page(batches, letters, None, None)
+        self.commit_page(batches, letters, None, None)
         self.stats.ids_not_found = sorted(set(ids) - found)
         if self.stats.ids_not_found:
             log.warning(
@@ -477,6 +398,10 @@ class SourceRun:
                 return
             if since is None and position is None:  # read from its very start to its end
                 self.complete |= self._covered_by(stream)
+        if not self.derivations.flush():  # what waits stays noted for the continuation
+            self.stats.continuation_needed = True
+            self.stats.status = "partial"
+            return
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
 

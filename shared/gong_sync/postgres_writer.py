@@ -34,8 +34,17 @@ class WriteStats:
 class TargetWriter:
     """Writes one target table; `units` name the sets (keys or parents) being replaced."""
 
-    def __init__(self, conn: Connection, target: Target, children: Sequence[Target]) -> None:
-        """Prepare the SQL for a target and the children that follow its deletes."""
+    def __init__(
+        self,
+        conn: Connection,
+        target: Target,
+        children: Sequence[Target],
+        stage_suffix: str = "",
+    ) -> None:
+        """Prepare the SQL for a target and the children that follow its deletes.
+
+        A writer of some columns only (a narrowed target) needs a stage of its own: the suffix.
+        """
         self.conn = conn
         self._units_ready: set[str] = set()
         self._stage_ready = False
@@ -45,7 +54,7 @@ class TargetWriter:
         self.children = children
         t = target
         self.columns = t.column_names
-        self.stage = ident(f"_stage_{t.table}")
+        self.stage = ident(f"_stage_{t.table}{stage_suffix}")
         table = ident(t.table)
         updatable = [c for c in self.columns if c not in t.key]
         compared = [c.name for c in t.columns if c.compare and c.name not in t.key] + (
@@ -125,6 +134,34 @@ class TargetWriter:
             f" WHERE ({_cols(self.compared, 's.')}) IS DISTINCT FROM ({_cols(self.compared, 't.')})"
         )
         return [tuple(str(v) for v in row) for row in cur.fetchall()]
+
+    def update(
+        self, lines: Mapping[tuple[str, ...], str]
+    ) -> tuple[WriteStats, set[tuple[str, ...]]]:
+        """Set this writer's columns of the stored rows to `lines`; never inserts a row.
+
+        Returns the keys with no stored row to update.
+        """
+        self._stage(list(lines.values()))
+        if not lines:
+            return WriteStats(), set()
+        key, table = self.target.key, ident(self.target.table)
+        match = " AND ".join(f"s.{ident(c)} = t.{ident(c)}" for c in key)
+        cur = self.conn.cursor()
+        cur.execute(
+            f"SELECT {_cols(key, 's.')} FROM {self.stage} AS s"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} AS t WHERE {match})"
+        )
+        missing = {tuple(str(v) for v in row) for row in cur.fetchall()}
+        fed = [c for c in self.columns if c not in key]
+        cur.execute(
+            f"UPDATE {table} AS t SET "
+            + ", ".join(f"{ident(c)} = s.{ident(c)}" for c in fed)
+            + f" FROM {self.stage} AS s WHERE {match}"
+            f" AND ({_cols(fed, 't.')}) IS DISTINCT FROM ({_cols(fed, 's.')})"
+        )
+        updated = max(cur.rowcount, 0)
+        return WriteStats(updated, len(lines) - len(missing) - updated), missing
 
     def _units_table(self, unit_cols: Sequence[str]) -> str:
         name = ident(f"_units_{self.target.table}_{len(unit_cols)}")

@@ -207,13 +207,14 @@ SOURCE = Source(
             table="email_sender",
             alias="es",
             key=("email_id", "email_address"),
-            touches=(Touch("emails", column="email_id"),),
+            # Only the sender: re-deriving the whole email would read (and bill) every body.
+            touches=(Touch("emails", column="email_id", feeds=("sender_email",)),),
         ),
         Stream(
             table="email_recipient",
             alias="er",
             key=("email_id", "type", "email_address"),
-            touches=(Touch("emails", column="email_id"),),
+            touches=(Touch("emails", column="email_id", feeds=("recipients",)),),
         ),
     ),
     targets=(EMAILS,),

@@ -1,0 +1,206 @@
+"""Touched parents: named by a stream's pages, their target rows derived again.
+
+A run notes the parents each page touches in Postgres, in the page's own transaction, and
+derives them once per target at its end: a backfill of a thousand pages of speakers is a
+handful of derivation queries (one per DERIVE_BATCH parents), not a thousand, and one run's
+speaker, participant and user changes share one. A touch that feeds only some columns (an
+email's recipients) reads and updates only those (see narrowing.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from google.cloud import bigquery
+
+from gong_sync import bigquery_sql as sql
+from gong_sync import pending
+from gong_sync.batches import Batch
+from gong_sync.bigquery_reader import Row
+from gong_sync.dead_letters import DeadLetter
+from gong_sync.declarations import Stream, Target
+from gong_sync.narrowing import narrowed
+from gong_sync.postgres_writer import TargetWriter
+from gong_sync.row_mapping import RowMapper
+
+if TYPE_CHECKING:
+    from gong_sync.engine import SourceRun
+
+# How many parent keys one derivation query carries in its UNNEST parameter: it bounds the
+# rows (email bodies included) one query brings into memory.
+DERIVE_BATCH = 10_000
+# Parents remembered per target as derived in this invocation; past this, touches derive again
+# (correct, only slower), so memory stays bounded however large a re-import is.
+REMEMBER_PARENTS = 250_000
+
+Touched = dict[tuple[str, str], set[str | None]]  # (target, feeds) -> parents
+
+
+def feeds_key(feeds: Iterable[str]) -> str:
+    """How a set of fed columns is stored: sorted and comma-joined ('' is the whole row)."""
+    return ",".join(sorted(feeds))
+
+
+class Derivations:
+    """The derivations of one run: noted per page, done per target, remembered per parent."""
+
+    def __init__(self, run: SourceRun) -> None:
+        """Bind to the run whose queries, mapping and commits these use."""
+        self.run = run
+        # Parents derived during this invocation, per target: a later touch of one is a no-op.
+        self.derived: dict[str, set[str | None]] = {}
+        self.narrow: dict[tuple[str, str], tuple[RowMapper, TargetWriter]] = {}
+
+    # -- noting ------------------------------------------------------------------------------
+
+    def touched(self, stream: Stream, page: list[Row]) -> Touched:
+        """(target, feeds) -> parents named by a page of a touching stream.
+
+        Where the stream's rows are the target's rows (call_speaker for call_speakers), a NULL
+        parent is named too: its rows are read and rejected, never silently dropped.
+        """
+        out: Touched = {}
+        for touch in stream.touches:
+            parents = out.setdefault((touch.target, feeds_key(touch.feeds)), set())
+            if touch.column:
+                values = [r[touch.column] for r in page]
+                parents.update(str(v) for v in values if v is not None)
+                base = self.run.source.target(touch.target).base_table == stream.table
+                if None in values and base:
+                    parents.add(None)
+            elif touch.lookup_sql:
+                parents.update(self._lookup(touch.target, touch.lookup_sql, stream, page))
+        return out
+
+    def _lookup(self, target: str, lookup_sql: str, stream: Stream, page: list[Row]) -> set[str]:
+        """The parents a lookup finds for the changed keys of a page."""
+        first = sql.key_column(0)
+        ids = sorted({str(r[first]) for r in page if r[first] is not None})
+        if not ids:
+            return set()
+        param = bigquery.ArrayQueryParameter("ids", "STRING", ids)
+        lookup = sql.resolve(lookup_sql, self.run.tables)
+        found = self.run.query_rows(lookup, [param], f"{target} (lookup)", stream.table)
+        return {str(r["k"]) for r in found if r["k"]}
+
+    def note(self, touched: Touched, stream: str) -> None:
+        """Keep the touched parents not derived yet, in the page's transaction."""
+        for (table, feeds), parents in touched.items():
+            fresh = parents - self.derived.get(table, set())
+            conn, source = self.run.conn, self.run.source.name
+            pending.add(conn, source, table, fresh, feeds, stream)
+
+    def remember(self, table: str, parents: Iterable[str | None]) -> None:
+        """Parents whose whole set was derived after this run began."""
+        seen = self.derived.setdefault(table, set())
+        if len(seen) < REMEMBER_PARENTS:
+            seen.update(parents)
+
+    # -- deriving ----------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Derive every parent waiting, a batch per transaction; False if time ran out."""
+        conn, source = self.run.conn, self.run.source.name
+        for table in pending.targets(conn, source):
+            while batch := pending.take(conn, source, table, DERIVE_BATCH):
+                if self.run.out_of_time():
+                    return False
+                self._derive_waiting(self.run.source.target(table), batch)
+        return True
+
+    def _derive_waiting(self, target: Target, waiting: Sequence[pending.Pending]) -> None:
+        """Derive one batch of waiting parents and forget them, in one transaction."""
+        stream_of = {p.parent: p.stream for p in waiting}
+        whole = {p.parent for p in waiting if pending.FULL in p.feeds}
+        by_feeds: dict[str, set[str | None]] = defaultdict(set)
+        for p in waiting:
+            if p.parent not in whole:
+                by_feeds[feeds_key(set().union(*(f.split(",") for f in p.feeds)))].add(p.parent)
+        letters: list[DeadLetter] = []
+        for feeds, parents in by_feeds.items():
+            whole |= self._update_narrowly(target, feeds, parents, stream_of, letters)
+        batches, more = self.derive({target.table: whole}, stream_of)
+        pending.done(self.run.conn, self.run.source.name, target.table, list(stream_of))
+        self.run.commit_page(batches, [*letters, *more], None, None)
+
+    def _update_narrowly(
+        self,
+        target: Target,
+        feeds: str,
+        parents: set[str | None],
+        stream_of: Mapping[str | None, str],
+        letters: list[DeadLetter],
+    ) -> set[str | None]:
+        """Update the fed columns of stored rows; returns the parents that need their whole row.
+
+        Those are the parents with no live row in BigQuery (deleted: the whole derivation
+        deletes it) or none in Postgres (not landed: it inserts it), as deriving all would.
+        """
+        narrow = narrowed(target, feeds.split(","))
+        if (target.table, feeds) not in self.narrow:
+            suffix = f"_n{len(self.narrow)}"
+            writer = TargetWriter(self.run.conn, narrow, [], stage_suffix=suffix)
+            self.narrow[(target.table, feeds)] = (RowMapper(narrow), writer)
+        mapper, writer = self.narrow[(target.table, feeds)]
+        rows = self._query(narrow, parents, f"{target.table} (derived {feeds})")
+        batch = Batch(narrow, narrow.key)
+        for stream, group in _by_stream(rows, narrow.parent, stream_of).items():
+            self.run.fill_batch(batch, group, stream, letters, mapper)
+        write, missing = writer.update(batch.lines)
+        self.run.stats.add_write(write)
+        live = {u[0] for u in batch.lines} | {u[0] for u in batch.kept}
+        return {p for p in parents if p not in live} | {k[0] for k in missing}
+
+    def derive(
+        self,
+        parents: Mapping[str, set[str | None]],
+        stream_of: Mapping[str | None, str] | str,
+        found: set[str] | None = None,
+    ) -> tuple[list[Batch], list[DeadLetter]]:
+        """Each target's whole sets for these parents; `found` collects those with rows."""
+        batches: list[Batch] = []
+        letters: list[DeadLetter] = []
+        for table, keys in parents.items():
+            if not keys:
+                continue
+            target = self.run.source.target(table)
+            batch = Batch(target, (target.parent,))
+            rows = self._query(target, keys, f"{table} (derived)")
+            if found is not None:  # only an ids run asks: a backfill would hold every id
+                found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
+            streams = {k: stream_of for k in keys} if isinstance(stream_of, str) else stream_of
+            for stream, group in _by_stream(rows, target.parent, streams).items():
+                self.run.fill_batch(batch, group, stream, letters)
+            batch.units |= {(k,) for k in keys if k is not None}
+            batches.append(batch)
+            self.remember(table, keys)
+        return batches, letters
+
+    def _query(self, target: Target, parents: Iterable[str | None], label: str) -> list[Row]:
+        """All live rows of target for these parents (None: the rows whose parent is NULL)."""
+        wanted = set(parents)
+        keys = sorted(k for k in wanted if k is not None)
+        text = sql.derive_query(target, self.run.tables)
+        rows: list[Row] = []
+        cost = f"{target.table} (derived)"  # a derivation serves every stream that touched it
+        for i in range(0, len(keys), DERIVE_BATCH):
+            param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
+            rows += self.run.query_rows(text, [param], label, cost)
+        if None in wanted:  # no stored set to replace: each such row becomes a dead letter
+            text = sql.derive_query(target, self.run.tables, null_parent=True)
+            rows += self.run.query_rows(text, [], f"{label}, null parent", cost)
+        return rows
+
+
+def _by_stream(
+    rows: Sequence[Row], parent: str, stream_of: Mapping[str | None, str]
+) -> dict[str, list[Row]]:
+    """Rows grouped by the stream that named their parent: a dead letter names that stream."""
+    out: dict[str, list[Row]] = defaultdict(list)
+    fallback = next(iter(stream_of.values()), "derived")
+    for row in rows:
+        value = row.get(parent)
+        out[stream_of.get(None if value is None else str(value), fallback)].append(row)
+    return out

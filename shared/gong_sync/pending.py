@@ -1,0 +1,69 @@
+"""Parents waiting to be derived again, kept in Postgres with the positions that named them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from gong_sync.postgres import Connection
+
+FULL = ""  # the feeds of a touch that may change any column: the whole row is derived
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One touched parent of a target, and what the touches ask of it."""
+
+    parent: str | None
+    feeds: frozenset[str]  # FULL among them: derive the whole set
+    stream: str  # the first stream that named it
+
+
+def add(
+    conn: Connection,
+    source: str,
+    target: str,
+    parents: Iterable[str | None],
+    feeds: str,
+    stream: str,
+) -> None:
+    """Note parents to derive; the caller's transaction (the page's) commits them."""
+    keys = list(set(parents))
+    if keys:
+        conn.cursor().execute(
+            "INSERT INTO pending_derivations (source, target, parent, feeds, stream)"
+            " SELECT %s, %s, unnest(CAST(%s AS text[])), %s, %s ON CONFLICT DO NOTHING",
+            (source, target, keys, feeds, stream),
+        )
+
+
+def targets(conn: Connection, source: str) -> list[str]:
+    """The targets of a source with parents waiting."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT DISTINCT target FROM pending_derivations WHERE source = %s ORDER BY target",
+        (source,),
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
+def take(conn: Connection, source: str, target: str, limit: int) -> list[Pending]:
+    """Up to `limit` waiting parents of a target, each with every feed asked of it."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT parent, array_agg(feeds), min(stream) FROM pending_derivations"
+        " WHERE source = %s AND target = %s GROUP BY parent"
+        " ORDER BY parent NULLS FIRST LIMIT %s",
+        (source, target, limit),
+    )
+    return [Pending(p, frozenset(f), s) for p, f, s in cur.fetchall()]
+
+
+def done(conn: Connection, source: str, target: str, parents: Sequence[str | None]) -> None:
+    """Forget derived parents; the caller commits this with their new rows."""
+    keys = [p for p in parents if p is not None]
+    conn.cursor().execute(
+        "DELETE FROM pending_derivations WHERE source = %s AND target = %s"
+        " AND (parent = ANY(CAST(%s AS text[])) OR (parent IS NULL AND %s))",
+        (source, target, keys, None in parents),
+    )

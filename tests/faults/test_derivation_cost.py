@@ -1,0 +1,192 @@
+"""Touch derivations: batched per target per run, narrowed to the columns a touch feeds.
+
+On-demand BigQuery bills every column a query names over the whole table, and a derivation
+by parent key cannot be pruned by clustering on `_fivetran_synced`: its cost is the joined
+tables' named columns, once per query. These tests count the jobs and read their SQL through
+`BigQueryBilling`, and check every landing against the reference.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gong_sync import pending, sources, state
+from gong_sync.bigquery_reader import BigQueryReader
+from gong_sync.dead_letters import PostgresDeadLetterSink
+from gong_sync.runs import RunHooks, RunOptions
+from gong_sync.sync import run_source
+from tests.conftest import Env
+from tests.factories import (
+    at,
+    call,
+    contact,
+    dml,
+    email,
+    insert,
+    insert_account_and_owner,
+    opportunity,
+    speaker,
+)
+from tests.faults.bigquery_billing import BigQueryBilling
+from tests.faults.matrix import Scenario, model
+from tests.faults.test_bigquery_cost import TABLE_BYTES, _chain, _through
+
+GB = 10**9
+EMAIL_BYTES = {"email": 10 * GB, "email_recipient": GB, "email_sender": GB}
+
+
+def _derivations(billing: BigQueryBilling, table: str) -> list[str]:
+    """The SQL of derivation jobs (by parent key) whose FROM starts at this table."""
+    return [
+        j.sql
+        for j in billing.jobs
+        if "IN UNNEST(@keys)" in j.sql and re.search(rf"FROM `[^`]*\.{table}` AS", j.sql)
+    ]
+
+
+def test_a_backfill_derives_each_touched_target_once(env: Env, matrix: Scenario) -> None:
+    """Speakers over many pages and continuations: one derivation query, at the chain's end."""
+    calls = [call(f"c{i:02d}", at(i)) for i in range(12)]
+    speakers = [speaker(f"s{i:02d}{k}", f"c{i:02d}", at(i), talk_time=10.0 + k)
+                for i in range(12) for k in range(3)]  # fmt: skip
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "call_speaker", speakers)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        invocations = _chain(env, billing)
+    assert invocations >= 3  # 48 rows in pages of 7, three pages an invocation
+    # Today's engine derived call_speakers once per page of call_speaker (6 pages).
+    assert len(_derivations(billing, "call_speaker")) == 1
+    assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
+    matrix.exact(env, model(call=calls, call_speaker=speakers), "calls", "call_speakers")
+
+
+class CrashOnCommit(RunHooks):
+    """Fails the run at its n-th commit, as a killed instance would."""
+
+    def __init__(self, n: int) -> None:
+        """Crash at commit number n."""
+        self.n = n
+
+    def before_commit(self, source: str) -> None:
+        """Count commits; raise at the chosen one."""
+        self.n -= 1
+        if self.n == 0:
+            raise RuntimeError("killed before the derivations committed")
+
+
+def test_touches_noted_before_a_crash_are_derived_by_the_next_run(
+    env: Env, matrix: Scenario
+) -> None:
+    """The speaker page's position moved, and its parents waited in Postgres: none is lost."""
+    calls = [call("c1", at(0)), call("c2", at(0)), call("cZ", at(86_400))]
+    first = [speaker("s1", "c1", at(0)), speaker("s2", "c2", at(0))]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "call_speaker", first)
+    env.sync()
+    later = [speaker("s3", "c1", at(60), talk_time=180.0)]
+    insert(env.bq, env.datasets, "call_speaker", later)
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+    # Commits: the call page (cZ, in its lookback), the speaker page (and its noted
+    # parents), then the derivation.
+    with pytest.raises(RuntimeError, match="killed"):
+        run_source(
+            sources.get("calls"), env.settings, reader, env.connect, PostgresDeadLetterSink,
+            RunOptions(), CrashOnCommit(3),
+        )  # fmt: skip
+    conn = env.connect()
+    try:
+        marks = state.watermarks(conn, "calls")
+        waiting = pending.take(conn, "calls", "call_speakers", 10)
+    finally:
+        conn.close()
+    assert marks["call_speaker"] >= at(60)  # without the note, s3 would be lost for good
+    assert [p.parent for p in waiting] == ["c1", "c2"]  # s2 was read again in the lookback
+    assert env.query("SELECT count(*) FROM call_speakers WHERE speaker_id = 's3'") == [(0,)]
+    assert env.sync().status == "success"
+    matrix.exact(env, model(call=calls, call_speaker=[*first, *later]), "call_speakers")
+    assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
+
+
+def _recipient(eid: str, address: str, synced: object, kind: str = "to") -> dict[str, object]:
+    return {"email_id": eid, "type": kind, "email_address": address,
+            "_fivetran_synced": synced, "_fivetran_deleted": False}  # fmt: skip
+
+
+def _sender(eid: str, address: str, synced: object = None) -> dict[str, object]:
+    return {"email_id": eid, "email_address": address, "_fivetran_synced": synced or at(0),
+            "_fivetran_deleted": False}  # fmt: skip
+
+
+def test_a_recipient_change_reads_no_email_body(env: Env, matrix: Scenario) -> None:
+    """Recipients only: no body named, no sender joined; a deleted or unlanded email in full."""
+    # eZ moves the email watermark past e1 and e2's lookback: no later run reads them again.
+    emails = [email("e1", at(0)), email("e2", at(0)), email("eZ", at(86_400))]
+    recipients = [_recipient("e1", "a@x.com", at(0)), _recipient("e2", "b@x.com", at(0))]
+    insert(env.bq, env.datasets, "email", emails)
+    insert(env.bq, env.datasets, "email_recipient", recipients)
+    senders = [_sender("e1", "s@x.com"), _sender("eZ", "z@x.com", at(86_400))]
+    insert(env.bq, env.datasets, "email_sender", senders)
+    assert env.sync("emails").status == "success"
+    # e2 is deleted without its cursor moving; e3 lands later than any lookback.
+    table = f"{env.bq.project}.{env.datasets['gong']}.email"
+    dml(env.bq, f"UPDATE `{table}` SET _fivetran_deleted = TRUE WHERE id = 'e2'")
+    late = email("e3", at(-86_400))
+    insert(env.bq, env.datasets, "email", [late])
+    changed = [_recipient("e1", "c@x.com", at(60), "cc"), _recipient("e2", "d@x.com", at(60)),
+               _recipient("e3", "e@x.com", at(60))]  # fmt: skip
+    insert(env.bq, env.datasets, "email_recipient", changed)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, EMAIL_BYTES) as billing:
+        stats = _through(env, billing).sync("emails")
+    assert stats.status == "success"
+    narrow, *whole = _derivations(billing, "email")
+    assert "body" not in narrow
+    assert "email_sender" not in narrow
+    assert "email_recipient" in narrow
+    # Only e2 (deleted) and e3 (never landed) were derived whole, in one more query.
+    assert len(whole) == 1
+    emails[1]["_fivetran_deleted"] = True
+    data = model(email=[*emails, late], email_recipient=[*recipients, *changed],
+                 email_sender=senders)  # fmt: skip
+    matrix.exact(env, data, "emails")
+    assert env.query("SELECT recipients FROM emails WHERE gong_email_id = 'e1'") == [
+        (["a@x.com", "c@x.com"],)
+    ]
+
+
+@pytest.mark.parametrize("source", ["opportunities", "contacts"])
+def test_an_account_rename_reads_only_the_account_name(
+    env: Env, matrix: Scenario, source: str
+) -> None:
+    """A renamed account updates account_name alone: the owner is not joined."""
+    insert_account_and_owner(env.bq, env.datasets)
+    later_owner = {"id": "005Z", "name": "Zed", "email": "zed@seller.example",
+                   "_fivetran_synced": at(86_400), "_fivetran_deleted": False}  # fmt: skip
+    insert(env.bq, env.datasets, "user", [later_owner])  # the owners' watermark moves on too
+    table = {"opportunities": "opportunity", "contacts": "contact"}[source]
+    # The second row moves the watermark past the first's lookback: only the touch reads it.
+    make = opportunity if source == "opportunities" else contact
+    rows = [make("0A", at(0)), make("0Z", at(86_400))]
+    insert(env.bq, env.datasets, table, rows)
+    assert env.sync(source).status == "success"
+    account = f"{env.bq.project}.{env.datasets['salesforce']}.account"
+    dml(env.bq, f"UPDATE `{account}` SET name = 'Renamed', _fivetran_synced = @t"
+        " WHERE TRUE", t=at(3_600))  # fmt: skip
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, {}) as billing:
+        assert _through(env, billing).sync(source).status == "success"
+    found = _derivations(billing, table)
+    assert len(found) == 1, "\n".join(j.sql for j in billing.jobs)
+    narrow = found[0]
+    assert ".account`" in narrow
+    assert ".user`" not in narrow
+    account = {"id": "001A", "name": "Renamed", "is_deleted": False,
+               "_fivetran_synced": at(3_600), "_fivetran_deleted": False}  # fmt: skip
+    owner = {"id": "005A", "name": "Ann", "email": "Ann@Seller.example",
+             "_fivetran_synced": at(0), "_fivetran_deleted": False}  # fmt: skip
+    matrix.exact(
+        env, model(**{table: rows, "account": [account], "user": [owner, later_owner]}), source
+    )
