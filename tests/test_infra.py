@@ -91,7 +91,8 @@ def test_the_scheduler_publishes_hourly_syncs_and_a_daily_reconciliation(mocks: 
             for j in mocks.of("gcp:cloudscheduler/job:Job")}  # fmt: skip
     assert {s: json.loads(base64.b64decode(t["data"])) for s, t in jobs.items()} == {
         "0 * * * *": {"mode": "incremental"},
-        "30 3 * * *": {"mode": "verify", "fix": True},
+        "30 3 * * *": {"mode": "verify", "fix": True, "sample": 0},
+        "30 4 * * 0": {"mode": "verify", "fix": True, "sample": 500},
     }
     assert {t["topicName"] for t in jobs.values()} == {"projects/proj/topics/sync-trigger"}
     for target in jobs.values():  # every message is one the functions accept

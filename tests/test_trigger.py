@@ -80,11 +80,23 @@ def test_a_full_message_round_trips() -> None:
         ({"sources": ["calls"], "ids": [""]}, "ids: expected a list of non-empty strings"),
         (["calls"], "message: expected a JSON object"),
         ({"sources": ["calls'; DROP TABLE calls; --"]}, "sources: unknown source"),
+        ({"sample": 5}, 'sample: only a verify samples values; add "mode": "verify"'),
+        ({"mode": "verify", "sample": -1}, "sample: expected a whole number from 0 to 10000"),
+        ({"mode": "verify", "sample": True}, "sample: expected a whole number from 0 to 10000"),
+        ({"mode": "verify", "sample": "500"}, "sample: expected a whole number from 0 to 10000"),
     ],
 )
 def test_bad_messages_name_the_field(body: object, error: str) -> None:
     with pytest.raises(BadMessage, match="^" + re.escape(error)):
         decode(b64(body), KNOWN)
+
+
+def test_a_verify_may_compare_keys_only() -> None:
+    """The daily schedule's message: sample 0 survives the round trip; absent means default."""
+    daily = parse({"mode": "verify", "fix": True, "sample": 0}, KNOWN)
+    assert (daily.sample, daily.fix) == (0, True)
+    assert parse(daily.to_json(), KNOWN) == daily
+    assert parse({"mode": "verify"}, KNOWN).sample is None
 
 
 def test_bad_base64_and_bad_json_are_rejected() -> None:

@@ -22,9 +22,19 @@ APIS = (
 HOURLY = "0 * * * *"
 HOURLY_MESSAGE = {"mode": "incremental"}
 # Reconciliation once a day, off the hour: it repairs what hourly runs cannot see (deletes
-# that never move the cursor, rows stamped before the lookback).
+# that never move the cursor, rows stamped before the lookback). Daily it compares keys only;
+# comparing sampled values reads every column a target reads (all transcript sentences, about
+# $0.25 at 50M rows), so that is weekly.
 DAILY = "30 3 * * *"
-DAILY_MESSAGE = {"mode": "verify", "fix": True}
+DAILY_MESSAGE = {"mode": "verify", "fix": True, "sample": 0}
+WEEKLY = "30 4 * * 0"
+WEEKLY_MESSAGE = {"mode": "verify", "fix": True, "sample": 500}
+# The Cloud Scheduler jobs: name, cron (UTC) and the trigger message each publishes.
+SCHEDULES = (
+    ("gong-sync-hourly", HOURLY, HOURLY_MESSAGE),
+    ("gong-sync-daily-verify", DAILY, DAILY_MESSAGE),
+    ("gong-sync-weekly-verify", WEEKLY, WEEKLY_MESSAGE),
+)
 
 
 @dataclass

@@ -16,8 +16,7 @@ from gong_sync_infra.database import Database, DatabaseArgs
 from gong_sync_infra.functions import Deployment, FunctionArgs, SourceFunction
 from gong_sync_infra.observability import Observability, ObservabilityArgs
 from gong_sync_infra.platform import (
-    DAILY,
-    DAILY_MESSAGE,
+    SCHEDULES,
     Apis,
     ApisArgs,
     Messaging,
@@ -67,8 +66,7 @@ class Stack:
     database: Database
     functions: dict[str, SourceFunction]
     alert: SourceFunction
-    scheduler: ScheduledTrigger
-    reconciliation: ScheduledTrigger
+    schedules: tuple[ScheduledTrigger, ...]  # hourly sync, daily keys, weekly values
 
 
 # What Cloud Build needs to build a function as a custom account (Google's "Custom service
@@ -285,17 +283,17 @@ def build(config: StackConfig) -> Stack:
     )
     functions = _sync_functions(config, messaging, database, env, deployment, after_builder)
     alert = _alert_function(config, messaging, deployment, after_apis, after_builder)
-    scheduler = ScheduledTrigger(
-        "gong-sync-hourly", SchedulerArgs(messaging.trigger.id, config.region), opts=after_apis
-    )
-    reconciliation = ScheduledTrigger(
-        "gong-sync-daily-verify",
-        SchedulerArgs(messaging.trigger.id, config.region, DAILY, dict(DAILY_MESSAGE)),
-        opts=after_apis,
+    schedules = tuple(
+        ScheduledTrigger(
+            name,
+            SchedulerArgs(messaging.trigger.id, config.region, cron, dict(message)),
+            opts=after_apis,
+        )
+        for name, cron, message in SCHEDULES
     )
     Observability(
         "observability",
         ObservabilityArgs(messaging.dead_letter.name, _alert_channels(config)),
         opts=after_apis,
     )
-    return Stack(messaging, database, functions, alert, scheduler, reconciliation)
+    return Stack(messaging, database, functions, alert, schedules)

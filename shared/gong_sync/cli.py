@@ -86,6 +86,29 @@ def _add_verify(sub: Any) -> None:
     )
 
 
+def _add_resync(sub: Any) -> None:
+    """The resync command: publish a trigger, as the schedules and operators do."""
+    resync = sub.add_parser("resync", help="publish a trigger message to the trigger topic")
+    resync.add_argument(
+        "--source",
+        action="append",
+        choices=sorted(sources.SOURCES),
+        dest="sources",
+        required=True,
+        help="a source to resync (repeatable)",
+    )
+    _add_scope(resync)
+    resync.add_argument(
+        "--verify", action="store_true", help="reconcile instead of sync (as the daily trigger)"
+    )
+    resync.add_argument("--fix", action="store_true", help="with --verify: repair the drift")
+    resync.add_argument(
+        "--sample",
+        type=int,
+        help="with --verify: parents per table whose values are compared (0: keys only)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line: run, verify, resync and status."""
     parser = argparse.ArgumentParser(prog="gong-sync", description=__doc__)
@@ -103,20 +126,7 @@ def parser() -> argparse.ArgumentParser:
         "--scale", type=int, default=1, help="demo data size when seeding the local emulator"
     )
     _add_verify(sub)
-    resync = sub.add_parser("resync", help="publish a trigger message to the trigger topic")
-    resync.add_argument(
-        "--source",
-        action="append",
-        choices=sorted(sources.SOURCES),
-        dest="sources",
-        required=True,
-        help="a source to resync (repeatable)",
-    )
-    _add_scope(resync)
-    resync.add_argument(
-        "--verify", action="store_true", help="reconcile instead of sync (as the daily trigger)"
-    )
-    resync.add_argument("--fix", action="store_true", help="with --verify: repair the drift")
+    _add_resync(sub)
     status = sub.add_parser("status", help="show each source's watermark and last run")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     preflight = sub.add_parser(
@@ -294,6 +304,7 @@ def resync_trigger(args: argparse.Namespace) -> trigger.Trigger:
         until=args.until,
         ids=tuple(args.ids or ()),
         fix=args.fix,
+        sample=args.sample,
     )
 
 
@@ -364,6 +375,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             i["rows_unchanged"],
             i["rows_deleted"],
             i["rows_failed"],
+            i["waiting_derivations"],
             cost.human(i["bytes_billed_24h"]),
             f"${i['projected_month_usd']:.2f}",
             (i["error_details"] or {}).get("message", ""),
@@ -371,7 +383,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         for i in items
     ]
     header = ("source", "status", "watermark", "last run", "read", "upserted", "unchanged",
-              "deleted", "failed", "billed 24h", "month at that", "last error")  # fmt: skip
+              "deleted", "failed", "waiting", "billed 24h", "month at that",
+              "last error")  # fmt: skip
     sys.stdout.write(_table(rows, header) + "\n")
     return 0
 

@@ -128,7 +128,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs
             return None
         rt = rt or runtime()
         if wanted.mode == "verify":
-            _reconcile(rt, source_name, wanted.fix)
+            _reconcile(rt, source_name, wanted)
             return None
         options = _options(wanted, continuation, started, cloud)
         stats = _run_with_retries(rt, source_name, options)
@@ -162,12 +162,14 @@ def _stale(event: Any, explicit: bool, cloud: CloudSettings) -> bool:
     return True
 
 
-def _reconcile(rt: Runtime, source_name: str, fix: bool) -> None:
+def _reconcile(rt: Runtime, source_name: str, wanted: trigger.Trigger) -> None:
     """The scheduled reconciliation: verify the source, and with fix repair it."""
+    sample = reconcile.SAMPLE if wanted.sample is None else wanted.sample
     try:
         reconcile.reconcile(
-            sources.get(source_name), rt.settings, rt.reader, rt.connect, _sink_for(rt), fix
-        )
+            sources.get(source_name), rt.settings, rt.reader, rt.connect, _sink_for(rt),
+            wanted.fix, sample,
+        )  # fmt: skip
     except verify.Busy as exc:
         raise SourceBusy.logged(str(exc)) from None
 

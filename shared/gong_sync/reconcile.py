@@ -25,11 +25,15 @@ SAMPLE = 500  # parents whose values are compared, per table (as `gong-sync veri
 
 
 def _verify(
-    source: Source, settings: Settings, reader: BigQueryReader, connect: Callable[[], Connection]
+    source: Source,
+    settings: Settings,
+    reader: BigQueryReader,
+    connect: Callable[[], Connection],
+    sample: int,
 ) -> verify.SourceReport:
     conn = connect()
     try:
-        return verify.verify_source(source, settings, reader, conn, SAMPLE)
+        return verify.verify_source(source, settings, reader, conn, sample)
     finally:
         conn.close()
 
@@ -41,13 +45,14 @@ def reconcile(
     connect: Callable[[], Connection],
     sink_for: Callable[[Connection], DeadLetterSink],
     fix: bool,
+    sample: int = SAMPLE,
 ) -> dict[str, Any]:
     """Verify (and with fix, repair and verify again); record and log the outcome."""
-    found = _verify(source, settings, reader, connect)
+    found = _verify(source, settings, reader, connect, sample)
     left = found
     if fix and not found.clean:
         verify.fix(source, found, settings, reader, connect, sink_for)  # verify.Busy if locked
-        left = _verify(source, settings, reader, connect)
+        left = _verify(source, settings, reader, connect, sample)
     outcome = {"found": found.drift_counts(), "fixed": fix and not found.clean,
                "remaining": left.drift_counts()}  # fmt: skip
     conn = connect()

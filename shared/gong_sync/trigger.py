@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 Mode = Literal["incremental", "full_refresh", "verify"]
 MODES: tuple[Mode, ...] = ("incremental", "full_refresh", "verify")
-FIELDS = ("sources", "mode", "since", "until", "ids", "fix")
+FIELDS = ("sources", "mode", "since", "until", "ids", "fix", "sample")
 MAX_IDS = 10_000
+MAX_SAMPLE = 10_000
 
 
 # A message for one source names it in this attribute, and each source's subscription lets
@@ -47,6 +48,9 @@ class Trigger:
     until: datetime | None = None
     ids: tuple[str, ...] = ()
     fix: bool = False  # of a verify: repair the drift it finds
+    # Of a verify: parents per table whose values are compared (None: the default). Keys
+    # are always compared in full; values cost a scan of every column a target reads.
+    sample: int | None = None
 
     def names(self, source: str) -> bool:
         """Whether this trigger asks for the given source."""
@@ -65,6 +69,8 @@ class Trigger:
             body["ids"] = list(self.ids)
         if self.fix:
             body["fix"] = True
+        if self.sample is not None:
+            body["sample"] = self.sample
         return body
 
 
@@ -78,6 +84,14 @@ def _time(name: str, value: Any) -> datetime:
     if parsed.tzinfo is None:
         raise BadMessage(f"{name}: {value!r} has no UTC offset; add Z or +00:00")
     return parsed
+
+
+def _sample(value: Any, mode: str) -> int:
+    if mode != "verify":
+        raise BadMessage('sample: only a verify samples values; add "mode": "verify"')
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SAMPLE:
+        raise BadMessage(f"sample: expected a whole number from 0 to {MAX_SAMPLE}, got {value!r}")
+    return value
 
 
 def _strings(name: str, value: Any, limit: int | None = None) -> tuple[str, ...]:
@@ -113,6 +127,7 @@ def parse(body: Mapping[str, Any] | Any, known_sources: Sequence[str]) -> Trigge
         raise BadMessage('fix: only a verify repairs; add "mode": "verify"')
     if mode == "verify" and any(f in body for f in ("since", "until", "ids")):
         raise BadMessage("mode: a verify compares whole tables; drop since, until and ids")
+    sample = _sample(body["sample"], mode) if "sample" in body else None
     since = _time("since", body["since"]) if "since" in body else None
     until = _time("until", body["until"]) if "until" in body else None
     if since and until and since > until:
@@ -120,7 +135,7 @@ def parse(body: Mapping[str, Any] | Any, known_sources: Sequence[str]) -> Trigge
     ids = _strings("ids", body["ids"], MAX_IDS) if "ids" in body else ()
     if ids and (sources is None or len(sources) != 1):
         raise BadMessage("ids: name exactly one source in sources, since ids belong to one")
-    return Trigger(sources, mode, since, until, ids, fix)
+    return Trigger(sources, mode, since, until, ids, fix, sample)
 
 
 # Real Pub/Sub leaves `data` out of a push body for a message with attributes only, and

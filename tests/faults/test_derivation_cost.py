@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from gong_sync import pending, sources, state
+from gong_sync import pending, reconcile, sources, state
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.runs import RunHooks, RunOptions
@@ -28,6 +28,7 @@ from tests.factories import (
     insert_account_and_owner,
     opportunity,
     speaker,
+    transcript,
 )
 from tests.faults.bigquery_billing import BigQueryBilling
 from tests.faults.matrix import Scenario, model
@@ -100,10 +101,12 @@ def test_touches_noted_before_a_crash_are_derived_by_the_next_run(
     try:
         marks = state.watermarks(conn, "calls")
         waiting = pending.take(conn, "calls", "call_speakers", 10)
+        (shown,) = [i for i in state.status(conn) if i["source"] == "calls"]
     finally:
         conn.close()
     assert marks["call_speaker"] >= at(60)  # without the note, s3 would be lost for good
     assert [p.parent for p in waiting] == ["c1", "c2"]  # s2 was read again in the lookback
+    assert shown["waiting_derivations"] == 2  # `gong-sync status` shows them
     assert env.query("SELECT count(*) FROM call_speakers WHERE speaker_id = 's3'") == [(0,)]
     assert env.sync().status == "success"
     matrix.exact(env, model(call=calls, call_speaker=[*first, *later]), "call_speakers")
@@ -190,3 +193,30 @@ def test_an_account_rename_reads_only_the_account_name(
     matrix.exact(
         env, model(**{table: rows, "account": [account], "user": [owner, later_owner]}), source
     )
+
+
+def test_the_daily_reconciliation_compares_keys_without_reading_values(
+    env: Env, matrix: Scenario
+) -> None:
+    """sample 0 (the daily schedule) reads keys only; the weekly sample derives values."""
+    calls = [call("c1", at(0)), call("c2", at(0))]
+    transcripts = [transcript("c1", 0, at(0)), transcript("c2", 0, at(0))]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "transcript", transcripts)
+    env.sync()
+    upstream = env.settings.bigquery.emulator_host or ""
+    jobs: dict[int, list[str]] = {}
+    for sample in (0, 500):
+        with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+            billed = _through(env, billing)
+            reader = BigQueryReader(billed.bq, billed.settings.bigquery)
+            outcome = reconcile.reconcile(
+                sources.get("calls"), billed.settings, reader, env.connect,
+                PostgresDeadLetterSink, True, sample,
+            )  # fmt: skip
+        assert outcome["fixed"] is False  # clean: nothing to repair
+        jobs[sample] = [j.sql for j in billing.jobs]
+    assert jobs[0]
+    assert not [text for text in jobs[0] if "sentence" in text or "@keys" in text]
+    assert [text for text in jobs[500] if "sentence" in text]
+    matrix.exact(env, model(call=calls, transcript=transcripts), "calls", "transcripts")

@@ -286,7 +286,8 @@ def test_the_harness_runs_the_programs_functions_with_gen2s_environment(
     schedules = {s.schedule: (s.topic, json.loads(s.data)) for s in cloud.topology.schedules}
     assert schedules == {
         platform.HOURLY: ("sync-trigger", {"mode": "incremental"}),
-        platform.DAILY: ("sync-trigger", {"mode": "verify", "fix": True}),
+        platform.DAILY: ("sync-trigger", platform.DAILY_MESSAGE),
+        platform.WEEKLY: ("sync-trigger", platform.WEEKLY_MESSAGE),
     }
 
 

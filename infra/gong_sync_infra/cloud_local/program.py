@@ -100,7 +100,7 @@ def run_program(config: StackConfig, mocks: ProgramMocks | None = None) -> Progr
     def run() -> pulumi.Output[Any]:
         stack = build(config)
         return pulumi.Output.all(
-            stack.scheduler.job.urn, stack.alert.subscription.urn,
+            *[s.job.urn for s in stack.schedules], stack.alert.subscription.urn,
             *[f.subscription.urn for f in stack.functions.values()],
         )  # fmt: skip
 

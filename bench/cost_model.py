@@ -1,0 +1,201 @@
+"""What an hourly run bills at scale: the engine's own queries, priced by a stated size model.
+
+The emulator bills nothing and no customer-sized dataset fits here, so this builds every query
+of an hourly run with the engine's SQL builders (page queries, lookups, derivations) and the
+daily verify's key and sampled queries, and prices them by on-demand's rules:
+
+- each table a query names bills its referenced columns over all its rows, at least 10 MiB;
+- a column counts as referenced when its name appears in the query (an upper bound);
+- clustered on its cursor, a table a page query streams bills only the rows of the window it
+  reads (the lookback plus the hour); a table read by key (a join, a derivation) is not pruned.
+
+"Before" is the engine as issue 15 found it: one whole-row derivation per touching stream
+(email bodies included), none batched across streams. Run: python -m bench.cost_model
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gong_sync import bigquery_sql as sql
+from gong_sync import cost, sources
+from gong_sync.declarations import Source
+from gong_sync.derivations import feeds_key
+from gong_sync.local import fivetran_schemas
+from gong_sync.narrowing import narrowed
+
+RUNS_PER_MONTH = 24 * 30
+WINDOW_HOURS = 2  # the lookback (1 h) plus the hour since the last run
+
+# Rows at the issue's scale (1M calls, 50M transcript rows, 1M emails) and what lands a day.
+ROWS = {
+    "call": 1_000_000, "call_speaker": 3_000_000, "call_participant": 4_000_000,
+    "users": 2_000, "transcript": 50_000_000, "call_context_integration": 1_000_000,
+    "email": 1_000_000, "email_sender": 1_000_000, "email_recipient": 3_000_000,
+    "opportunity": 100_000, "account": 50_000, "user": 2_000, "contact": 500_000,
+}  # fmt: skip
+PER_DAY = {
+    "call": 1_000, "call_speaker": 3_000, "call_participant": 4_000, "users": 20,
+    "transcript": 50_000, "call_context_integration": 1_000, "email": 1_000,
+    "email_sender": 1_000, "email_recipient": 3_000, "opportunity": 500, "account": 200,
+    "user": 20, "contact": 1_000,
+}  # fmt: skip
+# Average logical bytes of a value (BigQuery: STRING is 2 + its UTF-8 bytes, INT64, FLOAT64
+# and TIMESTAMP 8, BOOL 1, NUMERIC 16, DATE 8, JSON its text), and the wide columns.
+BY_TYPE = {"STRING": 22, "INT64": 8, "FLOAT64": 8, "TIMESTAMP": 8, "BOOL": 1, "NUMERIC": 16,
+           "DATE": 8, "JSON": 200}  # fmt: skip
+WIDE = {
+    ("transcript", "sentence"): 800,  # a monologue's sentences, as JSON
+    ("email", "body"): 10_000,  # HTML mail
+    ("email", "headers"): 1_000,
+    ("call", "title"): 50, ("call", "url"): 60, ("call", "meeting_url"): 60,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Query:
+    """One BigQuery job of a run: what asks for it, and its SQL."""
+
+    label: str
+    text: str
+    stream: str | None = None  # the table a page query streams on its cursor
+
+
+def _tables() -> dict[str, sql.TableRef]:
+    return {
+        name: sql.TableRef(name, f"project.dataset.{name}", fivetran_schemas.column_types(name))
+        for name in fivetran_schemas.TABLES
+    }
+
+
+def _table_bytes(table: str, text: str) -> int:
+    """Bytes of the columns of `table` whose names the query mentions, over all its rows."""
+    types = fivetran_schemas.column_types(table)
+    width = sum(
+        WIDE.get((table, col), BY_TYPE[kind])
+        for col, kind in types.items()
+        if re.search(rf"\b{re.escape(col)}\b", text)
+    )
+    return width * ROWS[table]
+
+
+def billed(query: Query, tables: dict[str, sql.TableRef], clustered: bool) -> int:
+    """What on-demand bills for the query, per the model above."""
+    total = 0
+    for name, ref in tables.items():
+        if sql.quote(ref.full_name) not in query.text:
+            continue
+        full = float(_table_bytes(name, query.text))
+        if clustered and query.stream == name:
+            full *= min(1.0, PER_DAY[name] * WINDOW_HOURS / 24 / ROWS[name])
+        total += max(int(full), cost.MIN_BILLED_PER_TABLE)
+    return total
+
+
+def _pages(source: Source, tables: dict[str, sql.TableRef]) -> Iterator[Query]:
+    for stream in source.streams:
+        target = source.target(stream.drives) if stream.drives else None
+        text = sql.page_query(stream, target, tables, has_since=True, has_position=False)
+        yield Query(stream.table, text, stream.table)
+        for touch in stream.touches:
+            if touch.lookup_sql:
+                yield Query(f"{touch.target} lookup", sql.resolve(touch.lookup_sql, tables))
+
+
+def _derivations(source: Source, tables: dict[str, sql.TableRef], before: bool) -> list[Query]:
+    """Before: one whole derivation per touching stream. Now: one per target and feeds."""
+    out: dict[str, Query] = {}
+    touches = [(s, t) for s in source.streams for t in s.touches]
+    for stream, touch in touches:
+        target = source.target(touch.target)
+        if before:
+            label = f"{touch.target} derived for {stream.table}"
+        else:
+            label = f"{touch.target} derived ({feeds_key(touch.feeds) or 'whole'})"
+            target = narrowed(target, touch.feeds) if touch.feeds else target
+        out.setdefault(label, Query(label, sql.derive_query(target, tables)))
+    return list(out.values())
+
+
+def hourly(source: Source, before: bool) -> list[Query]:
+    """The jobs of an hourly run in which every stream has a change nothing else derived."""
+    tables = _tables()
+    return [*_pages(source, tables), *_derivations(source, tables, before)]
+
+
+def reconciliation(source: Source, values: bool) -> list[Query]:
+    """A scheduled verify's jobs: every target's keys, and with values a sample's derivation."""
+    tables = _tables()
+    out = [Query(f"{t.table} keys", sql.key_query(t, tables)) for t in source.targets]
+    if values:
+        out += [Query(f"{t.table} values", sql.derive_query(t, tables)) for t in source.targets]
+    return out
+
+
+@dataclass(frozen=True)
+class Line:
+    """One source's bytes per hourly run, four ways."""
+
+    source: str
+    unclustered_before: int
+    unclustered_now: int
+    clustered_before: int
+    clustered_now: int
+
+
+def line(name: str) -> Line:
+    """Price a source's hourly run before and now, unclustered and clustered."""
+    source, tables = sources.get(name), _tables()
+
+    def run(before: bool, clustered: bool) -> int:
+        return sum(billed(q, tables, clustered) for q in hourly(source, before))
+
+    return Line(name, run(True, False), run(False, False), run(True, True), run(False, True))
+
+
+def verify_line() -> Line:
+    """Reconciliation, spread over the hourly runs: keys daily, sampled values weekly.
+
+    Before this issue there was none (issue 16 added it); it prunes nothing, clustered or not.
+    """
+    tables = _tables()
+
+    def week(values_daily: bool) -> int:
+        days = [
+            billed(q, tables, clustered=False)
+            for s in sources.SOURCES.values()
+            for q in reconciliation(s, values_daily)
+        ]
+        return sum(days) * 7
+
+    keys_only = week(values_daily=False)
+    weekly_values = keys_only + (week(values_daily=True) - keys_only) // 7
+    per_run = weekly_values // (7 * 24)
+    return Line("reconciliation (per hourly run)", 0, per_run, 0, per_run)
+
+
+def _cell(per_run: int) -> str:
+    month = per_run * RUNS_PER_MONTH
+    return f"{cost.human(per_run)} · ${cost.usd(month):,.2f}"
+
+
+def table() -> str:
+    """The README's table: bytes a run and dollars a month (720 runs), per source and total."""
+    lines = [line(name) for name in sources.SOURCES]
+    lines.append(verify_line())
+    total = Line("**total**", *(sum(getattr(x, f) for x in lines) for f in (
+        "unclustered_before", "unclustered_now", "clustered_before", "clustered_now")))  # fmt: skip
+    rows = [
+        "| source | unclustered, before | unclustered, now | clustered, before | clustered, now |",
+        "|---|---|---|---|---|",
+    ]
+    for x in [*lines, total]:
+        cells = (x.unclustered_before, x.unclustered_now, x.clustered_before, x.clustered_now)
+        rows.append(f"| {x.source} | " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())

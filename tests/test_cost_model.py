@@ -1,0 +1,50 @@
+"""The README's cost table is the model's output, and the model prices what the engine builds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import cost_model
+from gong_sync import sources
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_readme_cost_table_is_the_models() -> None:
+    """Regenerate with `python -m bench.cost_model` when the engine's queries change."""
+    assert cost_model.table() in README.read_text()
+
+
+def test_narrow_derivations_leave_the_email_bodies_unread() -> None:
+    """Before, a recipient's change derived whole emails; now no derivation names the body."""
+    before = [
+        q for q in cost_model.hourly(sources.get("emails"), before=True) if "derived" in q.label
+    ]
+    now = [
+        q for q in cost_model.hourly(sources.get("emails"), before=False) if "derived" in q.label
+    ]
+    assert all("body" in q.text for q in before)
+    assert now
+    assert not [q for q in now if "body" in q.text]
+
+
+def test_no_source_bills_more_than_before() -> None:
+    """Batching and narrowing only ever remove bytes, clustered or not."""
+    for name in sources.SOURCES:
+        line = cost_model.line(name)
+        assert line.unclustered_now <= line.unclustered_before, name
+        assert line.clustered_now <= line.clustered_before, name
+
+
+def test_clustering_prunes_only_the_streamed_table_of_a_page_query() -> None:
+    """A derivation or lookup reads by key, which clustering on the cursor cannot prune."""
+    tables = cost_model._tables()
+    for query in cost_model.hourly(sources.get("calls"), before=False):
+        clustered = cost_model.billed(query, tables, clustered=True)
+        unclustered = cost_model.billed(query, tables, clustered=False)
+        if query.stream is None:
+            assert clustered == unclustered, query.label
+        else:
+            assert clustered <= unclustered, query.label
+        if query.stream == "transcript":  # 50M rows: pruned to two hours of them
+            assert clustered * 100 < unclustered
