@@ -56,6 +56,17 @@ class Observability(pulumi.ComponentResource):
             label_extractors=SOURCE_LABEL,
             opts=child,
         )
+        # The reconciliation's ERROR line when drift remains after its repair (reconcile.py):
+        # its own metric and policy, since what to do differs from a failed run.
+        self.drift = gcp.logging.Metric(
+            "gong-sync-unrepaired-drift",
+            name="gong_sync/unrepaired_drift",
+            filter='resource.type="cloud_run_revision" AND severity>=ERROR'
+            " AND jsonPayload.verify.remaining:*",
+            metric_descriptor={"metric_kind": "DELTA", "value_type": "INT64", "labels": label},
+            label_extractors=SOURCE_LABEL,
+            opts=child,
+        )
         channels = list(args.notification_channels)
 
         def policy(
@@ -71,7 +82,9 @@ class Observability(pulumi.ComponentResource):
                 conditions=[condition, *more],
                 notification_channels=channels,
                 documentation={"content": doc, "mime_type": "text/markdown"},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.errors, self.successes]),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.errors, self.successes, self.drift]
+                ),
             )
 
         policy(
@@ -104,6 +117,17 @@ class Observability(pulumi.ComponentResource):
                 ' AND resource.type="pubsub_subscription"'
                 ' AND resource.label.subscription_id=starts_with("gong-sync-sync-")',
             ),
+        )
+        policy(
+            "unrepaired-drift",
+            _any_in_5_min(
+                "drift the reconciliation did not repair",
+                'metric.type="logging.googleapis.com/user/gong_sync/unrepaired_drift"'
+                ' AND resource.type="cloud_run_revision"',
+            ),
+            "The scheduled verify left drift between BigQuery and Postgres after `--fix`. Run"
+            " `gong-sync verify --source <source> --json` for the keys, then the README's"
+            " reconciliation runbook.",
         )
         policy(
             "freshness",

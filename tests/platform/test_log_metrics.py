@@ -33,6 +33,16 @@ def test_every_metric_counts_the_lines_it_is_for(
     app = client("sync_calls")
     headers, body = to_structured(pubsub_event({"sources": ["calls"]}))
     assert app.post("/", headers=headers, data=body).status_code == 200
+    # Drift a verify without --fix leaves: the reconciliation's ERROR line.
+    assert (
+        cloud.env.execute(
+            "DELETE FROM calls WHERE gong_call_id IN (SELECT min(gong_call_id) FROM calls)"
+        )
+        == 1
+    )
+    verify = {"sources": ["calls"], "mode": "verify", "sample": 0}
+    v_headers, v_body = to_structured(pubsub_event(verify))
+    assert app.post("/", headers=v_headers, data=v_body).status_code == 200
     cloud.env.bq.delete_table(f"{cloud.env.bq.project}.{cloud.env.datasets['gong']}.call")
     assert app.post("/", headers=headers, data=body).status_code == 500
     captured = capfd.readouterr()
@@ -55,8 +65,11 @@ def test_every_metric_counts_the_lines_it_is_for(
     assert len(successes) == 1
     errors = seen("gong_sync/errors")
     assert errors  # the failed run's ERROR lines, each labelled with its source
+    drift = seen("gong_sync/unrepaired_drift")
+    assert [e["jsonPayload"]["verify"]["remaining"]["calls"]["missing"] for e in drift] == [1]
     checked = {"gong_sync/rows_synced": rows, "gong_sync/successful_runs": successes,
-               "gong_sync/errors": errors, "gong_sync/bytes_billed": billed}  # fmt: skip
+               "gong_sync/errors": errors, "gong_sync/bytes_billed": billed,
+               "gong_sync/unrepaired_drift": drift}  # fmt: skip
     assert checked.keys() == metrics.keys()  # a new metric is checked here too
     for name, found in checked.items():
         (label,) = metrics[name]["labelExtractors"].values()
