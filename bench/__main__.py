@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, dataset, read_paths, report, sync_process
+from bench import ceiling, dataset, page_sweep, read_paths, report, sync_process
 from gong_sync import migrate, sources
 from gong_sync.bigquery_reader import make_client
 from gong_sync.local.bigquery_emulator import LocalBigQuery
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         help="two transcript counts (calls at the same ratio) for the peak-RSS runs",
     )
     parser.add_argument("--no-dlt", action="store_true", help="skip the dlt peer")
+    parser.add_argument(
+        "--page-sizes",
+        default=",".join(map(str, page_sweep.SIZES)),
+        help="page sizes of the calls-backfill sweep ('' skips it)",
+    )
     parser.add_argument("--root", default=".local/bench", help="servers, dumps and dlt's venv")
     parser.add_argument("--out", default="bench/results", help="where the JSON results go")
     parser.add_argument("--markdown", help="also write the results as Markdown to this file")
@@ -169,6 +174,12 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     out["rss"] = [
         _rss(bench, args, scale, i, int(v)) for i, v in enumerate(args.rss_transcripts.split(","))
     ]
+    sizes = [int(v) for v in args.page_sizes.split(",") if v.strip()]
+    if sizes:
+        log.info("the page-size sweep: %s", sizes)
+        out["page_sizes"] = page_sweep.sweep(
+            bench.database, lambda db: bench.env(db, datasets), sizes
+        )
     return out
 
 

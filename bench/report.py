@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
+from bench import page_sweep
 from gong_sync import sources
 
 # The targets, checked against every run and printed next to the figures.
@@ -190,6 +191,15 @@ def markdown(r: dict[str, Any]) -> str:
         "| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |\n"
         for row in rows[1:]
     )
+    sweep = page_sweep.markdown(r.get("page_sizes", []))
+    sweep_text = (
+        "\n## Page size\n\nA calls backfill at each page size (`GONG_SYNC_PAGE_SIZE`), same"
+        " data, each query serving the same million rows; peak RSS is the CLI process's.\n\n"
+        + "\n".join(sweep)
+        + "\n"
+        if sweep
+        else ""
+    )
     return (
         "# Benchmark results\n\n"
         f"Measured {r['started_at']} at commit {m.get('commit', '?')} on {m['platform']},"
@@ -201,6 +211,7 @@ def markdown(r: dict[str, Any]) -> str:
         + body
         + "\n"
         + "".join(f"- {line}\n" for line in _lines(r))
+        + sweep_text
     )
 
 

@@ -9,6 +9,7 @@ email's recipients) reads and updates only those (see narrowing.py).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -27,6 +28,8 @@ from gong_sync.row_mapping import RowMapper
 
 if TYPE_CHECKING:
     from gong_sync.engine import SourceRun
+
+log = logging.getLogger(__name__)
 
 # How many parent keys one derivation query carries in its UNNEST parameter: it bounds the
 # rows (email bodies included) one query brings into memory.
@@ -103,7 +106,13 @@ class Derivations:
     def flush(self) -> bool:
         """Derive every parent waiting, a batch per transaction; False if time ran out."""
         conn, source = self.run.conn, self.run.source.name
+        declared = {t.table for t in self.run.source.targets}
         for table in pending.targets(conn, source):
+            if table not in declared:  # a target since removed from the declaration
+                log.warning("%s: dropping parents noted for %s, no longer declared", source, table)
+                pending.forget(conn, source, table)
+                conn.commit()
+                continue
             while batch := pending.take(conn, source, table, DERIVE_BATCH):
                 if self.run.out_of_time():
                     return False

@@ -67,3 +67,10 @@ def done(conn: Connection, source: str, target: str, parents: Sequence[str | Non
         " AND (parent = ANY(CAST(%s AS text[])) OR (parent IS NULL AND %s))",
         (source, target, keys, None in parents),
     )
+
+
+def forget(conn: Connection, source: str, target: str) -> None:
+    """Drop every parent noted for a target; the caller commits."""
+    conn.cursor().execute(
+        "DELETE FROM pending_derivations WHERE source = %s AND target = %s", (source, target)
+    )

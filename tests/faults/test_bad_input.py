@@ -18,7 +18,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from gong_sync import sources
+from gong_sync import sources, trigger
 from gong_sync.bigquery_reader import make_client
 from tests import reference
 from tests.conftest import Cloud, Env
@@ -355,7 +355,7 @@ def test_bad_triggers_are_rejected_and_a_good_one_still_lands_everything(
     since = f"2026-11-01T00:00:00Z{INJECTION}"
     bad: list[tuple[bytes | str, str]] = [
         (b'{"sources": ["calls"], "mdoe": "full_refresh"}',
-         "mdoe: unknown field; allowed: sources, mode, since, until, ids, fix"),
+         f"mdoe: unknown field; allowed: {', '.join(trigger.FIELDS)}"),
         ("%%% not base64", "data: not valid base64"),
         (b'{"sources": ["calls"', "data: not valid JSON"),
         (b"\xff\xfe{}", "data: not valid JSON"),

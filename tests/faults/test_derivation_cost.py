@@ -220,3 +220,20 @@ def test_the_daily_reconciliation_compares_keys_without_reading_values(
     assert not [text for text in jobs[0] if "sentence" in text or "@keys" in text]
     assert [text for text in jobs[500] if "sentence" in text]
     matrix.exact(env, model(call=calls, transcript=transcripts), "calls", "transcripts")
+
+
+def test_parents_noted_for_a_target_no_longer_declared_are_dropped(
+    env: Env, matrix: Scenario
+) -> None:
+    """A declaration that lost a target does not wedge every later run on its notes."""
+    calls = [call("c1", at(0))]
+    insert(env.bq, env.datasets, "call", calls)
+    conn = env.connect()
+    try:
+        pending.add(conn, "calls", "call_moods", ["c1"], pending.FULL, "call_mood")
+        conn.commit()
+    finally:
+        conn.close()
+    assert env.sync().status == "success"
+    assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
+    matrix.exact(env, model(call=calls), "calls")

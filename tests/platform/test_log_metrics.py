@@ -21,6 +21,15 @@ from tests.test_functions import client, platform_logging, pubsub_event, seed_ca
 from tests.test_infra import deploy
 
 
+def _leave_drift(cloud: Cloud, app: Any) -> None:
+    """Drift a verify without --fix leaves: the reconciliation's ERROR line."""
+    first = "SELECT min(gong_call_id) FROM calls"
+    assert cloud.env.execute(f"DELETE FROM calls WHERE gong_call_id IN ({first})") == 1
+    verify = {"sources": ["calls"], "mode": "verify", "sample": 0}
+    headers, body = to_structured(pubsub_event(verify))
+    assert app.post("/", headers=headers, data=body).status_code == 200
+
+
 def test_every_metric_counts_the_lines_it_is_for(
     cloud: Cloud,
     platform_logging: None,  # noqa: F811 - the fixture, imported
@@ -33,16 +42,7 @@ def test_every_metric_counts_the_lines_it_is_for(
     app = client("sync_calls")
     headers, body = to_structured(pubsub_event({"sources": ["calls"]}))
     assert app.post("/", headers=headers, data=body).status_code == 200
-    # Drift a verify without --fix leaves: the reconciliation's ERROR line.
-    assert (
-        cloud.env.execute(
-            "DELETE FROM calls WHERE gong_call_id IN (SELECT min(gong_call_id) FROM calls)"
-        )
-        == 1
-    )
-    verify = {"sources": ["calls"], "mode": "verify", "sample": 0}
-    v_headers, v_body = to_structured(pubsub_event(verify))
-    assert app.post("/", headers=v_headers, data=v_body).status_code == 200
+    _leave_drift(cloud, app)
     cloud.env.bq.delete_table(f"{cloud.env.bq.project}.{cloud.env.datasets['gong']}.call")
     assert app.post("/", headers=headers, data=body).status_code == 500
     captured = capfd.readouterr()
