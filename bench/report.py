@@ -179,7 +179,8 @@ def _lines(r: dict[str, Any]) -> list[str]:
 
 def table(r: dict[str, Any]) -> str:
     """The printed report."""
-    return _grid(_rows(r)) + "\n\n" + "\n".join(_lines(r))
+    sweep = page_sweep.markdown(r.get("page_sizes", []))
+    return _grid(_rows(r)) + "\n\n" + "\n".join([*_lines(r), "", *sweep])
 
 
 def markdown(r: dict[str, Any]) -> str:
