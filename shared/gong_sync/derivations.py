@@ -89,7 +89,12 @@ class Derivations:
         return {str(r["k"]) for r in found if r["k"]}
 
     def note(self, touched: Touched, stream: str) -> None:
-        """Keep the touched parents not derived yet, in the page's transaction."""
+        """Note the touched parents, in the page's transaction, but those derived already.
+
+        A derivation in this invocation ran after the run began, so it saw every row up to
+        `until` that a touch could name: a re-import would otherwise derive each speaker set
+        three times.
+        """
         for (table, feeds), parents in touched.items():
             fresh = parents - self.derived.get(table, set())
             conn, source = self.run.conn, self.run.source.name
