@@ -13,7 +13,7 @@ import pytest
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.http import CloudEvent
 
-from gong_sync import alerting, cloud_function
+from gong_sync import alerting, cloud_function, verify
 from gong_sync.local.slack_standin import SlackStandIn
 from tests.conftest import Cloud
 from tests.factories import at, call, insert
@@ -158,6 +158,36 @@ def test_the_time_budget_stops_between_pages_and_publishes_a_continuation(
     assert follow.attributes["continuation"] == "true"
     assert len(calls(cloud)) < 30
     assert cloud.env.query("SELECT last_status FROM sync_status") == [("partial",)]
+
+
+def test_a_verify_longer_than_the_budget_continues_in_the_next_invocation(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys two a page and no time: each invocation stages some and publishes the same
+    trigger; the last one compares, repairs and records."""
+    insert(cloud.env.bq, cloud.env.datasets, "call", [call(f"c{i}", at(i)) for i in range(6)])
+    assert post("sync_calls", pubsub_event({"sources": ["calls"]})).status_code == 200
+    assert cloud.env.execute("DELETE FROM calls WHERE gong_call_id = 'c3'") == 1
+    monkeypatch.setenv("GONG_SYNC_TIME_BUDGET_SECONDS", "0.001")
+    monkeypatch.setattr(verify, "KEY_PAGE", 2)
+    cloud_function.runtime.cache_clear()
+    wanted = {"sources": ["calls"], "mode": "verify", "fix": True, "sample": 0}
+    event, invocations = pubsub_event(wanted), 0
+    while True:
+        invocations += 1
+        assert invocations < 20, "the verify never finished"
+        assert post("sync_calls", event).status_code == 200
+        follow = pull_all(cloud.triggers, expect=1, timeout=3)
+        if not follow:
+            break
+        assert json.loads(follow[0].data) == wanted
+        assert follow[0].attributes["continuation"] == "true"
+        event = pubsub_event(wanted, continuation="true")
+    assert invocations >= 3
+    assert calls(cloud) == [f"c{i}" for i in range(6)]  # repaired
+    (recorded,) = cloud.env.query("SELECT last_verify FROM sync_status")
+    assert recorded[0]["found"] == {"calls": {"missing": 1}}
+    assert recorded[0]["remaining"] == {}
 
 
 def test_alerts_aggregate_a_page_of_bad_records_into_one_post(cloud: Cloud) -> None:

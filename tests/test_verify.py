@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from gong_sync import sources, state, verify
+from gong_sync.bigquery_reader import BigQueryReader
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
 
@@ -132,3 +136,46 @@ def test_orphans_alone_fail_verify_and_fix_removes_every_child(env: Env) -> None
         ), table  # fmt: skip
     assert env.cli("verify", "--fix", "--source", "calls").returncode == 0
     assert env.query(count) == [(0,), (0,), (0,)]
+
+
+def test_a_verify_staged_over_many_invocations_finds_the_same_drift(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two keys a page and no time left after each: every call stages one page and returns."""
+    _seed(env)
+    assert env.execute("DELETE FROM calls WHERE gong_call_id = 'c4'") == 1
+    dml(env.bq, f"DELETE FROM `{env.bq.project}.{env.datasets['gong']}.call` WHERE id = 'c2'")
+    monkeypatch.setattr(verify, "KEY_PAGE", 2)
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+    calls, report = 0, None
+    while report is None:
+        calls += 1
+        assert calls < 50, "the verify never finished"
+        conn = env.connect()
+        try:
+            report = verify.verify_within(
+                sources.get("calls"), env.settings, reader, conn, 0, lambda: True
+            )
+            waiting = env.query("SELECT count(*) FROM verify_progress")
+        finally:
+            conn.close()
+        assert waiting == [(0,)] if report else [(1,)]
+    assert calls >= 4  # 7 call keys two at a time, and the other targets after them
+    by_target = {t.target: t for t in report.targets}
+    assert (by_target["calls"].missing, by_target["calls"].extra) == ([("c4",)], [("c2",)])
+    assert by_target["transcripts"].orphans == [("c2", "0")]
+    assert by_target["calls"].rejected == 1  # c9's NUL title: a dead letter, not drift
+    assert env.query("SELECT count(*) FROM verify_keys") == [(0,)]
+
+
+def test_a_second_verify_of_a_source_at_once_is_refused(env: Env) -> None:
+    """Both would stage into (and clear) the same keys."""
+    _seed(env)
+    holder = env.connect()
+    try:
+        assert state.try_lock_verify(holder, "calls")
+        with pytest.raises(verify.Busy, match="a verify of calls is running"):
+            env.verify("calls")
+    finally:
+        holder.close()
+    assert env.verify("calls").clean

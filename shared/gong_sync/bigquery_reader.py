@@ -84,6 +84,7 @@ class QueryResult:
     bytes_billed: int = 0  # what on-demand pricing charges: at least 10 MB per table read
     job_id: str | None = None  # the query job whose result these rows are
     location: str | None = None
+    total_rows: int | None = None  # of the whole result, where a page of it says
 
 
 class BigQueryReader:
@@ -202,7 +203,7 @@ class BigQueryReader:
         job, result = self._run(query, page_size, deadline)
         cost = _cost(job)
         for rows in _page_rows(result):
-            yield QueryResult(rows, *cost, job_id=job.job_id, location=job.location)
+            yield QueryResult(rows, *cost, job.job_id, job.location, result.total_rows)
             cost = (0, 0)  # counted once, with the first page
 
     def resume(
@@ -228,7 +229,7 @@ class BigQueryReader:
                 timeout=timeout,
             )  # fmt: skip
             for rows in _page_rows(result):
-                yield QueryResult(rows, 0, 0, job_id=job_id, location=location)
+                yield QueryResult(rows, 0, 0, job_id, location, result.total_rows)
         except (NotFound, BadRequest) as exc:  # expired, or a start past its end
             raise ResultGone(f"the result of query job {job_id} is gone: {exc}") from None
 

@@ -128,7 +128,7 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs
             return None
         rt = rt or runtime()
         if wanted.mode == "verify":
-            _reconcile(rt, source_name, wanted)
+            _reconcile(rt, source_name, wanted, started + cloud.time_budget_seconds)
             return None
         options = _options(wanted, continuation, started, cloud)
         stats = _run_with_retries(rt, source_name, options)
@@ -136,8 +136,8 @@ def handle_sync(source_name: str, event: Any, rt: Runtime | None = None) -> runs
         # an explicit request (a window's continuation too) is covered by no other run.
         if stats.status == "skipped" and (explicit or not _covered(rt, source_name)):
             raise SourceBusy.logged(f"{source_name} is running; redeliver this request later")
-        if stats.continuation_needed:
-            _continue(rt, source_name, wanted)
+        if stats.continuation_needed:  # its source only, the same window
+            _continue(rt, trigger.Trigger((source_name,), since=wanted.since, until=wanted.until))
         return stats
 
 
@@ -162,16 +162,22 @@ def _stale(event: Any, explicit: bool, cloud: CloudSettings) -> bool:
     return True
 
 
-def _reconcile(rt: Runtime, source_name: str, wanted: trigger.Trigger) -> None:
-    """The scheduled reconciliation: verify the source, and with fix repair it."""
+def _reconcile(rt: Runtime, source_name: str, wanted: trigger.Trigger, deadline: float) -> None:
+    """The scheduled reconciliation: verify the source, and with fix repair it.
+
+    Comparing the keys of a large source takes many invocations: each stages what its time
+    budget allows and publishes the same trigger for its source, to go on from there.
+    """
     sample = reconcile.SAMPLE if wanted.sample is None else wanted.sample
     try:
-        reconcile.reconcile(
+        outcome = reconcile.reconcile(
             sources.get(source_name), rt.settings, rt.reader, rt.connect, _sink_for(rt),
-            wanted.fix, sample,
+            wanted.fix, sample, lambda: time.monotonic() > deadline,
         )  # fmt: skip
     except verify.Busy as exc:
         raise SourceBusy.logged(str(exc)) from None
+    if outcome is None:
+        _continue(rt, dataclasses.replace(wanted, sources=(source_name,)))
 
 
 def _sink_for(rt: Runtime) -> Callable[[Connection], PubSubDeadLetterSink]:
@@ -201,16 +207,15 @@ def _options(
     )
 
 
-def _continue(rt: Runtime, source_name: str, wanted: trigger.Trigger) -> None:
-    """Publish the continuation of a partial run: its source only, the same window."""
-    follow = trigger.Trigger(sources=(source_name,), since=wanted.since, until=wanted.until)
+def _continue(rt: Runtime, follow: trigger.Trigger) -> None:
+    """Publish the continuation of a partial run (or verify): its source only."""
     rt.publish(
         rt.settings.cloud.trigger_topic,
         follow.to_json(),
         continuation="true",
         **trigger.attributes_for(follow.sources),
     )
-    log.info("time budget reached; published a continuation for %s", source_name)
+    log.info("time budget reached; published a continuation: %s", follow.to_json())
 
 
 def _covered(rt: Runtime, source_name: str) -> bool:

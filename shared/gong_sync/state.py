@@ -57,6 +57,25 @@ def covered(conn: Connection, source: str) -> bool:
     return free
 
 
+# A verify's own lock: two verifies of a source would share (and clear) its staged keys.
+_VERIFY_LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync-verify:' || %s))"
+_VERIFY_UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync-verify:' || %s))"
+
+
+def try_lock_verify(conn: Connection, source: str) -> bool:
+    """Take a source's verify lock for this session; False if another verify holds it."""
+    taken = _ask(conn.cursor(), _VERIFY_LOCK_SQL, source)
+    conn.commit()
+    return taken
+
+
+def unlock_verify(conn: Connection, source: str) -> None:
+    """Release the verify lock (it also goes away with the connection)."""
+    conn.rollback()  # a failed statement would refuse the unlock too
+    conn.cursor().execute(_VERIFY_UNLOCK_SQL, (source,))
+    conn.commit()
+
+
 def unlock(conn: Connection, source: str) -> None:
     """Release the lock (it also goes away with the connection)."""
     cur = conn.cursor()

@@ -8,7 +8,6 @@ not have, which a sync keeps because a child may land before its parent.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,8 @@ from typing import Any
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import runs, state, sync
-from gong_sync.bigquery_reader import BigQueryReader, Query
+from gong_sync import runs, staged_keys, state, sync
+from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone, Row
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import RowError, Source, Target
 from gong_sync.postgres import Connection
@@ -30,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, ...]
 SAMPLE_SHOWN = 5
+KEY_PAGE = 20_000  # keys staged per transaction
 
 
 @dataclass
@@ -48,6 +48,8 @@ class TargetReport:
     orphans: list[Key] = field(default_factory=list)
     rejected: int = 0  # in BigQuery, absent here as dead letters (null keys included)
     values_checked: int = 0
+    # Each missing key as a dead letter would record it: a fix that rejects it is not drift.
+    records: dict[Key, str] = field(default_factory=dict, repr=False)
 
     @property
     def drift(self) -> bool:
@@ -118,131 +120,167 @@ def parent_target(source: Source, child: Target) -> Target | None:
     return next((t for t in source.targets if child.table in t.children), None)
 
 
-def _key(values: Any) -> Key | None:
-    """Keys as text tuples; None for a key no sync could store (null or blank)."""
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, str) and not v.strip()):
-            return None
-        out.append(str(v))
-    return tuple(out)
-
-
 class Verifier:
     """Compares one source's targets with BigQuery, and repairs the drift it finds."""
 
     def __init__(
-        self, source: Source, settings: Settings, reader: BigQueryReader, conn: Connection
+        self,
+        source: Source,
+        settings: Settings,
+        reader: BigQueryReader,
+        conn: Connection,
+        out_of_time: Callable[[], bool] | None = None,
     ) -> None:
-        """Bind to a source and its connections."""
+        """Bind to a source and its connections; out_of_time ends an invocation's share."""
         self.source, self.tables = reader.resolve(source)
         self.settings = settings
         self.reader = reader
         self.conn = conn
         self.report = SourceReport(source.name)
-        # Live keys in BigQuery per target, kept for the children that look up their parent.
-        self.live: dict[str, set[Key]] = {}
-        self.stored: dict[str, set[Key]] = {}  # keys in Postgres per target, read first
+        self.out_of_time = out_of_time or (lambda: False)
 
     def _bq(self, text: str, label: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        result = self.reader.query(self._query(text, label, params))
+        self._cost(result)
+        return result.rows
+
+    def _query(self, text: str, label: str, params: list[Any] | None = None) -> Query:
         cap = self.settings.bigquery.max_bytes_billed_for(self.source.name)
-        result = self.reader.query(Query(text, params or [], label, cap))
+        return Query(text, params or [], label, cap)
+
+    def _cost(self, result: QueryResult) -> None:
         self.report.bytes_processed += result.bytes_processed
         self.report.bytes_billed += result.bytes_billed
-        return result.rows
 
     def _pg(self, text: str, *args: Any) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()
         cur.execute(text, args)
         return [tuple(r) for r in cur.fetchall()]
 
-    def run(self, sample: int) -> SourceReport:
-        """Compare every target: all keys, and the values of up to `sample` parents each."""
-        # Postgres first, for every target: a row synced while BigQuery is read then shows as
-        # missing (a fix re-syncs it, harmlessly), never as extra or as an orphan (which a fix
-        # would delete), its parent included.
-        self.stored = {t.table: self._stored(t) for t in self.source.targets}
+    def run(self, sample: int) -> SourceReport | None:
+        """Compare every target: all keys, and the values of up to `sample` parents each.
+
+        None when the time ran out first: the keys staged so far wait for the next call.
+        """
+        name = self.source.name
+        if not state.try_lock_verify(self.conn, name):
+            raise Busy(f"a verify of {name} is running; it reports when it ends")
+        try:
+            jobs = staged_keys.progress(self.conn, name) or self._start()
+            try:
+                if not all(self._stage(target, jobs) for target in self.source.targets):
+                    return None
+            except ResultGone as exc:  # after about 24 h: every side is read again, in order
+                log.warning("verify %s: %s; starting over", name, exc)
+                jobs = self._start()
+                if not all(self._stage(target, jobs) for target in self.source.targets):
+                    return None
+            for target in self.source.targets:
+                self.report.targets.append(self._target(target, jobs[target.table], sample))
+            staged_keys.clear(self.conn, name)
+            self.conn.commit()
+            return self.report
+        finally:
+            state.unlock_verify(self.conn, name)
+
+    def _start(self) -> dict[str, staged_keys.Job]:
+        """Snapshot every target's Postgres keys, then start every BigQuery key query.
+
+        Postgres first, for every target: a row synced while BigQuery is read then shows as
+        missing (a fix re-syncs it, harmlessly), never as extra or as an orphan (which a fix
+        would delete), its parent included.
+        """
+        name = self.source.name
+        staged_keys.clear(self.conn, name)
+        staged_keys.snapshot(self.conn, name, self.source.targets)
+        self.conn.commit()
+        jobs: dict[str, staged_keys.Job] = {}
         for target in self.source.targets:
-            self.report.targets.append(self._target(target, sample))
-        self.conn.rollback()
-        return self.report
+            job = jobs[target.table] = staged_keys.Job()
+            query = self._query(sql.key_query(target, self.tables), f"{target.table} (keys)")
+            first = next(self.reader.pages(query, KEY_PAGE), None)  # the result is kept
+            if first is None:  # no live row at all
+                job.done = True
+                continue
+            self._cost(first)
+            job.job_id, job.location = first.job_id, first.location
+            self._stage_page(target, job, first.rows)
+            job.total = first.total_rows
+            job.done = _finished(job, len(first.rows))
+        staged_keys.save(self.conn, name, jobs)
+        self.conn.commit()
+        return jobs
 
-    def _stored(self, target: Target) -> set[Key]:
-        """The keys Postgres holds for a target (null or blank ones cannot be stored)."""
-        keys = ", ".join(ident(c) for c in target.key)
-        rows = self._pg(f"SELECT {keys} FROM {ident(target.table)}")
-        self.conn.rollback()
-        return {k for k in (_key(r) for r in rows) if k is not None}
+    def _stage_page(self, target: Target, job: staged_keys.Job, rows: list[Row]) -> None:
+        keys = [[row[k] for k in target.key] for row in rows]
+        job.unstorable += staged_keys.stage(self.conn, self.source.name, target, keys)
+        job.offset += len(rows)
 
-    def _live_parents(self, target: Target) -> set[str] | None:
-        """Parent ids live in BigQuery for a child target; None for a target with no parent."""
-        parent = parent_target(self.source, target)
-        if parent is None:
-            return None
-        if parent.table not in self.live:  # declared after its child: read it now
-            self._target(parent, 0)
-        return {k[0] for k in self.live[parent.table]}
+    def _stage(self, target: Target, jobs: dict[str, staged_keys.Job]) -> bool:
+        """Page a target's BigQuery keys into Postgres; False if the time ran out first."""
+        job = jobs[target.table]
+        if job.done:
+            return True
+        # From the last staged row, dropped again: a start at the result's end is an error.
+        pages = self.reader.resume(job.job_id or "", job.location, job.offset - 1, KEY_PAGE)
+        skip = 1
+        for page in pages:
+            self._stage_page(target, job, page.rows[skip:])
+            skip = 0
+            job.done = _finished(job, len(page.rows))
+            staged_keys.save(self.conn, self.source.name, jobs)
+            self.conn.commit()
+            if job.done:
+                return True
+            if self.out_of_time():  # after a page: every call moves the verify on
+                return False
+        job.done = True
+        staged_keys.save(self.conn, self.source.name, jobs)
+        self.conn.commit()
+        return True
 
-    def _target(self, target: Target, sample: int) -> TargetReport:
+    def _target(self, target: Target, job: staged_keys.Job, sample: int) -> TargetReport:
         report = TargetReport(target.table, target.key.index(target.parent))
-        stored = self.stored[target.table]
-        raw = self._bq(sql.key_query(target, self.tables), f"{target.table} (keys)")
-        by_key: dict[Key, list[Any]] = {}
-        nulls = 0
-        for row in raw:
-            values = [row[k] for k in target.key]
-            key = _key(values)
-            if key is None:
-                nulls += 1  # a null or blank key: always a dead letter, never stored
-            else:
-                by_key[key] = values
-        self.live[target.table] = set(by_key)
-        report.bigquery_rows = len(by_key) + nulls
-        report.rejected = nulls
-        report.postgres_rows = len(stored)
-        rejected = {
-            r[0]
-            for r in self._pg(
-                "SELECT record_key FROM dead_letters WHERE source = %s AND target = %s",
-                self.source.name,
-                target.table,
-            )
-        }
-        parents = self._live_parents(target)
-        at = report.parent_at
-        for key in sorted(set(by_key) - stored):
-            if json.dumps(by_key[key], default=str, ensure_ascii=False) in rejected:
+        parent = parent_target(self.source, target)
+        name = self.source.name
+        bigquery_rows, report.postgres_rows = staged_keys.counts(self.conn, name, target)
+        report.bigquery_rows = bigquery_rows + job.unstorable
+        report.rejected = job.unstorable  # a null, blank or unstorable key: a dead letter
+        for key, record, rejected, live in staged_keys.absent(self.conn, name, target, parent):
+            if rejected:
                 report.rejected += 1
-            elif parents is None or key[at] in parents:  # an orphan need not be stored
+            elif live:  # an orphan need not be stored
                 report.missing.append(key)
-        for key in sorted(stored - set(by_key)):
-            if parents is None or key[at] in parents:
-                report.extra.append(key)
-        if parents is not None:
-            report.orphans = sorted(k for k in stored if k[at] not in parents)
-        report.changed, report.values_checked = self._values(target, sample, parents)
+                report.records[key] = record
+        for key, live in staged_keys.surplus(self.conn, name, target, parent):
+            (report.extra if live else report.orphans).append(key)
+        self.conn.rollback()
+        report.changed, report.values_checked = self._values(target, sample, parent)
         return report
 
-    def _values(
-        self, target: Target, sample: int, live_parents: set[str] | None
-    ) -> tuple[list[Key], int]:
+    def _values(self, target: Target, sample: int, parent: Target | None) -> tuple[list[Key], int]:
         """Derive a sample of parents from BigQuery and diff their rows in Postgres.
 
         Orphans are left out: they are reported as such, and a fix deletes them.
         """
         if sample <= 0:
             return [], 0
-        parent = ident(target.parent)
+        column = ident(target.parent)
         parents = [
             str(r[0])
             for r in self._pg(
-                f"SELECT {parent} FROM (SELECT DISTINCT {parent} FROM {ident(target.table)}) p"
+                f"SELECT {column} FROM (SELECT DISTINCT {column} FROM {ident(target.table)}) p"
                 " ORDER BY random() LIMIT %s",
                 sample,
             )
         ]
-        if live_parents is not None:
-            parents = [p for p in parents if p in live_parents]
+        if parent is not None:
+            live = staged_keys.live_parents(self.conn, self.source.name, parent, parents)
+            parents = [p for p in parents if p in live]
+        return self.values_of(target, parents)
+
+    def values_of(self, target: Target, parents: list[str]) -> tuple[list[Key], int]:
+        """Keys whose stored row differs from these parents' rows derived from BigQuery."""
         if not parents:
             return [], 0
         param = bigquery.ArrayQueryParameter("keys", "STRING", parents)
@@ -261,11 +299,37 @@ class Verifier:
         return sorted(changed), len(lines)
 
 
+def _finished(job: staged_keys.Job, page_rows: int) -> bool:
+    """Whether every row of the result is staged: by its total where BigQuery says it.
+
+    A page may be shorter than asked (BigQuery caps a response's bytes), so only without a
+    total does a short page mean the last one.
+    """
+    if job.total is not None:
+        return job.offset >= job.total
+    return page_rows < KEY_PAGE
+
+
 def verify_source(
     source: Source, settings: Settings, reader: BigQueryReader, conn: Connection, sample: int
 ) -> SourceReport:
-    """Compare one source's targets with BigQuery."""
-    return Verifier(source, settings, reader, conn).run(sample)
+    """Compare one source's targets with BigQuery, however long it takes."""
+    report = Verifier(source, settings, reader, conn).run(sample)
+    if report is None:  # only a deadline stops a verify early
+        raise AssertionError("a verify without a deadline stopped early")
+    return report
+
+
+def verify_within(
+    source: Source,
+    settings: Settings,
+    reader: BigQueryReader,
+    conn: Connection,
+    sample: int,
+    out_of_time: Callable[[], bool],
+) -> SourceReport | None:
+    """Compare, or stage as much as the time allows; None: call again to go on."""
+    return Verifier(source, settings, reader, conn, out_of_time).run(sample)
 
 
 class Busy(RuntimeError):
