@@ -188,6 +188,33 @@ def test_links_to_an_opportunity_deleted_in_salesforce_go_and_come_back(env: Env
     assert env.query("SELECT gong_opportunity_id FROM opportunities") == [("006A",)]
 
 
+def test_a_bad_row_in_a_set_keeps_only_its_own_stored_row(env: Env) -> None:
+    """A link with no object id (a dead letter) once kept its call's whole set: a sibling
+    link to an opportunity deleted in Salesforce stayed for good. Found by the differential
+    test. A bad row with a key keeps its stored row; its gone siblings still go."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    insert(b, d, "call_speaker", [speaker("s1", "c1", OLD), speaker("s2", "c1", OLD)])
+    insert(
+        b, d, "call_context_integration", [_context("c1", "006A", OLD), _context("c1", None, OLD)]
+    )
+    insert(b, d, "opportunity", [opportunity("006A", OLD)])
+    assert env.sync().status == "success"
+    links = "SELECT gong_opportunity_id FROM call_opportunities"
+    assert env.query(links) == [("006A",)]
+    p, g, sf = env.bq.project, env.datasets["gong"], env.datasets["salesforce"]
+    dml(b, f"UPDATE `{p}.{sf}.opportunity` SET is_deleted = TRUE, _fivetran_synced = @t"
+           " WHERE id = '006A'", t=at(60))  # fmt: skip
+    # s1 can no longer be read (a NUL byte); s2 is deleted: s1 stays as stored, s2 goes.
+    dml(b, f"DELETE FROM `{p}.{g}.call_speaker` WHERE id = 's1'")
+    insert(b, d, "call_speaker", [speaker("s1", "c1", at(60), user_id="u\x00")])
+    dml(b, f"UPDATE `{p}.{g}.call_speaker` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+           " WHERE id = 's2'", t=at(60))  # fmt: skip
+    assert env.sync().status == "success"
+    assert env.query(links) == []
+    assert env.query("SELECT speaker_id, user_id FROM call_speakers") == [("s1", None)]
+
+
 def test_without_salesforce_calls_link_every_opportunity_object(env: Env) -> None:
     b, d = env.bq, env.datasets
     insert(b, d, "call", [call("c1", OLD)])

@@ -29,6 +29,9 @@ class Batch:
     lines: dict[Unit, str] = field(default_factory=dict)  # key -> COPY line
     units: set[Unit] = field(default_factory=set)
     kept: set[Unit] = field(default_factory=set)  # units not to prune (bad rows)
+    # In a set replaced per parent: the keys of bad rows, whose stored rows stay as they are
+    # while the rest of the set is replaced (a sibling that is gone is still deleted).
+    kept_keys: set[Unit] = field(default_factory=set)
 
     def replaced_units(self) -> list[Unit]:
         """The units whose stored rows this batch replaces: all but those it must keep."""
@@ -52,13 +55,13 @@ def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row
             key, line = mapper.map(row)
         except RowError as exc:
             rejected.append((row, str(exc)))
-            # Keep what is stored for this unit rather than prune a row whose newest
-            # version we could not read (also when the unit is the row's own key).
-            if row.get(target.parent) is not None:
+            # Keep what is stored for this row rather than prune a row whose newest version
+            # we could not read. Only that row: keeping its whole set kept siblings that are
+            # gone (a link to an opportunity deleted in Salesforce stayed for good).
+            with contextlib.suppress(RowError):  # no key: nothing stored to keep
+                (batch.kept_keys if by_parent else batch.kept).add(mapper.key_of(row))
+            if not by_parent and row.get(target.parent) is not None:
                 batch.kept.add((str(row[target.parent]),))
-                if not by_parent:
-                    with contextlib.suppress(RowError):  # no key: nothing stored to keep
-                        batch.kept.add(mapper.key_of(row))
             continue
         batch.units.add(unit)
         # Later rows win: pages are in cursor order, so this keeps the newest version.

@@ -125,7 +125,7 @@ class SourceRun:
         try:
             for batch in batches:
                 write = self.writers[batch.target.table].replace(
-                    batch.lines, batch.replaced_units(), batch.unit_cols
+                    batch.lines, batch.replaced_units(), batch.unit_cols, batch.kept_keys
                 )
                 self.stats.add_write(write)
             self.sink.publish(letters)

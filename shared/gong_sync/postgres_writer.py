@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from gong_sync import copy_text
@@ -178,8 +178,12 @@ class TargetWriter:
         lines: Mapping[tuple[str, ...], str],
         units: Sequence[tuple[str, ...]],
         unit_cols: Sequence[str],
+        keep: Collection[tuple[str, ...]] = (),
     ) -> WriteStats:
-        """Make the rows of every unit exactly `lines` (key -> COPY line); the caller commits."""
+        """Make the rows of every unit exactly `lines` (key -> COPY line); the caller commits.
+
+        Stored rows with a key in `keep` (rows that could not be read) stay as they are.
+        """
         cur = self.conn.cursor()
         stats = WriteStats()
         by_key = tuple(unit_cols) == self.target.key
@@ -195,6 +199,9 @@ class TargetWriter:
                 self._stage([])  # the delete below must not see an earlier page's rows
         else:
             self._stage(rows)
+            keep = [k for k in keep if k not in lines]  # a good row of the same key wins
+            if keep:
+                self._stage_stored(keep)
             if rows:
                 cur.execute(self.upsert)
                 stats.upserted = max(cur.rowcount, 0)
@@ -222,6 +229,24 @@ class TargetWriter:
         if self.children and self.target.parent in unit_cols:
             stats.deleted += self._cascade(units_table)
         return stats
+
+    def _stage_stored(self, keys: Collection[tuple[str, ...]]) -> None:
+        """Add the stored rows of these keys to the stage, so the delete spares them."""
+        keys_table = self._units_table(self.target.key)
+        cur = self.conn.cursor()
+        cur.execute(f"TRUNCATE {keys_table}")
+        cur.execute(
+            f"COPY {keys_table} ({_cols(self.target.key)}) FROM STDIN",
+            stream=copy_text.chunks(
+                copy_text.line([copy_text.field(v) for v in key]) for key in keys
+            ),
+        )
+        match = " AND ".join(f"t.{ident(c)} = k.{ident(c)}" for c in self.target.key)
+        cur.execute(
+            f"INSERT INTO {self.stage} ({_cols(self.columns)})"
+            f" SELECT {_cols(self.columns, 't.')} FROM {ident(self.target.table)} AS t"
+            f" JOIN {keys_table} AS k ON {match}"
+        )
 
     def _cascade(self, units_table: str) -> int:
         """Delete children whose parent row no longer exists."""
