@@ -184,38 +184,16 @@ class TargetWriter:
 
         Stored rows with a key in `keep` (rows that could not be read) stay as they are.
         """
-        cur = self.conn.cursor()
-        stats = WriteStats()
         by_key = tuple(unit_cols) == self.target.key
         if by_key:
             # A unit that is its own live row has nothing to delete or cascade; leaving it
             # out spares a backfill page the whole delete pass.
             units = [u for u in units if u not in lines]
-        rows = list(lines.values())
-        # Only where each unit is its own row: a set replaced per parent needs the stage.
-        if rows and by_key and self._copy_direct(rows):
-            stats.upserted = len(rows)
-            if units:
-                self._stage([])  # the delete below must not see an earlier page's rows
-        else:
-            self._stage(rows)
-            keep = [k for k in keep if k not in lines]  # a good row of the same key wins
-            if keep:
-                self._stage_stored(keep)
-            if rows:
-                cur.execute(self.upsert)
-                stats.upserted = max(cur.rowcount, 0)
-                stats.unchanged = len(rows) - stats.upserted
-        units_table = self._units_table(unit_cols)
-        cur.execute(f"TRUNCATE {units_table}")
+        stats = self._write(lines, by_key, bool(units), keep)
+        units_table = self._key_table(unit_cols, units)
         if not units:
             return stats
-        cur.execute(
-            f"COPY {units_table} ({_cols(unit_cols)}) FROM STDIN",
-            stream=copy_text.chunks(
-                copy_text.line([copy_text.field(v) for v in unit]) for unit in units
-            ),
-        )
+        cur = self.conn.cursor()
         table = ident(self.target.table)
         match_units = " AND ".join(f"t.{ident(c)} = u.{ident(c)}" for c in unit_cols)
         match_stage = " AND ".join(f"s.{ident(c)} = t.{ident(c)}" for c in self.target.key)
@@ -230,17 +208,51 @@ class TargetWriter:
             stats.deleted += self._cascade(units_table)
         return stats
 
-    def _stage_stored(self, keys: Collection[tuple[str, ...]]) -> None:
-        """Add the stored rows of these keys to the stage, so the delete spares them."""
-        keys_table = self._units_table(self.target.key)
+    def _write(
+        self,
+        lines: Mapping[tuple[str, ...], str],
+        by_key: bool,
+        deletes: bool,
+        keep: Collection[tuple[str, ...]],
+    ) -> WriteStats:
+        """Upsert the rows (or COPY them into a table found empty); stage what stays."""
+        stats = WriteStats()
+        rows = list(lines.values())
+        # Only where each unit is its own row: a set replaced per parent needs the stage.
+        if rows and by_key and self._copy_direct(rows):
+            stats.upserted = len(rows)
+            if deletes:
+                self._stage([])  # the delete that follows must not see an earlier page's rows
+            return stats
+        self._stage(rows)
+        keep = [k for k in keep if k not in lines]  # a good row of the same key wins
+        if keep:
+            self._stage_stored(keep)
+        if rows:
+            cur = self.conn.cursor()
+            cur.execute(self.upsert)
+            stats.upserted = max(cur.rowcount, 0)
+            stats.unchanged = len(rows) - stats.upserted
+        return stats
+
+    def _key_table(self, cols: Sequence[str], keys: Sequence[tuple[str, ...]]) -> str:
+        """The temp table of key tuples over these columns, holding exactly `keys`."""
+        table = self._units_table(cols)
         cur = self.conn.cursor()
-        cur.execute(f"TRUNCATE {keys_table}")
-        cur.execute(
-            f"COPY {keys_table} ({_cols(self.target.key)}) FROM STDIN",
-            stream=copy_text.chunks(
-                copy_text.line([copy_text.field(v) for v in key]) for key in keys
-            ),
-        )
+        cur.execute(f"TRUNCATE {table}")
+        if keys:
+            cur.execute(
+                f"COPY {table} ({_cols(cols)}) FROM STDIN",
+                stream=copy_text.chunks(
+                    copy_text.line([copy_text.field(v) for v in key]) for key in keys
+                ),
+            )
+        return table
+
+    def _stage_stored(self, keys: Sequence[tuple[str, ...]]) -> None:
+        """Add the stored rows of these keys to the stage, so the delete spares them."""
+        keys_table = self._key_table(self.target.key, keys)
+        cur = self.conn.cursor()
         match = " AND ".join(f"t.{ident(c)} = k.{ident(c)}" for c in self.target.key)
         cur.execute(
             f"INSERT INTO {self.stage} ({_cols(self.columns)})"
