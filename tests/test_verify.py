@@ -179,3 +179,37 @@ def test_a_second_verify_of_a_source_at_once_is_refused(env: Env) -> None:
     finally:
         holder.close()
     assert env.verify("calls").clean
+
+
+def test_a_result_that_does_not_continue_where_staging_stopped_starts_the_verify_over(
+    env: Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pages are read by row index: another row there means another result, never mixed in."""
+    _seed(env)
+    assert env.execute("DELETE FROM calls WHERE gong_call_id = 'c4'") == 1
+    monkeypatch.setattr(verify, "KEY_PAGE", 2)
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+
+    def call() -> verify.SourceReport | None:
+        conn = env.connect()
+        try:
+            return verify.verify_within(
+                sources.get("calls"), env.settings, reader, conn, 0, lambda: True
+            )
+        finally:
+            conn.close()
+
+    assert call() is None
+    wrong = '["not the row staged last"]'
+    env.execute(
+        "UPDATE verify_progress SET jobs = jsonb_set(jobs, '{calls,last}', to_jsonb(%s::text))",
+        wrong,
+    )
+    report, calls = None, 1
+    while report is None:
+        calls += 1
+        assert calls < 60, "the verify never finished"
+        report = call()
+    assert "does not continue there; starting over" in caplog.text
+    by_target = {t.target: t for t in report.targets}
+    assert (by_target["calls"].missing, by_target["calls"].extra) == ([("c4",)], [])

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from gong_sync import bigquery_sql as sql
 from gong_sync.bigquery_reader import Row
-from gong_sync.dead_letters import DeadLetter
+from gong_sync.dead_letters import DeadLetter, record_key
 from gong_sync.declarations import RowError, Target
 from gong_sync.row_mapping import RowMapper
 
@@ -77,7 +77,7 @@ def dead_letter(
     The fingerprint leaves out bookkeeping, so the same bad content re-read on a later run
     is recognised (and alerted on once).
     """
-    key = json.dumps([row.get(k) for k in target.key], default=str, ensure_ascii=False)
+    key = record_key([row.get(k) for k in target.key])
     record = {k: v for k, v in row.items() if not k.startswith(sql.KEY_PREFIX)}
     bookkeeping = {c.name for c in target.columns if not c.compare} | {sql.CURSOR, sql.DELETED}
     content = {k: v for k, v in record.items() if k not in bookkeeping}

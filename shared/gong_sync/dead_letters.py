@@ -24,6 +24,11 @@ _KEY_VALUE_BYTES = 300
 _REASON_BYTES = 600
 
 
+def record_key(values: Sequence[Any]) -> str:
+    """A row's key as a dead letter records it; verify matches BigQuery keys on this form."""
+    return json.dumps(list(values), default=str, ensure_ascii=False)
+
+
 def printable(value: Any) -> Any:
     """The value with NUL shown as U+2400 (␀) and surrogates as U+FFFD (�), keys included."""
     return map_strings(

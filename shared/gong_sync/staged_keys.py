@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from gong_sync import copy_text
+from gong_sync.dead_letters import record_key
 from gong_sync.declarations import Target
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import ident
@@ -34,6 +35,7 @@ class Job:
     location: str | None = None
     offset: int = 0  # rows of the result staged so far
     total: int | None = None  # rows of the whole result
+    last: str | None = None  # the last staged row's key, to recognise the result again
     unstorable: int = 0  # keys no sync can store (null, blank, NUL, lone surrogate)
     done: bool = False
 
@@ -105,9 +107,9 @@ def stage(conn: Connection, source: str, target: Target, rows: Sequence[Sequence
         if key is None:
             unstorable += 1
             continue
-        record = json.dumps(list(values), default=str, ensure_ascii=False)
         fields = [source, target.table, "b", *key] + [None] * (len(KEY_COLUMNS) - len(key))
-        lines.append(copy_text.line([*map(copy_text.field, fields), copy_text.field(record)]))
+        fields.append(record_key(values))
+        lines.append(copy_text.line([copy_text.field(f) for f in fields]))
     if lines:
         conn.cursor().execute(
             "COPY verify_keys (source, target, side, k1, k2, k3, k4, record_key) FROM STDIN",

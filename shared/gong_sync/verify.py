@@ -18,7 +18,7 @@ from google.cloud import bigquery
 from gong_sync import bigquery_sql as sql
 from gong_sync import runs, staged_keys, state, sync
 from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone, Row
-from gong_sync.dead_letters import DeadLetterSink
+from gong_sync.dead_letters import DeadLetterSink, record_key
 from gong_sync.declarations import RowError, Source, Target
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter, ident
@@ -215,6 +215,8 @@ class Verifier:
         keys = [[row[k] for k in target.key] for row in rows]
         job.unstorable += staged_keys.stage(self.conn, self.source.name, target, keys)
         job.offset += len(rows)
+        if keys:
+            job.last = record_key(keys[-1])
 
     def _stage(self, target: Target, jobs: dict[str, staged_keys.Job]) -> bool:
         """Page a target's BigQuery keys into Postgres; False if the time ran out first."""
@@ -225,6 +227,10 @@ class Verifier:
         pages = self.reader.resume(job.job_id or "", job.location, job.offset - 1, KEY_PAGE)
         skip = 1
         for page in pages:
+            if skip and record_key([page.rows[0][k] for k in target.key]) != job.last:
+                # Pages are read by row index: a result whose row there differs is not the
+                # one staged so far, and staging on would mix two results.
+                raise ResultGone(f"the key result of {target.table} does not continue there")
             self._stage_page(target, job, page.rows[skip:])
             skip = 0
             job.done = _finished(job, len(page.rows))
