@@ -20,11 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, sources
+from gong_sync import cost, derivations, sources
 from gong_sync.declarations import Source
-from gong_sync.derivations import feeds_key
 from gong_sync.local import fivetran_schemas
-from gong_sync.narrowing import narrowed
 
 RUNS_PER_MONTH = 24 * 30
 WINDOW_HOURS = 2  # the lookback (1 h) plus the hour since the last run
@@ -106,17 +104,16 @@ def _pages(source: Source, tables: dict[str, sql.TableRef]) -> Iterator[Query]:
 
 def _derivations(source: Source, tables: dict[str, sql.TableRef], before: bool) -> list[Query]:
     """Before: one whole derivation per touching stream. Now: one per target and feeds."""
-    out: dict[str, Query] = {}
-    touches = [(s, t) for s in source.streams for t in s.touches]
-    for stream, touch in touches:
-        target = source.target(touch.target)
-        if before:
-            label = f"{touch.target} derived for {stream.table}"
-        else:
-            label = f"{touch.target} derived ({feeds_key(touch.feeds) or 'whole'})"
-            target = narrowed(target, touch.feeds) if touch.feeds else target
-        out.setdefault(label, Query(label, sql.derive_query(target, tables)))
-    return list(out.values())
+    if not before:
+        batched = derivations.batched(source).items()
+        return [Query(name, sql.derive_query(target, tables)) for name, target in batched]
+    return [
+        Query(
+            f"{t.target} derived for {s.table}", sql.derive_query(source.target(t.target), tables)
+        )
+        for s in source.streams
+        for t in s.touches
+    ]
 
 
 def hourly(source: Source, before: bool) -> list[Query]:

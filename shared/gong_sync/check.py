@@ -18,11 +18,9 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, sources
+from gong_sync import cost, derivations, sources
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.declarations import Source, Stream
-from gong_sync.derivations import feeds_key
-from gong_sync.narrowing import narrowed
 from gong_sync.postgres import connect
 from gong_sync.settings import Settings
 
@@ -198,19 +196,11 @@ class SourceCheck:
 
     def _derivations(self) -> dict[str, int]:
         """One derivation per target and set of fed columns: a run batches the rest into it."""
-        out: dict[str, int] = {}
         keys = [bigquery.ArrayQueryParameter("keys", "STRING", [])]
-        for stream in self.source.streams:
-            for touch in stream.touches:
-                target = self.source.target(touch.target)
-                if touch.feeds:
-                    target = narrowed(target, touch.feeds)
-                label = (
-                    f"{touch.target} (derived{' ' if touch.feeds else ''}{feeds_key(touch.feeds)})"
-                )
-                if label not in out:
-                    out[label] = self._dry_run(sql.derive_query(target, self.tables), keys)
-        return out
+        return {
+            name: self._dry_run(sql.derive_query(target, self.tables), keys)
+            for name, target in derivations.batched(self.source).items()
+        }
 
     def _dry_run(self, text: str, params: list[Any]) -> int:
         """What on-demand would bill: the dry run's bytes, at least 10 MB per table named."""

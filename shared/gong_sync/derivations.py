@@ -21,7 +21,7 @@ from gong_sync import pending
 from gong_sync.batches import Batch
 from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter
-from gong_sync.declarations import Stream, Target
+from gong_sync.declarations import Source, Stream, Target
 from gong_sync.narrowing import narrowed
 from gong_sync.postgres_writer import TargetWriter
 from gong_sync.row_mapping import RowMapper
@@ -44,6 +44,25 @@ Touched = dict[tuple[str, str], set[str | None]]  # (target, feeds) -> parents
 def feeds_key(feeds: Iterable[str]) -> str:
     """How a set of fed columns is stored: sorted and comma-joined ('' is the whole row)."""
     return ",".join(sorted(feeds))
+
+
+def label(table: str, feeds: str) -> str:
+    """A derivation's job label: the target, and the columns it feeds if not all."""
+    return f"{table} (derived {feeds})" if feeds else f"{table} (derived)"
+
+
+def batched(source: Source) -> dict[str, Target]:
+    """The derivations a run batches its touches into, one per target and fed columns.
+
+    `gong-sync check` dry-runs these and the cost model prices them: what a run issues.
+    """
+    out: dict[str, Target] = {}
+    for touch in (t for stream in source.streams for t in stream.touches):
+        name = label(touch.target, feeds_key(touch.feeds))
+        if name not in out:
+            whole = source.target(touch.target)
+            out[name] = narrowed(whole, touch.feeds) if touch.feeds else whole
+    return out
 
 
 class Derivations:
@@ -152,13 +171,14 @@ class Derivations:
         Those are the parents with no live row in BigQuery (deleted: the whole derivation
         deletes it) or none in Postgres (not landed: it inserts it), as deriving all would.
         """
-        narrow = narrowed(target, feeds.split(","))
-        if (target.table, feeds) not in self.narrow:
+        if (target.table, feeds) not in self.narrow:  # built once a run, not once a batch
+            narrow = narrowed(target, feeds.split(","))
             suffix = f"_n{len(self.narrow)}"
             writer = TargetWriter(self.run.conn, narrow, [], stage_suffix=suffix)
             self.narrow[(target.table, feeds)] = (RowMapper(narrow), writer)
         mapper, writer = self.narrow[(target.table, feeds)]
-        rows = self._query(narrow, parents, f"{target.table} (derived {feeds})")
+        narrow = mapper.target
+        rows = self._query(narrow, parents, label(target.table, feeds))
         batch = Batch(narrow, narrow.key)
         for stream, group in _by_stream(rows, narrow.parent, stream_of).items():
             self.run.fill_batch(batch, group, stream, letters, mapper)
@@ -181,7 +201,7 @@ class Derivations:
                 continue
             target = self.run.source.target(table)
             batch = Batch(target, (target.parent,))
-            rows = self._query(target, keys, f"{table} (derived)")
+            rows = self._query(target, keys, label(table, pending.FULL))
             if found is not None:  # only an ids run asks: a backfill would hold every id
                 found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
             streams = {k: stream_of for k in keys} if isinstance(stream_of, str) else stream_of
@@ -192,19 +212,19 @@ class Derivations:
             self.remember(table, keys)
         return batches, letters
 
-    def _query(self, target: Target, parents: Iterable[str | None], label: str) -> list[Row]:
+    def _query(self, target: Target, parents: Iterable[str | None], job: str) -> list[Row]:
         """All live rows of target for these parents (None: the rows whose parent is NULL)."""
         wanted = set(parents)
         keys = sorted(k for k in wanted if k is not None)
         text = sql.derive_query(target, self.run.tables)
         rows: list[Row] = []
-        cost = f"{target.table} (derived)"  # a derivation serves every stream that touched it
+        cost = label(target.table, pending.FULL)  # it serves every stream that touched it
         for i in range(0, len(keys), DERIVE_BATCH):
             param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
-            rows += self.run.query_rows(text, [param], label, cost)
+            rows += self.run.query_rows(text, [param], job, cost)
         if None in wanted:  # no stored set to replace: each such row becomes a dead letter
             text = sql.derive_query(target, self.run.tables, null_parent=True)
-            rows += self.run.query_rows(text, [], f"{label}, null parent", cost)
+            rows += self.run.query_rows(text, [], f"{job}, null parent", cost)
         return rows
 
 

@@ -249,6 +249,19 @@ class TargetWriter:
             )
         return table
 
+    def stored(self, keys: Sequence[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Those of these keys (as text) that have a row in the table."""
+        if not keys:
+            return set()
+        keys_table = self._key_table(self.target.key, keys)
+        match = " AND ".join(f"t.{ident(c)} = k.{ident(c)}" for c in self.target.key)
+        cur = self.conn.cursor()
+        cur.execute(
+            f"SELECT {_cols(self.target.key, 'k.')} FROM {keys_table} AS k"
+            f" WHERE EXISTS (SELECT 1 FROM {ident(self.target.table)} AS t WHERE {match})"
+        )
+        return {tuple(str(v) for v in row) for row in cur.fetchall()}
+
     def _stage_stored(self, keys: Sequence[tuple[str, ...]]) -> None:
         """Add the stored rows of these keys to the stage, so the delete spares them."""
         keys_table = self._key_table(self.target.key, keys)

@@ -16,9 +16,9 @@ from typing import Any
 from gong_sync import state, verify
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import DeadLetterSink
-from gong_sync.declarations import Source, Target
+from gong_sync.declarations import Source
 from gong_sync.postgres import Connection
-from gong_sync.postgres_writer import ident
+from gong_sync.postgres_writer import TargetWriter
 from gong_sync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def recheck(
     for t in found.targets:
         target = verifier.source.target(t.target)
         again = verify.TargetReport(t.target, t.parent_at, t.bigquery_rows, t.postgres_rows)
-        stored = _stored(conn, target, [*t.missing, *t.extra, *t.orphans])
+        stored = TargetWriter(conn, target, []).stored([*t.missing, *t.extra, *t.orphans])
         letters = _dead_letters(conn, source.name, target.table, list(t.records.values()))
         gone = [k for k in t.missing if k not in stored]
         again.missing = [k for k in gone if t.records.get(k) not in letters]
@@ -118,24 +118,6 @@ def recheck(
         out.targets.append(again)
     conn.rollback()
     return out
-
-
-def _stored(conn: Connection, target: Target, keys: list[verify.Key]) -> set[verify.Key]:
-    """Those of these keys that have a row in the target table."""
-    if not keys:
-        return set()
-    names = [f"u{i}" for i in range(len(target.key))]
-    arrays = ", ".join("CAST(%s AS text[])" for _ in names)
-    match = " AND ".join(
-        f"CAST(t.{ident(c)} AS text) = u.{n}" for c, n in zip(target.key, names, strict=True)
-    )
-    cur = conn.cursor()
-    cur.execute(
-        f"SELECT {', '.join('u.' + n for n in names)} FROM {ident(target.table)} t"
-        f" JOIN unnest({arrays}) AS u({', '.join(names)}) ON {match}",
-        tuple([k[i] for k in keys] for i in range(len(names))),
-    )
-    return {tuple(r) for r in cur.fetchall()}
 
 
 def _dead_letters(conn: Connection, source: str, target: str, records: list[str]) -> set[str]:

@@ -308,8 +308,8 @@ class Verifier:
 def _finished(job: staged_keys.Job, page_rows: int) -> bool:
     """Whether every row of the result is staged: by its total where BigQuery says it.
 
-    A page may be shorter than asked (BigQuery caps a response's bytes), so only without a
-    total does a short page mean the last one.
+    A page's size is a maximum ("maxResults: maximum number of results to return",
+    jobs.getQueryResults), so only without a total does a short page mean the last one.
     """
     if job.total is not None:
         return job.offset >= job.total
