@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -62,9 +61,6 @@ class Bench:
         root.mkdir(parents=True, exist_ok=True)
         self.pg_server = LocalPostgres(root / "postgres" / "data", database="postgres")
         self.pg = self.pg_server.start()
-        # The emulator caps a gRPC message at this plus 1 MiB, and sends a Storage Read stream
-        # slice as one message: lift it so whole tables can be read that way.
-        os.environ.setdefault("BQEMU_WRITE_API_MAX_REQUEST_BYTES", str(1 << 30))
         self.bq = LocalBigQuery(root / "bigquery")
         self.bq_host = self.bq.start()
         self.grpc_host = self.bq.grpc_host or ""
@@ -99,7 +95,12 @@ class Bench:
     def env(self, db: PostgresSettings, datasets: dict[str, str]) -> dict[str, str]:
         """The CLI environment for one database and dataset pair."""
         return sync_process.environment(
-            db, self.bq_host, self.bq.project, datasets["gong"], datasets["salesforce"]
+            db,
+            self.bq_host,
+            self.grpc_host,
+            self.bq.project,
+            datasets["gong"],
+            datasets["salesforce"],
         )
 
 

@@ -25,7 +25,12 @@ class SyncProcess:
 
 
 def environment(
-    pg: PostgresSettings, bq_host: str, project: str, gong: str, salesforce: str
+    pg: PostgresSettings,
+    bq_host: str,
+    storage_host: str,
+    project: str,
+    gong: str,
+    salesforce: str,
 ) -> dict[str, str]:
     """The settings that point the CLI at the bench's Postgres database and datasets."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GONG_SYNC_")}
@@ -36,6 +41,7 @@ def environment(
         "GONG_SYNC_DB_NAME": pg.database,
         "GONG_SYNC_DB_USER": pg.user,
         "BIGQUERY_EMULATOR_HOST": bq_host,
+        "BIGQUERY_STORAGE_EMULATOR_HOST": storage_host,
         "GONG_SYNC_BQ_PROJECT": project,
         "GONG_SYNC_GONG_DATASET": gong,
         "GONG_SYNC_SALESFORCE_DATASET": salesforce,

@@ -26,6 +26,8 @@ from gong_sync.settings import BigQuerySettings, PostgresSettings, Settings
 from gong_sync.sync import run_source
 
 _counter = itertools.count()
+# The emulator's REST host -> its Storage Read (gRPC) host.
+_storage_hosts: dict[str, str] = {}
 
 
 def run_cli(overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,7 +82,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresSett
 def bq_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A running BigQuery emulator."""
     emulator = LocalBigQuery(tmp_path_factory.mktemp("bq"))
-    yield emulator.start()
+    host = emulator.start()
+    _storage_hosts[host] = emulator.grpc_host or ""
+    yield host
     emulator.stop()
 
 
@@ -180,6 +184,8 @@ class Env:
             "GONG_SYNC_DB_PORT": str(s.postgres.port),
             "GONG_SYNC_DB_NAME": s.postgres.database,
             "BIGQUERY_EMULATOR_HOST": s.bigquery.emulator_host or "",
+            "BIGQUERY_STORAGE_EMULATOR_HOST": s.bigquery.storage_emulator_host or "",
+            "GONG_SYNC_BQ_READ_API": s.bigquery.read_api,
             "GONG_SYNC_BQ_PROJECT": self.bq.project,
             "GONG_SYNC_GONG_DATASET": s.bigquery.gong_dataset,
             "GONG_SYNC_SALESFORCE_DATASET": s.bigquery.salesforce_dataset,
@@ -199,7 +205,11 @@ class Env:
 def make_env(pg_server: PostgresSettings, bq_host: str) -> Env:
     """A fresh database and fresh empty source datasets, with small pages to force paging."""
     client = make_client(BigQuerySettings(emulator_host=bq_host, project="gong-sync-test"))
-    bq_settings = dataclasses.replace(fresh_datasets(client), emulator_host=bq_host)
+    bq_settings = dataclasses.replace(
+        fresh_datasets(client),
+        emulator_host=bq_host,
+        storage_emulator_host=_storage_hosts.get(bq_host),
+    )
     # Pages of 7, two per query: tests cross page and query boundaries with little data.
     settings = Settings(
         postgres=fresh_database(pg_server), bigquery=bq_settings, page_size=7, pages_per_query=2

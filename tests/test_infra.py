@@ -147,6 +147,7 @@ def test_each_function_has_its_own_account_with_only_the_listed_roles(mocks: Moc
         read = _datasets_read(source)
         assert roles[member] == {
             ("roles/bigquery.jobUser", "proj"),
+            ("roles/bigquery.readSessionUser", "proj"),  # the Storage Read API
             ("roles/cloudsql.client", "proj"),
             *(("roles/bigquery.dataViewer", dataset) for dataset in read),
             ("roles/secretmanager.secretAccessor", "projects/proj/secrets/gong-sync-db-password"),

@@ -15,6 +15,8 @@ APIS = (
     "monitoring.googleapis.com", "pubsub.googleapis.com", "run.googleapis.com",
     "artifactregistry.googleapis.com", "secretmanager.googleapis.com",
     "sqladmin.googleapis.com",
+    # The Storage Read API: query results longer than a page are read through it.
+    "bigquerystorage.googleapis.com",
     # IAM bindings on the project go through Resource Manager; new projects may lack it.
     "cloudresourcemanager.googleapis.com",
 )  # fmt: skip

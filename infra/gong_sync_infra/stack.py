@@ -145,9 +145,11 @@ def _sync_functions(
                 topic_id=messaging.trigger.id,
                 env=env,
                 secrets=[database.password.secret.id],
-                # Query jobs run in the BigQuery project the client is bound to.
+                # Query jobs run, and read sessions open, in the project the client is bound
+                # to; readSessionUser lets it read results over the Storage Read API.
                 project_roles=[
                     ("roles/bigquery.jobUser", config.query_project),
+                    ("roles/bigquery.readSessionUser", config.query_project),
                     ("roles/cloudsql.client", config.project),
                 ],
                 private_network=config.sql_private_network,

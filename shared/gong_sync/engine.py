@@ -224,9 +224,11 @@ class SourceRun:
 
     def _pages(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
         """Pages fetched one ahead; only the time spent waiting for one counts as reading."""
+        newest: datetime | None = None
         for result, waited in prefetch.ahead(pages, self.options.hard_deadline):
             self.stats.read_seconds += waited
             self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
+            newest = _in_cursor_order(stream, result.rows, newest)
             yield result
 
     def _window(self, advance: bool) -> datetime | None:
@@ -404,6 +406,30 @@ class SourceRun:
             return
         state.finish_run(self.conn, self.source.name)
         self.stats.status = "success"
+
+
+class UnorderedResult(RuntimeError):
+    """A result came back out of cursor order: committing its positions could skip rows."""
+
+
+def _in_cursor_order(stream: str, rows: Sequence[Row], newest: datetime | None) -> datetime | None:
+    """The page's last cursor, once every row is at or after the one before it.
+
+    Each page commits the position of its last row, and a continuation queries after it, so a
+    row that arrives after a later one would be skipped for good. The Storage Read API keeps
+    an ORDER BY result's order in a single stream; this refuses, before anything of the page
+    is committed, a read path that does not.
+    """
+    for row in rows:
+        cursor = row[sql.CURSOR]
+        if newest is not None and cursor < newest:
+            raise UnorderedResult(
+                f"{stream}: BigQuery returned a row with cursor {cursor.isoformat()} after one"
+                f" with {newest.isoformat()}; nothing of this page was committed. Reading over"
+                " REST (GONG_SYNC_BQ_READ_API=rest) keeps the query's order"
+            )
+        newest = cursor
+    return newest
 
 
 def _after(

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -114,6 +114,11 @@ class BigQuerySettings:
 
     project: str | None = None
     emulator_host: str | None = None
+    # The emulator's gRPC host:port for the Storage Read API; without it an emulator is
+    # read over REST only.
+    storage_emulator_host: str | None = None
+    # "storage": large results over the Storage Read API, REST as the fallback; "rest": never.
+    read_api: Literal["storage", "rest"] = "storage"
     location: str | None = None
     gong_dataset: str = "gongio_ft"
     salesforce_dataset: str = "salesforce"
@@ -257,6 +262,10 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
     return BigQuerySettings(
         project=env.get("GONG_SYNC_BQ_PROJECT") or None,
         emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+        storage_emulator_host=env.get("BIGQUERY_STORAGE_EMULATOR_HOST") or None,
+        read_api="rest"
+        if _choice(env, "GONG_SYNC_BQ_READ_API", ("STORAGE", "REST"), "STORAGE") == "REST"
+        else "storage",
         location=env.get("GONG_SYNC_BQ_LOCATION") or None,
         gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
         salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",

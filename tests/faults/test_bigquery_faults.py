@@ -18,9 +18,11 @@ REQUEST_TIMEOUT = 3.0
 
 
 def _through(env: Env, proxy: FaultProxy, retry_seconds: float) -> Env:
+    """The env read through the proxy, over REST: the path whose requests it faults."""
     bq = dataclasses.replace(
         env.settings.bigquery,
         emulator_host=proxy.host,
+        read_api="rest",
         retry_seconds=retry_seconds,
         request_timeout_seconds=REQUEST_TIMEOUT,
     )

@@ -210,7 +210,7 @@ class CloudLocal:
             old.unlink()
         sync_env = self._sync_env()
         self.postgres = self._postgres(sync_env)
-        stand_ins = {"BIGQUERY_EMULATOR_HOST": self._bigquery(sync_env), **self._google()}
+        stand_ins = {**self._bigquery(sync_env), **self._google()}
         base = {"PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                 "HOME": str(self.root / "home")}  # fmt: skip
         for function in self.topology.functions.values():
@@ -261,7 +261,8 @@ class CloudLocal:
         _cloud_sql_like(settings, env["GONG_SYNC_DB_USER"], self._db_password)
         return settings
 
-    def _bigquery(self, env: Mapping[str, str]) -> str:
+    def _bigquery(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The emulator, seeded once; the functions' environment that points at it."""
         from gong_sync.local.bigquery_emulator import LocalBigQuery
 
         emulator = LocalBigQuery(self.root / "bigquery", project=env["GONG_SYNC_BQ_PROJECT"])
@@ -275,7 +276,10 @@ class CloudLocal:
         existing = {d.dataset_id for d in self.bigquery.list_datasets()}
         if self.datasets["gong"] not in existing:
             self.options.seed(self.bigquery, self.datasets)
-        return host
+        return {
+            "BIGQUERY_EMULATOR_HOST": host,
+            "BIGQUERY_STORAGE_EMULATOR_HOST": emulator.grpc_host or "",
+        }
 
     def _messaging(self) -> None:
         """The program's topics and subscriptions, push endpoints at the gateway."""

@@ -55,28 +55,12 @@ class LocalBigQuery:
         store.mkdir(parents=True, exist_ok=True)
         _install_spatial_extension(home)
         rest, grpc = free_port(), free_port()
-        env = {**os.environ, "HOME": str(home)}
+        # The emulator caps a gRPC message at this plus 1 MiB and sends each Storage Read
+        # batch (up to 65,536 rows) as one message: lift it so long results can be read.
+        env = {"BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30), **os.environ, "HOME": str(home)}
         log_file = (self.data_dir / "emulator.log").open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bqemulator",
-                "start",
-                "--rest-port",
-                str(rest),
-                "--grpc-port",
-                str(grpc),
-                "--persistent",
-                "--data-dir",
-                str(store),
-                "--project",
-                self.project,
-                "--log-level",
-                "error",
-                "--log-format",
-                "json",
-            ],
+            self._command(rest, grpc, store),
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -98,6 +82,15 @@ class LocalBigQuery:
                 f"the BigQuery emulator did not start; see {self.data_dir / 'emulator.log'}"
             ) from None
         return self.host
+
+    def _command(self, rest: int, grpc: int, store: Path) -> list[str]:
+        """bqemulator's command line, through the launcher that serves query results."""
+        return [
+            sys.executable, "-m", "gong_sync.local.bqemulator_results", "start",
+            "--rest-port", str(rest), "--grpc-port", str(grpc),
+            "--persistent", "--data-dir", str(store), "--project", self.project,
+            "--log-level", "error", "--log-format", "json",
+        ]  # fmt: skip
 
     def stop(self) -> None:
         """Stop the emulator's process group, forcefully if it lingers."""

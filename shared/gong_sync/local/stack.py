@@ -73,7 +73,10 @@ def local_stack(settings: Settings, *, bigquery: bool = True, scale: int = 1) ->
             settings = dataclasses.replace(
                 settings,
                 bigquery=dataclasses.replace(
-                    settings.bigquery, emulator_host=host, project=bq.project
+                    settings.bigquery,
+                    emulator_host=host,
+                    storage_emulator_host=bq.grpc_host,
+                    project=bq.project,
                 ),
             )
             seed_demo_if_empty(settings, scale)

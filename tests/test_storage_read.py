@@ -1,0 +1,144 @@
+"""The Storage Read API path: the same rows, types and order as REST, and REST as its fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from gong_sync import bigquery_sql, sources, storage_read
+from gong_sync.bigquery_reader import BigQueryReader, Query, _repage
+from gong_sync.engine import UnorderedResult, _in_cursor_order
+from tests.conftest import Env
+from tests.factories import at, call, insert, insert_account_and_owner, opportunity, transcript
+
+# -- conversion (no services) ------------------------------------------------------------------
+
+
+def test_arrow_rows_are_typed_as_rest_types_them() -> None:
+    """JSON arrives as text and NUMERIC at a fixed scale; the mapping sees REST's forms."""
+    when = datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ["a", None],
+            "doc": ['{"k": [1, "x"]}', None],
+            "amount": pa.array(
+                [Decimal("1.500000000"), Decimal("100.000000000")], pa.decimal128(38, 9)
+            ),
+            "at": pa.array([when, None], pa.timestamp("us", tz="UTC")),
+            "tags": [["x", "y"], []],
+            "flag": [True, None],
+        }
+    )
+    got = storage_read.rows(batch, frozenset({"doc"}))
+    assert got == [
+        {"id": "a", "doc": {"k": [1, "x"]}, "amount": Decimal("1.5"), "at": when,
+         "tags": ["x", "y"], "flag": True},
+        {"id": None, "doc": None, "amount": Decimal("100"), "at": None, "tags": [], "flag": None},
+    ]  # fmt: skip
+    assert [str(r["amount"]) for r in got] == ["1.5", "100"]  # no trailing zeros, no exponent
+
+
+def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
+    """As the REST client decodes them (errors="replace"), so both paths land the same text."""
+    data = b"okA\xff\xfeB"
+    offsets = pa.array([0, 2, 6], pa.int32()).buffers()[1]
+    text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(data)])
+    batch = pa.RecordBatch.from_arrays([text, pa.array([1, 2])], names=["title", "n"])
+    assert storage_read.rows(batch, frozenset()) == [
+        {"title": "ok", "n": 1},
+        {"title": "A\ufffd\ufffdB", "n": 2},
+    ]
+
+
+def _batches(sizes: list[int]) -> Iterator[pa.RecordBatch]:
+    start = 0
+    for size in sizes:
+        yield pa.RecordBatch.from_pydict({"n": list(range(start, start + size))})
+        start += size
+
+
+@pytest.mark.parametrize("skip", [0, 1, 4, 5, 6, 12, 13])
+def test_skipping_rows_across_batches_drops_exactly_those_rows(skip: int) -> None:
+    kept = storage_read.skip_rows(_batches([5, 0, 3, 5]), skip)
+    assert [v for b in kept for v in b.column(0).to_pylist()] == list(range(13))[skip:]
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 7, 100])
+def test_batches_of_any_length_become_pages_of_the_page_size(size: int) -> None:
+    rows = [[{"n": i} for i in range(a, b)] for a, b in [(0, 3), (3, 3), (3, 11), (11, 12)]]
+    pages = list(_repage(iter(rows), size))
+    assert [r["n"] for page in pages for r in page] == list(range(12))
+    assert all(len(p) == size for p in pages[:-1])
+    assert 0 < len(pages[-1]) <= size
+
+
+def test_a_row_out_of_cursor_order_is_refused_before_its_page_commits() -> None:
+    rows = [{bigquery_sql.CURSOR: at(s)} for s in (1, 1, 2)]
+    assert _in_cursor_order("call", rows, at(0)) == at(2)  # ties are in order
+    with pytest.raises(UnorderedResult, match=r"call: .* nothing of this page was committed"):
+        _in_cursor_order("call", rows, at(3))  # the page before ended later than this one starts
+    with pytest.raises(UnorderedResult, match="GONG_SYNC_BQ_READ_API=rest"):
+        _in_cursor_order("call", [*rows, {bigquery_sql.CURSOR: at(0)}], None)
+
+
+# -- against the emulator ------------------------------------------------------------------
+
+
+def _reader(env: Env, **changes: Any) -> BigQueryReader:
+    return BigQueryReader(env.bq, dataclasses.replace(env.settings.bigquery, **changes))
+
+
+def _page_query(env: Env, reader: BigQueryReader, stream_name: str) -> Query:
+    """The page query of one stream of `calls` or `opportunities`, as the engine builds it."""
+    source = sources.get("opportunities" if stream_name == "opportunity" else "calls")
+    source, tables = reader.resolve(source)
+    (stream,) = [s for s in source.streams if s.table == stream_name]
+    target = source.target(stream.drives) if stream.drives else None
+    text = bigquery_sql.page_query(stream, target, tables, has_since=False, has_position=False)
+    params = bigquery_sql.page_params(stream, tables[stream.table], at(10**6), 1000, None, None)
+    return Query(text, params, stream.table)
+
+
+def _seed(env: Env) -> None:
+    calls = [call(f"c{i:02d}", at(i // 3), custom_data={"k": i, "n": [i, None]}) for i in range(40)]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(
+        env.bq, env.datasets, "transcript", [transcript(f"c{i:02d}", 0, at(i)) for i in range(30)]
+    )
+    insert_account_and_owner(env.bq, env.datasets)
+    deals = [opportunity(f"o{i:02d}", at(i // 4), amount=Decimal(f"{i}.25")) for i in range(20)]
+    insert(env.bq, env.datasets, "opportunity", deals)
+
+
+@pytest.mark.parametrize("stream", ["call", "transcript", "opportunity"])
+def test_storage_and_rest_read_the_same_rows_in_the_same_order(env: Env, stream: str) -> None:
+    _seed(env)
+    storage, rest = _reader(env), _reader(env, read_api="rest")
+    query = _page_query(env, storage, stream)
+    over_storage = list(storage.pages(query, 7))
+    over_rest = list(rest.pages(query, 7))
+    assert storage.sessions == 1
+    assert rest.sessions == 0
+    assert [len(p.rows) for p in over_storage] == [len(p.rows) for p in over_rest]
+    assert [p.rows for p in over_storage] == [p.rows for p in over_rest]
+    assert over_storage[0].total_rows == over_rest[0].total_rows
+    # Resuming the stored result from a row reads the same rows as REST's startIndex.
+    job = over_storage[0]
+    again = storage.resume(job.job_id or "", job.location, 9, 7)
+    assert [r for p in again for r in p.rows] == [r for p in over_rest for r in p.rows][9:]
+
+
+def test_a_short_result_is_read_over_rest(env: Env) -> None:
+    """One REST request holds it: a read session would only add a round trip."""
+    _seed(env)
+    reader = _reader(env)
+    query = _page_query(env, reader, "opportunity")
+    (page,) = reader.pages(query, 50)
+    assert len(page.rows) == 20
+    assert reader.sessions == 0
