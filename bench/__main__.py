@@ -15,7 +15,7 @@ from typing import Any
 
 from bench import ceiling, dataset, page_sweep, read_paths, report, sync_process
 from gong_sync import migrate, sources
-from gong_sync.bigquery_reader import make_client
+from gong_sync.bigquery_reader import BigQueryReader, make_client
 from gong_sync.local.bigquery_emulator import LocalBigQuery
 from gong_sync.local.postgres_server import LocalPostgres
 from gong_sync.postgres import Connection, connect
@@ -64,9 +64,12 @@ class Bench:
         self.bq = LocalBigQuery(root / "bigquery")
         self.bq_host = self.bq.start()
         self.grpc_host = self.bq.grpc_host or ""
-        self.client = make_client(
-            BigQuerySettings(emulator_host=self.bq_host, project=self.bq.project)
+        self.bq_settings = BigQuerySettings(
+            emulator_host=self.bq_host,
+            storage_emulator_host=self.grpc_host,
+            project=self.bq.project,
         )
+        self.client = make_client(self.bq_settings)
 
     def stop(self) -> None:
         """Stop both servers."""
@@ -153,7 +156,7 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     log.info("the read paths: REST pages and the Storage Read API")
     out["read_paths"] = [
         read_paths.measure(
-            bench.client, bench.grpc_host, f"{bench.bq.project}.{datasets['gong']}.{t}"
+            bench.client, bench.bq_settings, f"{bench.bq.project}.{datasets['gong']}.{t}"
         )
         for t in ("call", "transcript")
     ]
@@ -168,8 +171,10 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     out["reimport"]["tuples_written"] = _tuples_written(conn) - before
 
     if not args.no_dlt:
-        log.info("e: dlt merge of the same rows")
+        log.info("e: dlt merge of the same rows, already mapped")
         out["dlt"] = _peer(bench, conn)
+        log.info("e: dlt reading the same BigQuery tables and merging them")
+        out["dlt_bigquery"] = _peer_reading_bigquery(bench, datasets)
     conn.close()
 
     out["rss"] = [
@@ -213,8 +218,6 @@ def _rss(
 
 def _peer(bench: Bench, conn: Connection) -> dict[str, Any]:
     """Dump the synced rows and time dlt merging them into an empty database."""
-    from bench import dlt_env
-
     work = bench.root / "peer"
     work.mkdir(parents=True, exist_ok=True)
     tables = []
@@ -222,28 +225,41 @@ def _peer(bench: Bench, conn: Connection) -> dict[str, Any]:
         path = work / f"{target.table}.jsonl"
         ceiling.dump_jsonl(conn, target, path)
         tables.append(ceiling.dlt_table(target, path))
-    peer_db = dataclasses.replace(bench.pg, database="peer")
+    return _run_peer(bench, "peer", tables, {})
+
+
+def _peer_reading_bigquery(bench: Bench, datasets: dict[str, str]) -> dict[str, Any]:
+    """Time dlt reading every target's rows from BigQuery and merging them: both sides read."""
+    settings = dataclasses.replace(
+        bench.bq_settings, gong_dataset=datasets["gong"], salesforce_dataset=datasets["salesforce"]
+    )
+    tables = [
+        {"name": target.table, "query": query, "primary_key": list(target.key)}
+        for target, query in ceiling.target_queries(BigQueryReader(bench.client, settings))
+    ]
+    bigquery = {"project": bench.bq.project, "rest_host": bench.bq_host,
+                "grpc_host": bench.grpc_host}  # fmt: skip
+    return _run_peer(bench, "peer_bq", tables, {"bigquery": bigquery})
+
+
+def _run_peer(
+    bench: Bench, name: str, tables: list[dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Run the dlt peer over these manifest tables into a new, empty database `name`."""
+    from bench import dlt_env
+
+    work = bench.root / name
+    work.mkdir(parents=True, exist_ok=True)
+    peer_db = dataclasses.replace(bench.pg, database=name)
     admin = connect(bench.pg)
     admin.autocommit = True
-    admin.cursor().execute('CREATE DATABASE "peer"')
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
     admin.close()
+    dsn = {"host": peer_db.host, "port": peer_db.port, "user": peer_db.user,
+           "password": peer_db.password or "", "database": peer_db.database}  # fmt: skip
     manifest = work / "manifest.json"
-    manifest.write_text(
-        json.dumps(
-            {
-                "dsn": {
-                    "host": peer_db.host,
-                    "port": peer_db.port,
-                    "user": peer_db.user,
-                    "password": peer_db.password or "",
-                    "database": peer_db.database,
-                },
-                "dataset": "dlt_peer",
-                "work_dir": str(work / "dlt"),
-                "tables": tables,
-            }
-        )
-    )
+    body = {"dsn": dsn, "dataset": "dlt_peer", "work_dir": str(work / "dlt"), "tables": tables}
+    manifest.write_text(json.dumps({**body, **extra}))
     python = dlt_env.ensure_dlt_python(bench.root)
     return dlt_env.run_dlt(python, manifest)
 

@@ -7,6 +7,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gong_sync import bigquery_sql as sql
+from gong_sync import sources
+from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.declarations import Target
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import ident
@@ -83,6 +86,16 @@ def dlt_table(target: Target, path: Path) -> dict[str, object]:
         "primary_key": list(target.key),
         "columns": types,
     }
+
+
+def target_queries(reader: BigQueryReader) -> list[tuple[Target, str]]:
+    """Each target with the BigQuery query of all its live rows, as the engine's SQL builds them."""
+    out: list[tuple[Target, str]] = []
+    for declared in sources.SOURCES.values():
+        source, tables = reader.resolve(declared)
+        for target in source.targets:
+            out.append((target, sql.all_rows_query(target, tables)))
+    return out
 
 
 def row_counts(conn: Connection, targets: Sequence[Target]) -> dict[str, int]:

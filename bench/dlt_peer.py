@@ -1,5 +1,8 @@
-"""Merge already-mapped jsonl rows into Postgres with dlt: the benchmark's peer measurement.
+"""Merge rows into Postgres with dlt: the benchmark's peer measurement.
 
+Each manifest table is either a jsonl file of already-mapped rows, or a BigQuery query that dlt
+reads itself (a resource over google-cloud-bigquery yielding Arrow from the Storage Read API:
+dlt has no BigQuery source of its own, and this is the fastest read the client offers).
 Runs under the private dlt virtualenv (bench/dlt_env.py), never the project's, so it imports
 nothing from gong_sync. Usage: python dlt_peer.py MANIFEST.json; prints one JSON line last.
 """
@@ -69,19 +72,66 @@ def _rows(path: Path, counts: dict[str, int], table: str) -> Iterator[list[dict[
         yield page
 
 
-def _resource(table: dict[str, Any], counts: dict[str, int]) -> Any:
+def _bigquery_batches(
+    query: str, bigquery: dict[str, str], counts: dict[str, int], table: str
+) -> Iterator[Any]:
+    """A query's result as Arrow record batches, read over the Storage Read API."""
+    import grpc  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery as bq
+    from google.cloud import bigquery_storage_v1
+    from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
+        BigQueryReadGrpcTransport,
+    )
+
+    client = bq.Client(
+        project=bigquery["project"],
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=f"http://{bigquery['rest_host']}"),
+    )
+    channel = grpc.insecure_channel(
+        bigquery["grpc_host"], options=[("grpc.max_receive_message_length", -1)]
+    )
+    read = bigquery_storage_v1.BigQueryReadClient(  # type: ignore[no-untyped-call]
+        transport=BigQueryReadGrpcTransport(channel=channel)
+    )
+    for batch in client.query(query).result().to_arrow_iterable(bqstorage_client=read):
+        counts[table] += batch.num_rows
+        yield _flat(batch)
+
+
+def _flat(batch: Any) -> Any:
+    """Nested columns as JSON text: dlt writes Arrow to Postgres as CSV, which has no lists."""
+    import pyarrow as pa  # type: ignore[import-untyped,import-not-found,unused-ignore]
+
+    table = pa.Table.from_batches([batch])
+    for i, field in enumerate(table.schema):
+        if pa.types.is_nested(field.type):
+            text = [None if v is None else json.dumps(v) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, field.name, pa.array(text, pa.string()))
+    return table
+
+
+def _resource(table: dict[str, Any], counts: dict[str, int], bigquery: Any = None) -> Any:
     """One merge resource for a manifest table, with its key and column hints."""
     # Only the dlt venv has dlt; the project's mypy checks this file without it.
     import dlt  # type: ignore[import-not-found,unused-ignore]
 
     name: str = table["name"]
     counts[name] = 0
-    columns = {
-        column: {"data_type": DATA_TYPES[kind], "nullable": column not in table["primary_key"]}
-        for column, kind in table["columns"].items()
-    }
+    columns: dict[str, dict[str, Any]]
+    if "query" in table:  # dlt reads BigQuery and takes the Arrow schema's types
+        data = _bigquery_batches(table["query"], bigquery, counts, name)
+        columns = {key: {"nullable": False} for key in table["primary_key"]}
+    else:
+        data = _rows(Path(table["file"]), counts, name)
+        columns = {
+            column: {"data_type": DATA_TYPES[kind], "nullable": column not in table["primary_key"]}
+            for column, kind in table["columns"].items()
+        }
     return dlt.resource(
-        _rows(Path(table["file"]), counts, name),
+        data,
         name=name,
         table_name=name,
         write_disposition="merge",
@@ -130,7 +180,7 @@ def main(manifest_path: Path) -> dict[str, Any]:
         dataset_name=manifest.get("dataset", "dlt_peer"),
     )
     counts: dict[str, int] = {}
-    resources = [_resource(table, counts) for table in manifest["tables"]]
+    resources = [_resource(t, counts, manifest.get("bigquery")) for t in manifest["tables"]]
     # Optional: "csv" makes dlt load with COPY; the default (insert_values) is dlt's postgres
     # default, multi-row INSERT statements.
     file_format = manifest.get("loader_file_format")

@@ -1,47 +1,36 @@
-"""Reading one table two ways: the REST pages the engine uses, and the Storage Read API."""
+"""Reading one query result two ways, as the engine reads it: REST pages and Storage Read."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
-from google.cloud import bigquery, bigquery_storage_v1
-from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
-    BigQueryReadGrpcTransport,
-)
+from google.cloud import bigquery
+
+from gong_sync.bigquery_reader import BigQueryReader
+from gong_sync.settings import BigQuerySettings
 
 PAGE_ROWS = 5000
 
 
-def storage_client(grpc_host: str) -> bigquery_storage_v1.BigQueryReadClient:
-    """A Storage Read client for the emulator's gRPC port."""
-    # The emulator sends a whole stream slice as one message, beyond gRPC's 4 MiB default.
-    channel = grpc.insecure_channel(grpc_host, options=[("grpc.max_receive_message_length", -1)])
-    return bigquery_storage_v1.BigQueryReadClient(  # type: ignore[no-untyped-call]
-        transport=BigQueryReadGrpcTransport(channel=channel)
-    )
-
-
-def measure(client: bigquery.Client, grpc_host: str, table_id: str) -> dict[str, Any]:
-    """Rows/s of each path, both ending in Python dicts as the engine needs them."""
+def _read(reader: BigQueryReader, job: bigquery.QueryJob, page: int) -> tuple[int, float]:
+    """Rows of a finished job's result, and the seconds reading them took (dicts included)."""
     started = time.perf_counter()
-    rows = client.list_rows(table_id, page_size=PAGE_ROWS)
-    rest = 0
-    for page in rows.pages:
-        names = [f.name for f in rows.schema]
-        rest += len([dict(zip(names, row, strict=False)) for row in page])
-    rest_s = time.perf_counter() - started
+    rows = sum(len(p.rows) for p in reader.resume(job.job_id, job.location, 0, page))
+    return rows, time.perf_counter() - started
 
-    started = time.perf_counter()
-    storage = 0
-    batches = client.list_rows(table_id).to_arrow_iterable(
-        bqstorage_client=storage_client(grpc_host)
-    )
-    for batch in batches:
-        storage += len(batch.to_pylist())
-    storage_s = time.perf_counter() - started
-    if rest != storage:
+
+def measure(client: bigquery.Client, settings: BigQuerySettings, table_id: str) -> dict[str, Any]:
+    """Rows/s of each read path over the same finished result: the query's own time is not in it."""
+    job = client.query(f"SELECT * FROM `{table_id}`")
+    total = job.result(max_results=0).total_rows or 0
+    rest_reader = BigQueryReader(client, dataclasses.replace(settings, read_api="rest"))
+    rest, rest_s = _read(rest_reader, job, PAGE_ROWS)
+    storage_reader = BigQueryReader(client, dataclasses.replace(settings, read_api="storage"))
+    # A result that fits one page is read over REST; a smaller page only slices Arrow here.
+    storage, storage_s = _read(storage_reader, job, min(PAGE_ROWS, max(1, total // 2)))
+    if rest != storage or storage_reader.sessions != 1:
         raise RuntimeError(f"{table_id}: REST read {rest} rows, Storage Read {storage}")
     return {
         "table": table_id.rsplit(".", 1)[-1],

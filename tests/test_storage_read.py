@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from gong_sync import bigquery_sql, sources, storage_read
-from gong_sync.bigquery_reader import BigQueryReader, Query, _repage
+from gong_sync.bigquery_reader import BigQueryReader, Query
 from gong_sync.engine import UnorderedResult, _in_cursor_order
 from tests.conftest import Env
 from tests.factories import at, call, insert, insert_account_and_owner, opportunity, transcript
@@ -44,13 +44,15 @@ def test_arrow_rows_are_typed_as_rest_types_them() -> None:
     assert [str(r["amount"]) for r in got] == ["1.5", "100"]  # no trailing zeros, no exponent
 
 
-def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
+@pytest.mark.parametrize("as_table", [False, True], ids=["batch", "page"])
+def test_bytes_that_are_not_utf8_become_replacement_characters(as_table: bool) -> None:
     """As the REST client decodes them (errors="replace"), so both paths land the same text."""
     data = b"okA\xff\xfeB"
     offsets = pa.array([0, 2, 6], pa.int32()).buffers()[1]
     text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(data)])
     batch = pa.RecordBatch.from_arrays([text, pa.array([1, 2])], names=["title", "n"])
-    assert storage_read.rows(batch, frozenset()) == [
+    page = pa.Table.from_batches([batch.slice(0, 1), batch.slice(1)]) if as_table else batch
+    assert storage_read.rows(page, frozenset()) == [
         {"title": "ok", "n": 1},
         {"title": "A\ufffd\ufffdB", "n": 2},
     ]
@@ -71,9 +73,8 @@ def test_skipping_rows_across_batches_drops_exactly_those_rows(skip: int) -> Non
 
 @pytest.mark.parametrize("size", [1, 2, 5, 7, 100])
 def test_batches_of_any_length_become_pages_of_the_page_size(size: int) -> None:
-    rows = [[{"n": i} for i in range(a, b)] for a, b in [(0, 3), (3, 3), (3, 11), (11, 12)]]
-    pages = list(_repage(iter(rows), size))
-    assert [r["n"] for page in pages for r in page] == list(range(12))
+    pages = [t.column(0).to_pylist() for t in storage_read.repage(_batches([3, 0, 8, 1]), size)]
+    assert [n for page in pages for n in page] == list(range(12))
     assert all(len(p) == size for p in pages[:-1])
     assert 0 < len(pages[-1]) <= size
 

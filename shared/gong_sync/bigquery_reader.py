@@ -263,21 +263,9 @@ class BigQueryReader:
             return
         self.sessions += 1
         batches = storage_read.skip_rows(read if first is None else chain([first], read), skip)
-        converted = (storage_read.rows(b, json_columns) for b in batches)
-        yield from _repage(converted, page_size or left)
-
-
-def _repage(batches: Iterator[list[Row]], size: int) -> Iterator[list[Row]]:
-    """Rows that come in batches of any length, as pages of `size` (the last one shorter)."""
-    page: list[Row] = []
-    for rows in batches:
-        page += rows
-        if len(page) >= size:
-            full = len(page) - len(page) % size
-            yield from (page[i : i + size] for i in range(0, full, size))
-            page = page[full:]
-    if page:
-        yield page
+        # Converted a page at a time: rows as dicts take many times the room Arrow does.
+        for page in storage_read.repage(batches, page_size or left):
+            yield storage_read.rows(page, json_columns)
 
 
 def _page_rows(result: Any) -> Iterator[list[Row]]:

@@ -210,16 +210,21 @@ def is_deleted(target: Target) -> str:
     return f"COALESCE(({target.deleted_sql}), FALSE)"
 
 
+def all_rows_query(target: Target, tables: Mapping[str, TableRef]) -> str:
+    """Every live row of a target: what a first backfill lands."""
+    return (
+        f"SELECT {select_list(target, tables)} FROM {resolve(target.from_sql, tables)}"
+        f" WHERE NOT {is_deleted(target)}"
+    )
+
+
 def derive_query(
     target: Target, tables: Mapping[str, TableRef], *, null_parent: bool = False
 ) -> str:
     """Every live row of a target whose parent is in @keys (or, null_parent, is NULL)."""
     parent = target.column(target.parent).sql
     which = f"{parent} IS NULL" if null_parent else f"{parent} IN UNNEST(@keys)"
-    return (
-        f"SELECT {select_list(target, tables)} FROM {resolve(target.from_sql, tables)}"
-        f" WHERE NOT {is_deleted(target)} AND {which}"
-    )
+    return f"{all_rows_query(target, tables)} AND {which}"
 
 
 def param_type(bq_type: str) -> str:

@@ -102,6 +102,24 @@ def skip_rows(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.Recor
         skip = 0
 
 
+def repage(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
+    """Record batches of any length as tables of `size` rows (the last one shorter), unconverted."""
+    parts: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            take = min(size - held, batch.num_rows - offset)
+            parts.append(batch.slice(offset, take))  # a view: no rows are copied
+            held += take
+            offset += take
+            if held == size:
+                yield pa.Table.from_batches(parts)
+                parts, held = [], 0
+    if held:
+        yield pa.Table.from_batches(parts)
+
+
 def _plain(value: Decimal) -> Decimal:
     """A NUMERIC as REST gives it: no trailing zeros from Arrow's fixed scale, no exponent."""
     if value == value.to_integral_value():
@@ -109,7 +127,7 @@ def _plain(value: Decimal) -> Decimal:
     return value.normalize()
 
 
-def _strings(array: pa.Array) -> list[Any]:
+def _strings(array: pa.Array | pa.ChunkedArray) -> list[Any]:
     """A string column's values; bytes that are not UTF-8 become U+FFFD, as REST decodes them."""
     try:
         return array.to_pylist()  # type: ignore[no-any-return]
@@ -118,7 +136,7 @@ def _strings(array: pa.Array) -> list[Any]:
         return [None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()]
 
 
-def _decoded(batch: pa.RecordBatch) -> list[Row]:
+def _decoded(batch: pa.RecordBatch | pa.Table) -> list[Row]:
     """Rows of a batch holding bytes that are not UTF-8, built column by column."""
     names = batch.schema.names
     columns = [
@@ -129,7 +147,7 @@ def _decoded(batch: pa.RecordBatch) -> list[Row]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def rows(batch: pa.RecordBatch, json_columns: frozenset[str]) -> list[Row]:
+def rows(batch: pa.RecordBatch | pa.Table, json_columns: frozenset[str]) -> list[Row]:
     """A record batch as rows (column name -> value), typed as the REST path types them.
 
     JSON arrives as its text and NUMERIC at Arrow's fixed scale; REST parses the one and
