@@ -101,7 +101,7 @@ class BigQueryReader:
         self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
         self.job_retry = DEFAULT_JOB_RETRY.with_timeout(settings.retry_seconds)
         # Results longer than a page are read over the Storage Read API; None: REST only.
-        self.storage = storage_read.make_read_client(settings)
+        self.storage = storage_read.make_read_client(settings, client._credentials)
         self.rest_rows = 1000  # a result this short is read over REST: one request holds it
         self.sessions = 0  # results read over the Storage Read API (a REST read counts none)
 

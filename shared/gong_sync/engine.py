@@ -353,6 +353,13 @@ class SourceRun:
 
     def execute(self) -> RunStats:
         """Run the source end to end; the caller holds the lock."""
+        sessions = self.reader.sessions
+        try:
+            return self._execute()
+        finally:
+            self.stats.storage_reads = self.reader.sessions - sessions
+
+    def _execute(self) -> RunStats:
         self.source, self.tables = self.reader.resolve(self.source)
         self._bind(self.source)
         if self.options.ids:

@@ -52,6 +52,7 @@ class RunStats:
     transform_seconds: float = 0.0
     load_seconds: float = 0.0
     pages: int = 0
+    storage_reads: int = 0  # query results read over the Storage Read API; the rest over REST
     continuation_needed: bool = False
     error: dict[str, str] | None = None
     ids_not_found: list[str] = field(default_factory=list)  # of an ids run: none in BigQuery

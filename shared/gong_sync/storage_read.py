@@ -19,6 +19,7 @@ from typing import Any
 import grpc  # type: ignore[import-untyped]
 import pyarrow as pa
 from google.api_core import exceptions
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery_storage_v1 import types
 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import (
@@ -40,8 +41,13 @@ UNAVAILABLE = (
 )
 
 
-def make_read_client(settings: BigQuerySettings) -> bigquery_storage_v1.BigQueryReadClient | None:
-    """A Storage Read client for this deployment, or None where only REST can be read."""
+def make_read_client(
+    settings: BigQuerySettings, credentials: Any = None
+) -> bigquery_storage_v1.BigQueryReadClient | None:
+    """A Storage Read client with the BigQuery client's credentials; None where only REST can be.
+
+    Anonymous credentials mean an emulator: without its gRPC host there is nothing to read.
+    """
     if settings.read_api == "rest":
         return None
     if settings.storage_emulator_host:
@@ -51,9 +57,9 @@ def make_read_client(settings: BigQuerySettings) -> bigquery_storage_v1.BigQuery
         )
         transport = BigQueryReadGrpcTransport(channel=channel)
         return bigquery_storage_v1.BigQueryReadClient(transport=transport)  # type: ignore[no-untyped-call]
-    if settings.emulator_host:
+    if settings.emulator_host or isinstance(credentials, AnonymousCredentials):
         return None  # an emulator with no Storage Read endpoint configured
-    return bigquery_storage_v1.BigQueryReadClient()  # type: ignore[no-untyped-call]
+    return bigquery_storage_v1.BigQueryReadClient(credentials=credentials)  # type: ignore[no-untyped-call]
 
 
 def _table_path(table: bigquery.TableReference) -> str:

@@ -33,6 +33,7 @@ def test_a_sync_reads_its_pages_over_the_storage_read_api(env: Env, matrix: Scen
                        PostgresDeadLetterSink, RunOptions())  # fmt: skip
     assert stats.status == "success"
     assert reader.sessions >= 4  # LIMIT 14 per query, pages of 7: every query's result
+    assert stats.storage_reads == reader.sessions  # in the run's summary line
     matrix.exact(env, model(call=rows), "calls")
 
 

@@ -60,7 +60,7 @@ def _env(cloud: CloudLocal) -> Env:
     """The harness's target database and BigQuery, for the reference checks."""
     bigquery = BigQuerySettings(
         project=cloud.bigquery.project, gong_dataset=cloud.datasets["gong"],
-        salesforce_dataset=cloud.datasets["salesforce"],
+        salesforce_dataset=cloud.datasets["salesforce"], storage_emulator_host=cloud.storage_host,
     )  # fmt: skip
     return Env(Settings(postgres=cloud.postgres, bigquery=bigquery), cloud.bigquery)
 
@@ -119,6 +119,8 @@ def test_a_full_refresh_through_continuations_with_ticks_and_a_resync_is_exact(
         spans = sorted((_end(r) - r["duration_seconds"], _end(r)) for r in mine)
         for (_, before), (after, _) in itertools.pairwise(spans):
             assert after >= before, f"two {source} runs at once"
+    # The functions read their long results over the Storage Read API, as deployed.
+    assert sum(r["storage_reads"] for r in runs if r["source"] == "calls") >= 1
     _assert_everything_kept(cloud, demo)
 
 

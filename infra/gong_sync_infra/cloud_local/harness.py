@@ -269,6 +269,7 @@ class CloudLocal:
         host = emulator.start()
         self._stack.callback(emulator.stop)
         self.bigquery = make_client(BigQuerySettings(project=emulator.project, emulator_host=host))
+        self.storage_host = emulator.grpc_host or ""  # its Storage Read API
         self.datasets = {
             "gong": env["GONG_SYNC_GONG_DATASET"],
             "salesforce": env["GONG_SYNC_SALESFORCE_DATASET"],
