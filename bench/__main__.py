@@ -154,12 +154,9 @@ def measure(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     out["ceiling"] = _ceiling(conn, out["rows"])
 
     log.info("the read paths: REST pages and the Storage Read API")
-    out["read_paths"] = [
-        read_paths.measure(
-            bench.client, bench.bq_settings, f"{bench.bq.project}.{datasets['gong']}.{t}"
-        )
-        for t in ("call", "transcript")
-    ]
+    out["read_paths"] = [read_paths.measure(bench.client, bench.bq_settings,
+                                            f"{bench.bq.project}.{datasets['gong']}.{t}")
+                         for t in ("call", "transcript")]  # fmt: skip
 
     log.info("c: a run with no change")
     out["no_change"] = _sync(sync_process.run(env))
