@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 import pyarrow as pa
-from google.api_core import exceptions
+from google.api_core import exceptions, gapic_v1
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, bigquery_storage_v1
 from google.cloud.bigquery_storage_v1 import types
@@ -76,9 +76,11 @@ def batches(
     """Every record batch of a table, in its order, through one read stream.
 
     A session on an empty table has no stream. The client library reconnects a broken stream
-    at the row it had reached (ReadRowsRequest.offset).
+    at the row it had reached (ReadRowsRequest.offset). The stream stays open while the
+    caller writes each page, so its timeout is the run's deadline, not one request's: cut
+    at a request timeout, a long result failed with DeadlineExceeded, which is not resumed.
     """
-    timeout = default_timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
+    timeout = default_timeout if deadline is None else _left(deadline)
     session = client.create_read_session(
         parent=f"projects/{billing_project}",
         read_session=types.ReadSession(
@@ -89,13 +91,21 @@ def batches(
     )
     if not session.streams:
         return
-    timeout = default_timeout if deadline is None else max(deadline - time.monotonic(), 0.001)
-    stream = client.read_rows(session.streams[0].name, timeout=timeout)  # type: ignore[no-untyped-call]
+    stream = client.read_rows(  # type: ignore[no-untyped-call]
+        session.streams[0].name,
+        timeout=gapic_v1.method.DEFAULT if deadline is None else _left(deadline),
+    )
     schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
     for message in stream:  # ReadRowsResponse: one Arrow IPC record batch each
         data = message.arrow_record_batch.serialized_record_batch
+        del message  # its copy of the batch is not kept while the caller works through it
         if data:
             yield pa.ipc.read_record_batch(pa.py_buffer(data), schema)
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the deadline (a sliver once past it, so the call fails at once)."""
+    return max(deadline - time.monotonic(), 0.001)
 
 
 def skip_rows(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:

@@ -20,15 +20,23 @@ _ANONYMOUS = re.compile(
 )
 
 
+# bqemulator answers ReadRows with messages of 65,536 rows (about 90 MB of transcripts), and a
+# reader holds at least one: peak memory then measured the emulator's choice, not the engine.
+# BigQuery does not document its response size; the stand-in sends this many rows a message.
+RESPONSE_ROWS = 4096
+
+
 def _result_table(job: str, cols: str) -> pa.Table:
     """A finished job's result, by the hyphenless id its anonymous table carries."""
     from bqemulator.jobs.executor import JOB_RESULTS
 
     for job_id, table in list(JOB_RESULTS.items()):
         if job_id.replace("-", "") == job:
-            if cols.strip() == "*":
-                return table
-            return table.select([c.strip().strip('"') for c in cols.split(",")])
+            if cols.strip() != "*":
+                table = table.select([c.strip().strip('"') for c in cols.split(",")])
+            return pa.Table.from_batches(
+                table.to_batches(max_chunksize=RESPONSE_ROWS), table.schema
+            )
     raise LookupError(f"no result for job {job}: it expired or never finished")
 
 
