@@ -51,6 +51,23 @@ def test_arrow_rows_are_typed_as_rest_types_them() -> None:
     assert [str(r["amount"]) for r in got] == ["1.5", "100"]  # no trailing zeros, no exponent
 
 
+@pytest.mark.parametrize(
+    ("arrow", "rest"),
+    [
+        ("99999999999999999999999999999.999999999", "99999999999999999999999999999.999999999"),
+        ("12345678901234567890123456789.000000000", "12345678901234567890123456789"),
+        ("-0.000000001", "-1E-9"),
+        ("0E-9", "0"),
+    ],
+)
+def test_numeric_at_its_limits_loses_no_digit(arrow: str, rest: str) -> None:
+    """NUMERIC holds 29 digits before the point: Python's default 28-digit context rounded."""
+    batch = pa.RecordBatch.from_pydict({"n": pa.array([Decimal(arrow)], pa.decimal128(38, 9))})
+    (row,) = storage_read.rows(batch, frozenset())
+    assert row["n"] == Decimal(rest)
+    assert str(row["n"]) == rest
+
+
 @pytest.mark.parametrize("as_table", [False, True], ids=["batch", "page"])
 def test_bytes_that_are_not_utf8_become_replacement_characters(as_table: bool) -> None:
     """As the REST client decodes them (errors="replace"), so both paths land the same text."""

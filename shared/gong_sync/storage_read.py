@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
@@ -29,6 +29,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
 from gong_sync.settings import BigQuerySettings
 
 Row = dict[str, Any]
+_WIDE = Context(prec=100)
 
 # What a read session answers when the Storage Read API cannot serve this caller at all (the
 # API disabled, bigquery.readSessionUser missing, an emulator without it): REST instead.
@@ -137,10 +138,13 @@ def repage(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
 
 
 def _plain(value: Decimal) -> Decimal:
-    """A NUMERIC as REST gives it: no trailing zeros from Arrow's fixed scale, no exponent."""
-    if value == value.to_integral_value():
-        return value.quantize(Decimal(1))
-    return value.normalize()
+    """A NUMERIC without the trailing zeros of Arrow's fixed scale, a whole one without exponent.
+
+    In a context wide enough for BIGNUMERIC's 77 digits: the default 28 would round or raise.
+    """
+    if value == value.to_integral_value(context=_WIDE):
+        return value.quantize(Decimal(1), context=_WIDE)
+    return value.normalize(context=_WIDE)
 
 
 def _strings(array: pa.Array | pa.ChunkedArray) -> list[Any]:
