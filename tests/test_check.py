@@ -14,6 +14,7 @@ from google.cloud import bigquery, pubsub_v1
 from gong_sync import check, live_check, sources
 from gong_sync.bigquery_reader import BigQueryReader
 from tests.conftest import Env, run_cli
+from tests.storage_standins import Refusing, serving
 
 
 def _check(env: Env, pubsub: str, **environ: str) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -32,6 +33,10 @@ def test_a_complete_setup_passes_and_projects_the_hourly_cost(env: Env, pubsub_h
     status, findings = _check(env, pubsub_host)
     assert status == 0, _errors(findings)
     assert findings["postgres"]["level"] == "ok"
+    assert findings["bigquery storage read"]["level"] == "ok"
+    assert (
+        "read sessions allowed (2 rows read back)" in findings["bigquery storage read"]["message"]
+    )
     # Before the first deploy the topics do not exist: `pulumi up` creates them.
     assert findings["pubsub sync-trigger"]["level"] == "warning"
     hourly = findings["calls: hourly run"]["details"]
@@ -55,6 +60,19 @@ def test_a_table_clustered_on_its_cursor_is_reported_as_pruned(env: Env, pubsub_
     assert status == 0, _errors(findings)
     assert findings["emails: table email"]["level"] == "ok"
     assert "pruned" in findings["emails: table email"]["message"]
+
+
+def test_a_refused_read_session_is_a_warning_that_names_the_role(
+    env: Env, pubsub_host: str
+) -> None:
+    """Runs still work over REST, more slowly: the preflight says what to grant, and passes."""
+    with serving(Refusing()) as refusing:
+        status, findings = _check(env, pubsub_host, BIGQUERY_STORAGE_EMULATOR_HOST=refusing)
+    assert status == 0, _errors(findings)
+    found = findings["bigquery storage read"]
+    assert found["level"] == "warning"
+    assert "readsessions.create denied" in found["message"]
+    assert "roles/bigquery.readSessionUser" in found["message"]
 
 
 def test_a_missing_table_fails_with_its_name(env: Env, pubsub_host: str) -> None:

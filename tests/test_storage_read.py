@@ -5,17 +5,14 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
 import pyarrow as pa
 import pytest
 from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import bigquery
-from google.cloud.bigquery_storage_v1 import types
 
 from gong_sync import bigquery_sql, sources, storage_read
 from gong_sync.bigquery_reader import BigQueryReader, Query
@@ -23,6 +20,7 @@ from gong_sync.engine import UnorderedResult, _in_cursor_order
 from gong_sync.settings import BigQuerySettings
 from tests.conftest import Env
 from tests.factories import at, call, insert, insert_account_and_owner, opportunity, transcript
+from tests.storage_standins import Paced, serving
 
 # -- conversion (no services) ------------------------------------------------------------------
 
@@ -169,48 +167,14 @@ def test_a_short_result_is_read_over_rest(env: Env) -> None:
     assert reader.sessions == 0
 
 
-class _Paced(grpc.GenericRpcHandler):  # type: ignore[misc]
-    """A Storage Read endpoint whose stream sends one Arrow batch every `gap` seconds."""
-
-    def __init__(self, batches: list[pa.RecordBatch], gap: float) -> None:
-        self.batches, self.gap = batches, gap
-
-    def service(self, details: Any) -> Any:
-        if details.method.endswith("/CreateReadSession"):
-            return grpc.unary_unary_rpc_method_handler(self._session)
-        return grpc.unary_stream_rpc_method_handler(self._rows)
-
-    def _session(self, request: bytes, context: grpc.ServicerContext) -> bytes:
-        asked = types.CreateReadSessionRequest.deserialize(request)
-        schema = self.batches[0].schema.serialize().to_pybytes()
-        session = types.ReadSession(
-            name="projects/p/locations/us/sessions/s", table=asked.read_session.table,
-            data_format=types.DataFormat.ARROW,
-            arrow_schema=types.ArrowSchema(serialized_schema=schema),
-            streams=[types.ReadStream(name="projects/p/locations/us/sessions/s/streams/0")],
-        )  # fmt: skip
-        return types.ReadSession.serialize(session)
-
-    def _rows(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
-        for batch in self.batches:
-            time.sleep(self.gap)
-            data = types.ArrowRecordBatch(serialized_record_batch=batch.serialize().to_pybytes())
-            response = types.ReadRowsResponse(row_count=batch.num_rows, arrow_record_batch=data)
-            yield types.ReadRowsResponse.serialize(response)
-
-
 def test_a_stream_open_longer_than_a_request_timeout_is_read_to_its_end() -> None:
     """The stream stays open while the run writes each page: a request timeout must not cut it.
 
     Cut so, it failed with DeadlineExceeded, which the client library does not resume.
     """
     batches = [pa.RecordBatch.from_pydict({"n": [i, i + 1]}) for i in range(0, 10, 2)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers((_Paced(batches, gap=0.4),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        settings = BigQuerySettings(storage_emulator_host=f"127.0.0.1:{port}")
+    with serving(Paced(batches, gap=0.4)) as host:
+        settings = BigQuerySettings(storage_emulator_host=host)
         client = storage_read.make_read_client(settings)
         assert client is not None
         table = bigquery.TableReference.from_string("p.d.t")
@@ -219,5 +183,3 @@ def test_a_stream_open_longer_than_a_request_timeout_is_read_to_its_end() -> Non
         soon = time.monotonic() + 1.0  # a run's deadline still cuts it
         with pytest.raises(DeadlineExceeded):
             list(storage_read.batches(client, table, "p", deadline=soon, default_timeout=60))
-    finally:
-        server.stop(grace=None)

@@ -1,8 +1,9 @@
 """`gong-sync check`: the preflight before a first deploy, and in CI.
 
-It reaches BigQuery, Postgres and Pub/Sub; finds every table and column the declarations
-read; says how big each source table is and whether BigQuery can prune it on its cursor;
-and dry-runs the queries of an hourly run to project what the schedule costs a month.
+It reaches BigQuery, Postgres and Pub/Sub; reads a result over the Storage Read API; finds
+every table and column the declarations read; says how big each source table is and whether
+BigQuery can prune it on its cursor; and dry-runs the queries of an hourly run to project
+what the schedule costs a month.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
 from gong_sync import cost, derivations, sources
+from gong_sync import storage_read as storage_read_api
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.declarations import Source, Stream
 from gong_sync.postgres import connect
@@ -225,11 +227,39 @@ def _dataset(reader: BigQueryReader, name: str) -> Finding:
     return Finding(f"bigquery dataset {name}", "ok", f"{dataset.full_dataset_id}{where}")
 
 
+def storage_read(reader: BigQueryReader) -> Finding:
+    """This identity may read a query's result over the Storage Read API, as runs do.
+
+    Refused, runs still work over REST, several times slower: a warning, not an error. The
+    query names no table, so it bills nothing.
+    """
+    name = "bigquery storage read"
+    if reader.storage is None:
+        how = "as configured" if reader.settings.read_api == "rest" else "no endpoint here"
+        return Finding(name, "ok", f"results are read over REST only ({how})")
+    job = reader.client.query("SELECT 1 AS x UNION ALL SELECT 2 AS x")
+    job.result(max_results=0, timeout=60)
+    try:
+        read = storage_read_api.batches(
+            reader.storage, job.destination, reader.client.project, None, 60
+        )
+        rows = sum(batch.num_rows for batch in read)
+    except storage_read_api.UNAVAILABLE as exc:
+        return Finding(
+            name, "warning",
+            f"refused ({type(exc).__name__}: {_first_line(exc)}): runs will read over REST,"
+            " several times slower. Grant roles/bigquery.readSessionUser on the project and"
+            " enable bigquerystorage.googleapis.com (pulumi up does both)",
+        )  # fmt: skip
+    return Finding(name, "ok", f"read sessions allowed ({rows} rows read back)")
+
+
 def run_checks(settings: Settings, reader: BigQueryReader) -> list[Finding]:
     """Every finding: Postgres, Pub/Sub, BigQuery, then each source's tables and cost."""
     findings = [_guard("postgres", lambda: postgres(settings))]
     findings += pubsub(settings)
     findings += datasets(reader)
+    findings.append(_guard("bigquery storage read", lambda: storage_read(reader)))
     for source in sources.SOURCES.values():
         findings += SourceCheck(source, settings, reader).run()
     return findings
