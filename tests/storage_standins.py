@@ -12,6 +12,8 @@ import grpc  # type: ignore[import-untyped]
 import pyarrow as pa
 from google.cloud.bigquery_storage_v1 import types
 
+_UNLIMITED = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
 
 class Refusing(grpc.GenericRpcHandler):  # type: ignore[misc]
     """Refuses every call, as BigQuery does a caller without bigquery.readsessions.create."""
@@ -57,10 +59,28 @@ class Paced(grpc.GenericRpcHandler):  # type: ignore[misc]
             yield types.ReadRowsResponse.serialize(response)
 
 
+class Propagating(grpc.GenericRpcHandler):  # type: ignore[misc]
+    """Refuses until the grant has propagated (`granted`), then forwards to a real endpoint."""
+
+    def __init__(self, upstream: str) -> None:
+        self.refusing = Refusing()
+        self.granted = False
+        self.channel = grpc.insecure_channel(upstream, options=_UNLIMITED)
+
+    def service(self, details: Any) -> Any:
+        if not self.granted:
+            return self.refusing.service(details)
+        if details.method.endswith("/ReadRows"):
+            rows = self.channel.unary_stream(details.method)  # bytes in, bytes out
+            return grpc.unary_stream_rpc_method_handler(lambda request, _: rows(request))
+        call = self.channel.unary_unary(details.method)
+        return grpc.unary_unary_rpc_method_handler(lambda request, _: call(request))
+
+
 @contextmanager
 def serving(handler: grpc.GenericRpcHandler) -> Iterator[str]:
     """A gRPC server on a free loopback port answering with `handler`; its host:port."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=_UNLIMITED)
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -39,6 +39,12 @@ def make_client(settings: BigQuerySettings) -> bigquery.Client:
     return bigquery.Client(project=settings.project, location=settings.location)
 
 
+# IAM grants take effect after a delay, up to about 7 minutes (IAM "Access change
+# propagation"): a read session refused on a fresh deploy is tried again after this long,
+# not given up for the life of the instance.
+STORAGE_RETRY_SECONDS = 600.0
+
+
 class OutOfTime(RuntimeError):
     """The run's hard deadline came before a BigQuery answer: stop, a continuation resumes."""
 
@@ -101,9 +107,16 @@ class BigQueryReader:
         self.retry = DEFAULT_RETRY.with_timeout(settings.retry_seconds)
         self.job_retry = DEFAULT_JOB_RETRY.with_timeout(settings.retry_seconds)
         # Results longer than a page are read over the Storage Read API; None: REST only.
-        self.storage = storage_read.make_read_client(settings, client._credentials)
+        self._read_client = storage_read.make_read_client(settings, client._credentials)
+        self._refused_until = float("-inf")
+        self.storage_retry_seconds = STORAGE_RETRY_SECONDS
         self.rest_rows = 1000  # a result this short is read over REST: one request holds it
         self.sessions = 0  # results read over the Storage Read API (a REST read counts none)
+
+    @property
+    def storage(self) -> Any:
+        """The Storage Read client; None where REST only is read, or while it refuses us."""
+        return None if time.monotonic() < self._refused_until else self._read_client
 
     def dataset_for(self, role: str) -> str:
         """The dataset id that holds a role's tables (gong or salesforce)."""
@@ -257,8 +270,11 @@ class BigQueryReader:
         try:
             first = next(read, None)  # the session: whether this caller may read at all
         except storage_read.UNAVAILABLE as exc:
-            log.warning("the Storage Read API is not available (%s); reading over REST", exc)
-            self.storage = None
+            log.warning(
+                "the Storage Read API is not available (%s); reading over REST for %.0f s",
+                exc, self.storage_retry_seconds,
+            )  # fmt: skip
+            self._refused_until = time.monotonic() + self.storage_retry_seconds
             yield from _page_rows(result)
             return
         self.sessions += 1

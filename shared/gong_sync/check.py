@@ -227,16 +227,18 @@ def _dataset(reader: BigQueryReader, name: str) -> Finding:
     return Finding(f"bigquery dataset {name}", "ok", f"{dataset.full_dataset_id}{where}")
 
 
+STORAGE_READ = "bigquery storage read"
+
+
 def storage_read(reader: BigQueryReader) -> Finding:
     """This identity may read a query's result over the Storage Read API, as runs do.
 
     Refused, runs still work over REST, several times slower: a warning, not an error. The
     query names no table, so it bills nothing.
     """
-    name = "bigquery storage read"
     if reader.storage is None:
         how = "as configured" if reader.settings.read_api == "rest" else "no endpoint here"
-        return Finding(name, "ok", f"results are read over REST only ({how})")
+        return Finding(STORAGE_READ, "ok", f"results are read over REST only ({how})")
     job = reader.client.query("SELECT 1 AS x UNION ALL SELECT 2 AS x")
     job.result(max_results=0, timeout=60)
     try:
@@ -246,12 +248,12 @@ def storage_read(reader: BigQueryReader) -> Finding:
         rows = sum(batch.num_rows for batch in read)
     except storage_read_api.UNAVAILABLE as exc:
         return Finding(
-            name, "warning",
+            STORAGE_READ, "warning",
             f"refused ({type(exc).__name__}: {_first_line(exc)}): runs will read over REST,"
             " several times slower. Grant roles/bigquery.readSessionUser on the project and"
             " enable bigquerystorage.googleapis.com (pulumi up does both)",
         )  # fmt: skip
-    return Finding(name, "ok", f"read sessions allowed ({rows} rows read back)")
+    return Finding(STORAGE_READ, "ok", f"read sessions allowed ({rows} rows read back)")
 
 
 def run_checks(settings: Settings, reader: BigQueryReader) -> list[Finding]:
@@ -259,7 +261,7 @@ def run_checks(settings: Settings, reader: BigQueryReader) -> list[Finding]:
     findings = [_guard("postgres", lambda: postgres(settings))]
     findings += pubsub(settings)
     findings += datasets(reader)
-    findings.append(_guard("bigquery storage read", lambda: storage_read(reader)))
+    findings.append(_guard(STORAGE_READ, lambda: storage_read(reader)))
     for source in sources.SOURCES.values():
         findings += SourceCheck(source, settings, reader).run()
     return findings

@@ -279,7 +279,7 @@ class CloudLocal:
             self.options.seed(self.bigquery, self.datasets)
         return {
             "BIGQUERY_EMULATOR_HOST": host,
-            "BIGQUERY_STORAGE_EMULATOR_HOST": emulator.grpc_host or "",
+            "BIGQUERY_STORAGE_EMULATOR_HOST": self.storage_host,
         }
 
     def _messaging(self) -> None:
