@@ -46,6 +46,9 @@ class RunStats:
     bytes_processed: int = 0
     bytes_billed: int = 0  # on-demand pricing bills these (the emulator reports 0)
     bytes_billed_by_stream: dict[str, int] = field(default_factory=dict)
+    # When the run took its source's lock (ISO 8601, UTC): runs of a source never overlap
+    # from here to their summary line, which is logged before the lock goes with the session.
+    started_at: str | None = None
     duration_seconds: float = 0.0
     # Where the time went: BigQuery (queries and fetching), mapping rows, writing Postgres.
     read_seconds: float = 0.0

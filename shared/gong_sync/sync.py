@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import UTC, datetime
 
 from gong_sync import log as gs_log
 from gong_sync import quality, state
@@ -42,6 +43,7 @@ def run_source(
                 stats.status = "skipped"
                 log.warning("another run of %s holds its lock; not running", source.name)
                 return stats
+            stats.started_at = datetime.now(UTC).isoformat()
             try:
                 with hooks.running(source.name, options):
                     run.execute()

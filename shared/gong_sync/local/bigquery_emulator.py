@@ -48,40 +48,58 @@ class LocalBigQuery:
         self.host: str | None = None
         self.grpc_host: str | None = None  # the Storage Read and Write APIs
 
-    def start(self, timeout: float = 90) -> str:
-        """Start the emulator and return its host:port once it answers."""
+    def start(self, timeout: float = 90, attempts: int = 3) -> str:
+        """Start the emulator and return its host:port once it answers.
+
+        A port found free can be taken by another process before the emulator binds it, and
+        the emulator then exits: it is started again, on fresh ports.
+        """
         home = self.data_dir / "home"
-        store = self.data_dir / "data"
-        store.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         _install_spatial_extension(home)
+        for _ in range(attempts):
+            proc = self._spawn(home)
+            try:
+                wait_for_http(
+                    f"http://{self.host}/bigquery/v2/projects/{self.project}/datasets",
+                    timeout,
+                    alive=lambda p=proc: p.poll() is None,
+                )
+                return str(self.host)
+            except Exception:
+                exited = proc.poll() is not None
+                self.stop()
+                if not exited:  # alive but silent: starting again would not help
+                    break
+                log.warning("the BigQuery emulator exited during start-up; starting it again")
+        raise RuntimeError(f"the BigQuery emulator did not start; {self._log_tail()}")
+
+    def _spawn(self, home: Path) -> subprocess.Popen[bytes]:
+        """Launch the emulator on two fresh ports, its output appended to its log."""
         rest, grpc = free_port(), free_port()
         # The emulator caps a gRPC message at this plus 1 MiB and sends each Storage Read
         # batch (up to 65,536 rows) as one message: lift it so long results can be read.
         env = {"BQEMU_WRITE_API_MAX_REQUEST_BYTES": str(1 << 30), **os.environ, "HOME": str(home)}
-        log_file = (self.data_dir / "emulator.log").open("ab")
-        self.proc = subprocess.Popen(
-            self._command(rest, grpc, store),
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() reaches every child
-        )
-        log_file.close()
+        with (self.data_dir / "emulator.log").open("ab") as log_file:
+            self.proc = subprocess.Popen(
+                self._command(rest, grpc, self.data_dir / "data"),
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so stop() reaches every child
+            )
         self.host = f"127.0.0.1:{rest}"
         self.grpc_host = f"127.0.0.1:{grpc}"
-        proc = self.proc
+        return self.proc
+
+    def _log_tail(self, lines: int = 15) -> str:
+        """The end of the emulator's log, so a failed start says why where it is reported."""
+        path = self.data_dir / "emulator.log"
         try:
-            wait_for_http(
-                f"http://{self.host}/bigquery/v2/projects/{self.project}/datasets",
-                timeout,
-                alive=lambda: proc.poll() is None,
-            )
-        except Exception:
-            self.stop()
-            raise RuntimeError(
-                f"the BigQuery emulator did not start; see {self.data_dir / 'emulator.log'}"
-            ) from None
-        return self.host
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return f"no log at {path}"
+        return f"the end of {path}:\n" + "\n".join(line[:300] for line in tail)
 
     def _command(self, rest: int, grpc: int, store: Path) -> list[str]:
         """bqemulator's command line, through the launcher that serves query results."""
