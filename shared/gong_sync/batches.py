@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gong_sync import bigquery_sql as sql
+from gong_sync.arrow_lines import page_fields
 from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter, record_key
 from gong_sync.declarations import RowError, Target
@@ -44,7 +45,8 @@ def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row
     by_parent = batch.unit_cols != target.key
     parent_at = target.key.index(target.parent)
     rejected: list[tuple[Row, str]] = []
-    for row in rows:
+    page = page_fields(mapper.columns, rows)  # None: the mapper encodes every row
+    for i, row in enumerate(rows):
         try:
             key = mapper.key_of(row)
             unit = (key[parent_at],) if by_parent else key
@@ -52,7 +54,10 @@ def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row
                 batch.units.add(unit)
                 batch.lines.pop(key, None)
                 continue
-            key, line = mapper.map(row)
+            if page is not None and page.clean[i]:
+                line = mapper.map_page_row(row, page, i)
+            else:
+                key, line = mapper.map(row)
         except RowError as exc:
             rejected.append((row, str(exc)))
             # Keep what is stored for this row rather than prune a row whose newest version

@@ -9,11 +9,14 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gong_sync import copy_text
 from gong_sync.bigquery_sql import METADATA_PREFIX
 from gong_sync.declarations import Column, RowError, Target
+
+if TYPE_CHECKING:
+    from gong_sync.arrow_lines import PageFields
 
 # Outside this window a timestamp is a sentinel or a corrupt value, not a real call time.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -278,6 +281,32 @@ class RowMapper:
             copy_text.field(encode(values.get(col.name)))
             for col, encode in zip(self.columns, self.encoders, strict=True)
         ]
+        return key, copy_text.line(self._with_metadata(fields, row))
+
+    def map_page_row(self, row: Mapping[str, Any], page: PageFields, i: int) -> str:
+        """Encode a live row whose other columns Arrow encoded for its page (its key is valid).
+
+        The transform runs first and the mapper's columns go in column order, as in `map`, so
+        a rejected row gives the same reason; a transform that sets a column Arrow encoded
+        sends the row through `map`.
+        """
+        values: Mapping[str, Any] = row
+        if self.target.transform is not None:
+            extra = self.target.transform(row)
+            if not page.names.isdisjoint(extra):
+                return self.map(row)[1]
+            values = {**row, **extra}
+        fields: list[str] = []
+        for part in page.parts:
+            if isinstance(part, int):
+                value = values.get(self.columns[part].name)
+                fields.append(copy_text.field(self.encoders[part](value)))
+            else:
+                fields.append(part[i])
+        return copy_text.line(self._with_metadata(fields, row))
+
+    def _with_metadata(self, fields: list[str], row: Mapping[str, Any]) -> list[str]:
+        """The fields, and the metadata object of the row's unmapped columns if declared."""
         if self.metadata is not None:
             extra = {
                 k[len(METADATA_PREFIX) :]: v
@@ -285,4 +314,4 @@ class RowMapper:
                 if k.startswith(METADATA_PREFIX)
             }
             fields.append(copy_text.field(self.metadata(extra)))
-        return key, copy_text.line(fields)
+        return fields

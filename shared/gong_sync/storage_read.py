@@ -26,6 +26,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
     BigQueryReadGrpcTransport,
 )
 
+from gong_sync.arrow_lines import ArrowRows
 from gong_sync.settings import BigQuerySettings
 
 Row = dict[str, Any]
@@ -167,7 +168,7 @@ def _decoded(batch: pa.RecordBatch | pa.Table) -> list[Row]:
     return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
-def rows(batch: pa.RecordBatch | pa.Table, json_columns: frozenset[str]) -> list[Row]:
+def rows(batch: pa.Table, json_columns: frozenset[str]) -> ArrowRows:
     """A record batch as rows (column name -> value), typed as the REST path types them.
 
     JSON arrives as its text and NUMERIC at Arrow's fixed scale; REST parses the one and
@@ -186,4 +187,4 @@ def rows(batch: pa.RecordBatch | pa.Table, json_columns: frozenset[str]) -> list
             for row in out:
                 if row[name] is not None:
                     row[name] = _plain(row[name])
-    return out
+    return ArrowRows(out, batch, json_columns)  # the mapping encodes what it can from Arrow

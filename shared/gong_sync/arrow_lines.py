@@ -1,0 +1,180 @@
+"""A page's COPY fields encoded column at a time with Arrow compute, for the rows that allow it.
+
+The per-row mapper (`row_mapping.RowMapper`) stays the definition of a target row. A column
+is encoded here only where its Arrow type is the one that mapper expects, and only for rows
+in which nothing could make that mapper reject or alter a value (a NUL, a timestamp outside
+its window, an int out of range, a float that is not finite). Those rows, columns a transform
+or the metadata object supply, JSON, and pages holding bytes that are not UTF-8 all go through
+the mapper as before: reasons and stored values are the same either way.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gong_sync.declarations import Column
+from gong_sync.row_mapping import EARLIEST, LATEST
+
+# What a column's encoder gives: its COPY fields, and the rows the mapper must see instead.
+Encoded = tuple[pa.ChunkedArray, pa.ChunkedArray]
+_INT32 = 2**31
+
+
+class ArrowRows(list[dict[str, Any]]):
+    """A page's rows as dicts, with the Arrow table they were converted from."""
+
+    def __init__(self, rows: list[dict[str, Any]], table: pa.Table, json: frozenset[str]) -> None:
+        """Keep the table and the names of its JSON columns (text in Arrow, parsed in rows)."""
+        super().__init__(rows)
+        self.table = table
+        self.json = json
+
+
+def _escaped(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    """COPY text escaping, as copy_text.field does it (backslash first), NULL as \\N."""
+    for plain, escape in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        text = pc.replace_substring(text, plain, escape)
+    return pc.fill_null(text, "\\N")
+
+
+def _clean(suspect: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.fill_null(suspect, False)
+
+
+def _never(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """No row of this column needs the mapper."""
+    return pc.and_(pc.is_null(values), pa.scalar(False))
+
+
+def _text(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return None
+    # A NUL is rejected or stripped by the mapper, by the target's policy: it decides.
+    return _escaped(values), _clean(pc.match_substring(values, "\x00"))
+
+
+def _timestamp(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    kind = values.type
+    if not pa.types.is_timestamp(kind) or kind.unit != "us" or kind.tz not in ("UTC", "+00:00"):
+        return None  # a naive DATETIME is the mapper's to reject; BigQuery's unit is us
+    early = pc.less(values, pa.scalar(EARLIEST, kind))
+    late = pc.greater_equal(values, pa.scalar(LATEST, kind))
+    # datetime.isoformat(): microseconds only when there are any.
+    text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S+00:00")
+    text = pc.replace_substring(text, ".000000+", "+")
+    return pc.fill_null(text, "\\N"), _clean(pc.or_(early, late))
+
+
+def _date(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not pa.types.is_date32(values.type):
+        return None
+    return pc.fill_null(values.cast(pa.string()), "\\N"), _never(values)
+
+
+def _integer(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not pa.types.is_int64(values.type):
+        return None
+    if col.type == "integer":
+        outside = pc.or_(pc.less(values, -_INT32), pc.greater_equal(values, _INT32))
+    else:
+        outside = _never(values)
+    return pc.fill_null(values.cast(pa.string()), "\\N"), _clean(outside)
+
+
+def _double(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not pa.types.is_float64(values.type):
+        return None
+    # Arrow writes the shortest text that reads back as the same double, as repr() does.
+    return pc.fill_null(values.cast(pa.string()), "\\N"), _clean(pc.invert(pc.is_finite(values)))
+
+
+def _numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not pa.types.is_decimal(values.type):
+        return None
+    text = values.cast(pa.string())
+    # Arrow writes a value under 1e-6 (zero too, "0E-9") with an exponent: the mapper's.
+    scientific = pc.match_substring(text, "E")
+    if values.type.scale > 0:  # no trailing zeros of the fixed scale, as the mapper's value
+        text = pc.replace_substring_regex(text, r"0+$", "")
+        text = pc.replace_substring_regex(text, r"\.$", "")
+    return pc.fill_null(text, "\\N"), _clean(scientific)
+
+
+def _boolean(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    if not pa.types.is_boolean(values.type):
+        return None
+    text = pc.if_else(values, "t", "f")
+    return pc.fill_null(text, "\\N"), _never(values)
+
+
+_VECTOR: dict[str, Callable[[Column, pa.ChunkedArray], Encoded | None]] = {
+    "text": _text,
+    "timestamptz": _timestamp,
+    "date": _date,
+    "bigint": _integer,
+    "integer": _integer,
+    "double": _double,
+    "numeric": _numeric,
+    "boolean": _boolean,
+}
+
+
+@dataclass(frozen=True)
+class PageFields:
+    """A page's fields from Arrow: runs of adjacent columns, already joined by tabs.
+
+    `parts` holds, in column order, a run's joined fields (one string a row) or the index of
+    a column the mapper encodes per row; `clean[i]` says row i may use them.
+    """
+
+    parts: tuple[list[str] | int, ...]
+    clean: list[bool]
+    names: frozenset[str]  # the columns encoded here
+
+
+def page_fields(columns: Sequence[Column], rows: Sequence[dict[str, Any]]) -> PageFields | None:
+    """The fields Arrow can encode for this page, or None where the mapper must do every row."""
+    if not isinstance(rows, ArrowRows) or rows.table.num_rows != len(rows):
+        return None
+    table = rows.table
+    try:
+        table.validate(full=True)  # bytes that are not UTF-8: the mapper's replacement rules
+    except pa.ArrowInvalid:
+        return None
+    encoded: dict[int, Encoded] = {}
+    for i, col in enumerate(columns):
+        if col.sql is None or col.name in rows.json or col.name not in table.column_names:
+            continue
+        vector = _VECTOR.get(col.type)
+        got = vector(col, table.column(col.name)) if vector else None
+        if got is not None:
+            encoded[i] = got
+    if not encoded:
+        return None
+    suspect = functools.reduce(pc.or_, (mask for _, mask in encoded.values()))
+    parts: list[list[str] | int] = []
+    run: list[pa.ChunkedArray] = []
+    for i in range(len(columns)):
+        if i in encoded:
+            run.append(encoded[i][0])
+            continue
+        if run:
+            parts.append(_joined(run))
+            run = []
+        parts.append(i)
+    if run:
+        parts.append(_joined(run))
+    names = frozenset(columns[i].name for i in encoded)
+    return PageFields(tuple(parts), pc.invert(suspect).to_pylist(), names)
+
+
+def _joined(run: list[pa.ChunkedArray]) -> list[str]:
+    if len(run) == 1:
+        return run[0].to_pylist()  # type: ignore[no-any-return]
+    return pc.binary_join_element_wise(*run, "\t").to_pylist()  # type: ignore[no-any-return]
