@@ -120,7 +120,7 @@ def _assert_same_landing(env: Env, target: Target, rows: ArrowRows) -> int:
         assert got == _landed(conn, target, mapper.lines.values())
     finally:
         conn.close()
-    page = page_fields(RowMapper(target).columns, rows)
+    page = page_fields(target, rows)
     return sum(page.clean) if page else 0
 
 
@@ -128,7 +128,7 @@ def test_hard_values_land_as_the_mapper_lands_them(env: Env) -> None:
     """Escapes, bounds, NaN, zeros and scales; the rows the mapper rejects, it still rejects."""
     rows = storage_read.rows(_edges(), frozenset())
     clean = _assert_same_landing(env, EDGES, rows)
-    page = page_fields(EDGES.columns, rows)
+    page = page_fields(EDGES, rows)
     assert page is not None
     # The mapper sees: a NUL, two timestamps and two ints out of range, three floats that are
     # not finite, and NUMERICs under 1e-6 (Arrow writes them with an exponent, zero included).
@@ -138,13 +138,30 @@ def test_hard_values_land_as_the_mapper_lands_them(env: Env) -> None:
     assert [key for key, _ in rejects] == ["r3", "r4", "r5"]  # NaN/inf are valid float8
 
 
+def test_keys_from_arrow_are_the_mappers_keys(env: Env) -> None:
+    """Blank to str.strip() (an ASCII separator too), NUL, missing, and at the byte limit."""
+    ids = ["ok", "  ", "\x1c", None, "a\x00b", "a" + "é" * 999, "a" + "✓" * 667, "x" * 2000,
+           "x" * 2001, "é"]  # fmt: skip
+    rows = storage_read.rows(pa.table({"id": ids, "note": ["n"] * len(ids)}), frozenset())
+    page = page_fields(EDGES, rows)
+    assert page is not None
+    assert page.keys is not None
+    # "é" is valid, but not surely so to Arrow's test (a letter or digit in ASCII): the mapper's.
+    assert [k is not None for k in page.keys] == [True] + [False] * 4 + [True, False, True] + [
+        False
+    ] * 2
+    _assert_same_landing(env, EDGES, rows)
+    _, rejects = _fill(EDGES, rows)
+    assert len(rejects) == 6
+
+
 def test_a_page_that_is_not_utf8_is_left_to_the_mapper() -> None:
     """Invalid bytes are the mapper's to replace, as REST decodes them."""
     data = b"okA\xff\xfeB"
     offsets = pa.array([0, 2, 6], pa.int32()).buffers()[1]
     text = pa.Array.from_buffers(pa.string(), 2, [None, offsets, pa.py_buffer(data)])
     table = pa.table({"id": text, "note": ["a", "b"]})
-    assert page_fields(EDGES.columns, storage_read.rows(table, frozenset())) is None
+    assert page_fields(EDGES, storage_read.rows(table, frozenset())) is None
 
 
 def test_arrow_types_the_mapper_would_reject_stay_the_mappers() -> None:
@@ -152,7 +169,7 @@ def test_arrow_types_the_mapper_would_reject_stay_the_mappers() -> None:
     table = pa.table(
         {"id": ["a"], "at": pa.array([datetime(2024, 1, 1)], pa.timestamp("us")), "small": [1.5]}
     )
-    page = page_fields(EDGES.columns, storage_read.rows(table, frozenset()))
+    page = page_fields(EDGES, storage_read.rows(table, frozenset()))
     assert page is not None
     assert page.names == {"id"}
 

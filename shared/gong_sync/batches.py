@@ -45,10 +45,11 @@ def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row
     by_parent = batch.unit_cols != target.key
     parent_at = target.key.index(target.parent)
     rejected: list[tuple[Row, str]] = []
-    page = page_fields(mapper.columns, rows)  # None: the mapper encodes every row
+    page = page_fields(target, rows)  # None: the mapper encodes every row
+    keys = page.keys if page is not None else None
     for i, row in enumerate(rows):
         try:
-            key = mapper.key_of(row)
+            key = (keys[i] if keys is not None else None) or mapper.key_of(row)
             unit = (key[parent_at],) if by_parent else key
             if row.get(sql.DELETED):
                 batch.units.add(unit)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
 
@@ -31,6 +32,7 @@ from gong_sync.settings import BigQuerySettings
 
 Row = dict[str, Any]
 _WIDE = Context(prec=100)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # What a read session answers when the Storage Read API cannot serve this caller at all (the
 # API disabled, bigquery.readSessionUser missing, an emulator without it): REST instead.
@@ -157,34 +159,34 @@ def _strings(array: pa.Array | pa.ChunkedArray) -> list[Any]:
         return [None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()]
 
 
-def _decoded(batch: pa.RecordBatch | pa.Table) -> list[Row]:
-    """Rows of a batch holding bytes that are not UTF-8, built column by column."""
-    names = batch.schema.names
-    columns = [
-        _strings(c) if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
-        else c.to_pylist()
-        for c in batch.columns
-    ]  # fmt: skip
-    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-
-
-def rows(batch: pa.Table, json_columns: frozenset[str]) -> ArrowRows:
-    """A record batch as rows (column name -> value), typed as the REST path types them.
+def rows(batch: pa.Table | pa.RecordBatch, json_columns: frozenset[str]) -> ArrowRows:
+    """A page as rows (column name -> value), typed as the REST path types them.
 
     JSON arrives as its text and NUMERIC at Arrow's fixed scale; REST parses the one and
     gives the other without trailing zeros, and the mapping downstream sees one form.
+    Built column by column, each column in the fastest way that gives REST's values.
     """
-    try:
-        out: list[Row] = batch.to_pylist()
-    except UnicodeDecodeError:
-        out = _decoded(batch)
-    for name, kind in zip(batch.schema.names, batch.schema.types, strict=True):
-        if name in json_columns and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            for row in out:
-                if row[name] is not None:
-                    row[name] = json.loads(row[name])
-        elif pa.types.is_decimal(kind):
-            for row in out:
-                if row[name] is not None:
-                    row[name] = _plain(row[name])
+    names = batch.schema.names
+    columns = [
+        _values(column, name in json_columns)
+        for name, column in zip(names, batch.columns, strict=True)
+    ]
+    out = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     return ArrowRows(out, batch, json_columns)  # the mapping encodes what it can from Arrow
+
+
+def _values(column: pa.Array | pa.ChunkedArray, is_json: bool) -> list[Any]:
+    """One column's values as REST gives them."""
+    kind = column.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        values = _strings(column)
+        return [None if v is None else json.loads(v) for v in values] if is_json else values
+    if pa.types.is_decimal(kind):
+        return [None if v is None else _plain(v) for v in column.to_pylist()]
+    if pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in (None, "UTC", "+00:00"):
+        # From microseconds: pyarrow's own datetimes with a time zone cost five times more.
+        # UTC as datetime.timezone.utc, as the REST client gives it.
+        epoch = _EPOCH if kind.tz else _EPOCH.replace(tzinfo=None)
+        micros = column.cast(pa.int64()).to_pylist()
+        return [None if v is None else epoch + timedelta(microseconds=v) for v in micros]
+    return column.to_pylist()  # type: ignore[no-any-return]
