@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gong_sync.local.ports import free_port, wait_for_http
+from gong_sync.local.ports import free_port, retry_port_races, wait_for_http
 from gong_sync_infra.cloud_local.program import Function
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,16 @@ class Instance:
     def __init__(self, function: Function, number: int, env: Mapping[str, str], code: Code) -> None:
         """Start the process and wait until it answers HTTP."""
         self.number = number
-        self.port = free_port()
         self.log_path = code.logs / f"{function.name}-{number}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.proc: subprocess.Popen[bytes]
+        self.port = retry_port_races(
+            f"{function.name} instance {number}", lambda: self._start(function, env, code)
+        )
+
+    def _start(self, function: Function, env: Mapping[str, str], code: Code) -> int:
+        """One attempt: serve on a fresh port and wait until it answers, or stop it."""
+        self.port = free_port()
         gen2 = {
             "K_SERVICE": function.name,
             "K_REVISION": f"{function.name}-00001-loc",
@@ -84,7 +91,14 @@ class Instance:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for_http(f"http://127.0.0.1:{self.port}/", 60, alive=lambda: self.proc.poll() is None)
+        try:
+            wait_for_http(
+                f"http://127.0.0.1:{self.port}/", 60, alive=lambda: self.proc.poll() is None
+            )
+        except Exception:
+            self.stop()
+            raise
+        return self.port
 
     def stop(self) -> None:
         """Terminate the process (Cloud Run sends SIGTERM, then SIGKILL after 10 s)."""

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gong_sync.local.ports import free_port, wait_for_http
+from gong_sync.local.ports import free_port, retry_port_races, wait_for_http
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +49,30 @@ class LocalBigQuery:
         self.grpc_host: str | None = None  # the Storage Read and Write APIs
 
     def start(self, timeout: float = 90, attempts: int = 3) -> str:
-        """Start the emulator and return its host:port once it answers.
-
-        A port found free can be taken by another process before the emulator binds it, and
-        the emulator then exits: it is started again, on fresh ports.
-        """
+        """Start the emulator and return its host:port once it answers."""
         home = self.data_dir / "home"
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         _install_spatial_extension(home)
-        for _ in range(attempts):
-            proc = self._spawn(home)
-            try:
-                wait_for_http(
-                    f"http://{self.host}/bigquery/v2/projects/{self.project}/datasets",
-                    timeout,
-                    alive=lambda p=proc: p.poll() is None,
-                )
-                return str(self.host)
-            except Exception:
-                exited = proc.poll() is not None
-                self.stop()
-                if not exited:  # alive but silent: starting again would not help
-                    break
-                log.warning("the BigQuery emulator exited during start-up; starting it again")
-        raise RuntimeError(f"the BigQuery emulator did not start; {self._log_tail()}")
+        try:
+            return retry_port_races(
+                "the BigQuery emulator", lambda: self._start(home, timeout), attempts
+            )
+        except Exception:
+            raise RuntimeError(f"the BigQuery emulator did not start; {self._log_tail()}") from None
+
+    def _start(self, home: Path, timeout: float) -> str:
+        """One attempt: launch on fresh ports and wait until it answers, or stop it."""
+        proc = self._spawn(home)
+        try:
+            wait_for_http(
+                f"http://{self.host}/bigquery/v2/projects/{self.project}/datasets",
+                timeout,
+                alive=lambda: proc.poll() is None,
+            )
+        except Exception:
+            self.stop()
+            raise
+        return str(self.host)
 
     def _spawn(self, home: Path) -> subprocess.Popen[bytes]:
         """Launch the emulator on two fresh ports, its output appended to its log."""

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ExitedDuringStartup(RuntimeError):
+    """A server exited, or said it could not bind, before it answered: its port was taken."""
+
+
+def retry_port_races(name: str, start: Callable[[], T], attempts: int = 3) -> T:
+    """Call start() (which picks fresh ports) again while its server exits during start-up.
+
+    A port found free can be taken by another process before the server binds it, and the
+    server then exits (a CI run lost its BigQuery emulator this way). Another port is the fix.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except ExitedDuringStartup:
+            if attempt == attempts:
+                raise
+            log.warning("%s exited during start-up; starting it again on fresh ports", name)
+    raise AssertionError("unreachable")
 
 
 def free_port() -> int:
@@ -20,7 +46,7 @@ def wait_for_http(url: str, timeout: float, alive: object = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(alive) and not alive():
-            raise RuntimeError(f"server for {url} exited during start-up")
+            raise ExitedDuringStartup(f"server for {url} exited during start-up")
         try:
             urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 - loopback only
             return

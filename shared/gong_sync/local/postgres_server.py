@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from gong_sync.local.ports import free_port
+from gong_sync.local.ports import ExitedDuringStartup, free_port, retry_port_races
 from gong_sync.postgres_writer import ident
 from gong_sync.settings import PostgresSettings
 
@@ -96,23 +96,38 @@ class LocalPostgres:
         self._prepare()
         self.port = self._running_port()
         if self.port is None:
-            self.port = free_port()
+            self.port = retry_port_races("the local Postgres server", self._start)
+            self.owned = True
+        settings = PostgresSettings(host="127.0.0.1", port=self.port, database=self.database)
+        self._ensure_database(settings)
+        return settings
+
+    def _start(self) -> int:
+        """One attempt: start the server on a fresh port; a port taken meanwhile says so."""
+        port = free_port()
+        log_path = self.data_dir / "server.log"
+        seen = log_path.stat().st_size if log_path.exists() else 0
+        try:
             self._ctl(
                 "-w",
                 "-t",
                 "60",
                 "-l",
-                str(self.data_dir / "server.log"),
+                str(log_path),
                 "-o",
-                f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
+                f"-p {port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
                 " -c synchronous_commit=off -c shared_buffers=256MB -c max_wal_size=2GB"
                 " -c max_connections=50",
                 "start",
             )
-            self.owned = True
-        settings = PostgresSettings(host="127.0.0.1", port=self.port, database=self.database)
-        self._ensure_database(settings)
-        return settings
+        except Exception as exc:
+            with log_path.open("rb") as log_file:
+                log_file.seek(seen)
+                said = log_file.read().decode("utf-8", "replace")
+            if "Address already in use" in said:
+                raise ExitedDuringStartup(f"port {port} was taken: {exc}") from exc
+            raise
+        return port
 
     def _ensure_database(self, settings: PostgresSettings) -> None:
         import pg8000.dbapi

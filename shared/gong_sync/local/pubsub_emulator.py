@@ -17,7 +17,7 @@ from pathlib import Path
 from google.api_core import exceptions as api_exceptions
 from google.cloud import pubsub_v1
 
-from gong_sync.local.ports import free_port
+from gong_sync.local.ports import ExitedDuringStartup, free_port, retry_port_races
 
 ENV_VAR = "PUBSUB_EMULATOR_HOST"
 _FALLBACK_SDK_ROOT = Path("/usr/lib/google-cloud-sdk")
@@ -89,9 +89,22 @@ class PubSubEmulator:
         if binary is None:
             raise RuntimeError("cloud-pubsub-emulator (or Java) is not installed")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        try:
+            host = retry_port_races("the Pub/Sub emulator", lambda: self._start(binary, timeout))
+        except Exception as exc:
+            raise RuntimeError(
+                f"the Pub/Sub emulator did not start: {exc}; see {self.log_path}"
+            ) from exc
+        self.startup_seconds = time.monotonic() - began
+        return host
+
+    def _start(self, binary: Path, timeout: float) -> str:
+        """One attempt: launch on a fresh port and wait until it serves, or stop it."""
         port = free_port()
         host = f"127.0.0.1:{port}"
         began = time.monotonic()
+        logged = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen(
                 [str(binary), "--host=127.0.0.1", f"--port={port}"],
@@ -105,23 +118,26 @@ class PubSubEmulator:
         os.environ[ENV_VAR] = host
         self.host = host
         try:
-            self._wait_until_serving(port, began + timeout)
-        except Exception as exc:
+            self._wait_until_serving(port, began + timeout, logged)
+        except Exception:
             self.stop()
-            raise RuntimeError(
-                f"the Pub/Sub emulator did not start: {exc}; see {self.log_path}"
-            ) from exc
-        self.startup_seconds = time.monotonic() - began
+            raise
         return host
 
-    def _wait_until_serving(self, port: int, deadline: float) -> None:
-        """Poll TCP, then HTTP, then one gRPC call, until each answers or deadline passes."""
+    def _wait_until_serving(self, port: int, deadline: float, logged: int) -> None:
+        """Poll TCP, then HTTP, then one gRPC call, until each answers or deadline passes.
+
+        On a taken port the emulator logs a BindException and lives on (netty's threads keep
+        the JVM up), so its log since `logged` (its size at launch) is read too.
+        """
         proc = self.proc
         assert proc is not None
         stage = "TCP"
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the emulator exited with code {proc.returncode}")
+                raise ExitedDuringStartup(f"the emulator exited with code {proc.returncode}")
+            if self._logged_since(logged, "java.net.BindException"):
+                raise ExitedDuringStartup(f"the emulator could not bind port {port}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no answer over {stage} in time")
             try:
@@ -138,6 +154,12 @@ class PubSubEmulator:
                 return
             except (OSError, urllib.error.URLError, api_exceptions.GoogleAPIError):
                 time.sleep(0.1)
+
+    def _logged_since(self, offset: int, text: str) -> bool:
+        """Whether the emulator's log says `text` after byte `offset`."""
+        with self.log_path.open("rb") as log_file:
+            log_file.seek(offset)
+            return text.encode() in log_file.read()
 
     def stop(self, grace: float = 5) -> None:
         """SIGTERM the emulator's process group, SIGKILL it after grace seconds; restore env."""
