@@ -167,6 +167,29 @@ def test_a_short_result_is_read_over_rest(env: Env) -> None:
     assert reader.sessions == 0
 
 
+def test_json_inside_a_struct_or_array_is_read_over_rest(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REST parses JSON at any depth, Arrow gives it as text: such a result is REST's.
+
+    google-cloud-bigquery `_helpers.CellDataParser`: `record_to_py` recurses and `json_to_py`
+    parses, REPEATED fields item by item. The emulator reports nested JSON as STRING, so the
+    rule is pinned on schemas, and its use on a long result with the rule forced.
+    """
+    field = bigquery.SchemaField
+    assert not storage_read.nested_json([field("j", "JSON"), field("n", "INT64")])
+    assert storage_read.nested_json([field("j", "JSON", mode="REPEATED")])
+    deep = field("s", "RECORD", fields=[field("t", "RECORD", fields=[field("j", "JSON")])])
+    assert storage_read.nested_json([deep])
+    assert not storage_read.nested_json([field("s", "RECORD", fields=[field("x", "STRING")])])
+    _seed(env)
+    reader = _reader(env)
+    query = _page_query(env, reader, "call")
+    monkeypatch.setattr(storage_read, "nested_json", lambda fields: True)
+    assert sum(len(p.rows) for p in reader.pages(query, 7)) > 7
+    assert reader.sessions == 0
+
+
 def test_a_stream_open_longer_than_a_request_timeout_is_read_to_its_end() -> None:
     """The stream stays open while the run writes each page: a request timeout must not cut it.
 

@@ -256,10 +256,16 @@ class BigQueryReader:
         """A finished query's rows from row `skip` on, in pages: Storage Read, else REST.
 
         REST when one request holds them all (a session would be one more round trip), when
-        the job names no result table, or when the Storage Read API refuses this caller.
+        the job names no result table, when JSON sits inside a STRUCT or ARRAY (REST parses
+        it there, Arrow gives text), or when the Storage Read API refuses this caller.
         """
         left = (result.total_rows or 0) - skip
-        if self.storage is None or left <= (page_size or self.rest_rows) or not job.destination:
+        if (
+            self.storage is None
+            or left <= (page_size or self.rest_rows)
+            or not job.destination
+            or storage_read.nested_json(result.schema)
+        ):
             yield from _page_rows(result)
             return
         json_columns = frozenset(f.name for f in result.schema if f.field_type == "JSON")

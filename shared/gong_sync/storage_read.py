@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from typing import Any
@@ -157,6 +157,27 @@ def _strings(array: pa.Array | pa.ChunkedArray) -> list[Any]:
     except UnicodeDecodeError:
         raw = array.cast(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
         return [None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()]
+
+
+def nested_json(fields: Sequence[bigquery.SchemaField]) -> bool:
+    """Whether a JSON value sits in a STRUCT or an ARRAY, where only a top-level one is parsed.
+
+    The REST client parses JSON at any depth; `rows` parses top-level JSON columns only, so a
+    result with JSON deeper down is read over REST rather than typed differently.
+    """
+    for field in fields:
+        if field.field_type == "JSON" and field.mode == "REPEATED":
+            return True
+        if field.field_type in ("RECORD", "STRUCT") and _any_json(field.fields):
+            return True
+    return False
+
+
+def _any_json(fields: Sequence[bigquery.SchemaField]) -> bool:
+    return any(
+        f.field_type == "JSON" or (f.field_type in ("RECORD", "STRUCT") and _any_json(f.fields))
+        for f in fields
+    )
 
 
 def rows(batch: pa.Table | pa.RecordBatch, json_columns: frozenset[str]) -> ArrowRows:
