@@ -696,6 +696,8 @@ def test_a_key_longer_than_key_max_bytes_in_utf8_is_rejected(
         ("c_numeric", Decimal("-9.9E+131072"), "is out of range for Postgres numeric"),
         ("c_numeric", Decimal("1E-16384"), "is out of range for Postgres numeric"),
         ("c_numeric", Decimal("0E-16384"), "is out of range for Postgres numeric"),
+        # Plain notation too, 16,390 digits after the point: not the short common case.
+        ("c_numeric", Decimal("1." + "0" * 16388 + "1"), "is out of range for Postgres numeric"),
         ("c_numeric", "twelve", "not a number"),
         ("c_numeric", "1,5", "not a number"),
         ("c_numeric", True, "not a number"),
@@ -738,6 +740,8 @@ def test_a_long_bad_value_is_quoted_short_in_the_reason() -> None:
         ("c_numeric", Decimal("1E+131071"), "1E+131071"),
         ("c_numeric", Decimal("-1E-16383"), "-1E-16383"),
         ("c_numeric", Decimal("0E+200000"), "0E+200000"),
+        ("c_numeric", Decimal("1" + "0" * 20000), "1" + "0" * 20000),  # plain, and long
+        ("c_numeric", Decimal("0.0000010"), "0.0000010"),
         ("c_numeric", " 12.50 ", "12.50"),
         ("c_double", float("nan"), "nan"),  # float8 stores NaN and the infinities
         ("c_double", float("-inf"), "-inf"),
