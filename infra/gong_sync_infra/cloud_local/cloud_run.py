@@ -63,11 +63,12 @@ class Instance:
         self.log_path = code.logs / f"{function.name}-{number}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.proc: subprocess.Popen[bytes]
-        self.port = retry_port_races(
+        self.port: int
+        retry_port_races(
             f"{function.name} instance {number}", lambda: self._start(function, env, code)
         )
 
-    def _start(self, function: Function, env: Mapping[str, str], code: Code) -> int:
+    def _start(self, function: Function, env: Mapping[str, str], code: Code) -> None:
         """One attempt: serve on a fresh port and wait until it answers, or stop it."""
         self.port = free_port()
         gen2 = {
@@ -98,7 +99,6 @@ class Instance:
         except Exception:
             self.stop()
             raise
-        return self.port
 
     def stop(self) -> None:
         """Terminate the process (Cloud Run sends SIGTERM, then SIGKILL after 10 s)."""

@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,18 @@ def retry_port_races(name: str, start: Callable[[], T], attempts: int = 3) -> T:
                 raise
             log.warning("%s exited during start-up; starting it again on fresh ports", name)
     raise AssertionError("unreachable")
+
+
+def logged_since(path: Path, offset: int, text: str) -> bool:
+    """Whether a server's log says `text` after byte `offset` (its size when this start began)."""
+    with path.open("rb") as log_file:
+        log_file.seek(offset)
+        return text.encode() in log_file.read()
+
+
+def log_size(path: Path) -> int:
+    """Where a start's own lines will begin in a log that earlier starts appended to."""
+    return path.stat().st_size if path.exists() else 0
 
 
 def free_port() -> int:

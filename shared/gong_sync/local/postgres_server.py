@@ -10,7 +10,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from gong_sync.local.ports import ExitedDuringStartup, free_port, retry_port_races
+from gong_sync.local.ports import (
+    ExitedDuringStartup,
+    free_port,
+    log_size,
+    logged_since,
+    retry_port_races,
+)
 from gong_sync.postgres_writer import ident
 from gong_sync.settings import PostgresSettings
 
@@ -106,7 +112,7 @@ class LocalPostgres:
         """One attempt: start the server on a fresh port; a port taken meanwhile says so."""
         port = free_port()
         log_path = self.data_dir / "server.log"
-        seen = log_path.stat().st_size if log_path.exists() else 0
+        seen = log_size(log_path)
         try:
             self._ctl(
                 "-w",
@@ -121,10 +127,7 @@ class LocalPostgres:
                 "start",
             )
         except Exception as exc:
-            with log_path.open("rb") as log_file:
-                log_file.seek(seen)
-                said = log_file.read().decode("utf-8", "replace")
-            if "Address already in use" in said:
+            if logged_since(log_path, seen, "Address already in use"):
                 raise ExitedDuringStartup(f"port {port} was taken: {exc}") from exc
             raise
         return port

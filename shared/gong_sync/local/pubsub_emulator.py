@@ -17,7 +17,13 @@ from pathlib import Path
 from google.api_core import exceptions as api_exceptions
 from google.cloud import pubsub_v1
 
-from gong_sync.local.ports import ExitedDuringStartup, free_port, retry_port_races
+from gong_sync.local.ports import (
+    ExitedDuringStartup,
+    free_port,
+    log_size,
+    logged_since,
+    retry_port_races,
+)
 
 ENV_VAR = "PUBSUB_EMULATOR_HOST"
 _FALLBACK_SDK_ROOT = Path("/usr/lib/google-cloud-sdk")
@@ -104,7 +110,7 @@ class PubSubEmulator:
         port = free_port()
         host = f"127.0.0.1:{port}"
         began = time.monotonic()
-        logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+        logged = log_size(self.log_path)
         with self.log_path.open("ab") as log_file:
             self.proc = subprocess.Popen(
                 [str(binary), "--host=127.0.0.1", f"--port={port}"],
@@ -136,7 +142,7 @@ class PubSubEmulator:
         while True:
             if proc.poll() is not None:
                 raise ExitedDuringStartup(f"the emulator exited with code {proc.returncode}")
-            if self._logged_since(logged, "java.net.BindException"):
+            if logged_since(self.log_path, logged, "java.net.BindException"):
                 raise ExitedDuringStartup(f"the emulator could not bind port {port}")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no answer over {stage} in time")
@@ -154,12 +160,6 @@ class PubSubEmulator:
                 return
             except (OSError, urllib.error.URLError, api_exceptions.GoogleAPIError):
                 time.sleep(0.1)
-
-    def _logged_since(self, offset: int, text: str) -> bool:
-        """Whether the emulator's log says `text` after byte `offset`."""
-        with self.log_path.open("rb") as log_file:
-            log_file.seek(offset)
-            return text.encode() in log_file.read()
 
     def stop(self, grace: float = 5) -> None:
         """SIGTERM the emulator's process group, SIGKILL it after grace seconds; restore env."""
