@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from gong_sync import bigquery_sql, sources
 from gong_sync.declarations import DELETION_FLAGS, Source
 from tests.conftest import Env
@@ -262,32 +264,39 @@ def _land_call_with_children(env: Env, cid: str, call_synced: Any) -> None:
         insert(b, d, "call", [call(cid, call_synced)])
 
 
-CHILDREN = [("link", "006A"), ("speaker", "c1-s"), ("transcript", "0"), ("transcript", "1")]
+def _expected_children(cid: str) -> list[tuple[str, str]]:
+    return [("link", "006A"), ("speaker", f"{cid}-s"), ("transcript", "0"), ("transcript", "1")]
 
 
-def test_a_restored_call_brings_its_children_back(env: Env) -> None:
-    _land_call_with_children(env, "c1", OLD)
+# Ids that are words to Postgres's array syntax: a bare null, in any case, is read as NULL.
+CALL_IDS = ["c1", "null", "Null"]
+
+
+@pytest.mark.parametrize("cid", CALL_IDS)
+def test_a_restored_call_brings_its_children_back(env: Env, cid: str) -> None:
+    _land_call_with_children(env, cid, OLD)
     assert env.sync().status == "success"
-    assert _children(env, "c1") == CHILDREN
+    assert _children(env, cid) == _expected_children(cid)
     p, g = env.bq.project, env.datasets["gong"]
-    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t",
-        t=at(7200))  # fmt: skip
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+        " WHERE id = @cid", t=at(7200), cid=cid)  # fmt: skip
     assert env.sync().status == "success"
-    assert _children(env, "c1") == []  # they follow their call
+    assert _children(env, cid) == []  # they follow their call
     # Restored in Fivetran: only the call's row moves; its children's rows are as they were.
-    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = NULL, _fivetran_synced = @t",
-        t=at(14400))  # fmt: skip
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = NULL, _fivetran_synced = @t"
+        " WHERE id = @cid", t=at(14400), cid=cid)  # fmt: skip
     assert env.sync().status == "success"
-    assert _children(env, "c1") == CHILDREN
+    assert _children(env, cid) == _expected_children(cid)
 
 
-def test_children_removed_as_orphans_come_back_with_their_call(env: Env) -> None:
-    _land_call_with_children(env, "c1", None)  # the children land first
+@pytest.mark.parametrize("cid", CALL_IDS)
+def test_children_removed_as_orphans_come_back_with_their_call(env: Env, cid: str) -> None:
+    _land_call_with_children(env, cid, None)  # the children land first
     insert(env.bq, env.datasets, "call", [call("c0", NEW)])
     assert env.sync().status == "success"
-    assert _children(env, "c1") == CHILDREN
+    assert _children(env, cid) == _expected_children(cid)
     assert env.cli("verify", "--fix", "--source", "calls").returncode == 0
-    assert _children(env, "c1") == []
-    insert(env.bq, env.datasets, "call", [call("c1", at(9000))])  # the call lands at last
+    assert _children(env, cid) == []
+    insert(env.bq, env.datasets, "call", [call(cid, at(9000))])  # the call lands at last
     assert env.sync().status == "success"
-    assert _children(env, "c1") == CHILDREN
+    assert _children(env, cid) == _expected_children(cid)

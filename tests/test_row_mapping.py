@@ -839,3 +839,12 @@ def test_a_signalling_nan_for_a_double_is_stored_or_rejected(value: Any) -> None
         assert got.startswith("c_double: ")
     else:
         assert math.isnan(float(got["c_double"] or ""))
+
+
+@pytest.mark.parametrize("text", ["[{", "", "[1] x", "{'start': 0}"])
+def test_a_transcript_whose_sentence_is_not_json_is_a_row_error(text: str) -> None:
+    """A STRING column (or a stand-in's) may hold anything: a dead letter, not a crash."""
+    row = {"gong_call_id": "c1", "sequence_number": 0, "sentence": text}
+    got = fields_or_reason(REAL_TARGETS["calls.transcripts"], row)
+    assert isinstance(got, str)
+    assert got.startswith("sentence: not valid JSON")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gong_sync.postgres import Connection
+from gong_sync.postgres import Connection, text_array
 
 FULL = ""  # the feeds of a touch that may change any column: the whole row is derived
 
@@ -33,7 +33,7 @@ def add(
         conn.cursor().execute(
             "INSERT INTO pending_derivations (source, target, parent, feeds, stream)"
             " SELECT %s, %s, unnest(CAST(%s AS text[])), %s, %s ON CONFLICT DO NOTHING",
-            (source, target, keys, feeds, stream),
+            (source, target, text_array(keys), feeds, stream),
         )
 
 
@@ -65,7 +65,7 @@ def done(conn: Connection, source: str, target: str, parents: Sequence[str | Non
     conn.cursor().execute(
         "DELETE FROM pending_derivations WHERE source = %s AND target = %s"
         " AND (parent = ANY(CAST(%s AS text[])) OR (parent IS NULL AND %s))",
-        (source, target, keys, None in parents),
+        (source, target, text_array(keys), None in parents),
     )
 
 

@@ -6,14 +6,25 @@ import atexit
 import functools
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 import pg8000.dbapi
 
+from gong_sync.copy_text import array_literal
 from gong_sync.settings import PostgresSettings
 
 log = logging.getLogger(__name__)
+
+
+def text_array(values: Iterable[str | None]) -> str:
+    """A `CAST(%s AS text[])` parameter: a literal with every element quoted (None is NULL).
+
+    pg8000 leaves an element bare unless it is exactly "NULL" or holds a space, brace, comma
+    or backslash, and Postgres reads a bare null in any letter case as NULL: a key "null"
+    became a NULL (a parent noted for derivation as "no parent", a deleted parent never found).
+    """
+    return array_literal(list(values))
 
 
 class Cursor(Protocol):

@@ -17,7 +17,7 @@ from gong_sync import state, verify
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.dead_letters import DeadLetterSink
 from gong_sync.declarations import Source
-from gong_sync.postgres import Connection
+from gong_sync.postgres import Connection, text_array
 from gong_sync.postgres_writer import TargetWriter
 from gong_sync.settings import Settings
 
@@ -128,6 +128,6 @@ def _dead_letters(conn: Connection, source: str, target: str, records: list[str]
     cur.execute(
         "SELECT record_key FROM dead_letters WHERE source = %s AND target = %s"
         " AND record_key = ANY(CAST(%s AS text[]))",
-        (source, target, records),
+        (source, target, text_array(records)),
     )
     return {r[0] for r in cur.fetchall()}

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
-from gong_sync import copy_text
+from gong_sync import copy_text, fast_json
 from gong_sync.bigquery_sql import METADATA_PREFIX
 from gong_sync.declarations import Column, RowError, Target
 
@@ -209,7 +209,7 @@ def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
         if nul == "strip":
             value = replace_nul(value)
         try:
-            text = _JSON.encode(value)
+            text = fast_json.dumps(value, json_default, _JSON)
         except ValueError:  # allow_nan=False: a float NaN or infinity somewhere inside
             raise RowError(f"{col.name}: NaN or infinity inside JSON (not valid JSON)") from None
         if _has_surrogate(text):

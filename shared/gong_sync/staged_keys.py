@@ -17,7 +17,7 @@ from typing import Any
 from gong_sync import copy_text
 from gong_sync.dead_letters import record_key
 from gong_sync.declarations import Target
-from gong_sync.postgres import Connection
+from gong_sync.postgres import Connection, text_array
 from gong_sync.postgres_writer import ident
 
 KEY_COLUMNS = ("k1", "k2", "k3", "k4")
@@ -191,6 +191,6 @@ def live_parents(conn: Connection, source: str, parent: Target, keys: Sequence[s
     cur = conn.cursor()
     cur.execute(
         f"SELECT DISTINCT b.k1 FROM {_side('b', 'b', parent)} AND b.k1 = ANY(CAST(%s AS text[]))",
-        (source, list(keys)),
+        (source, text_array(keys)),
     )
     return {r[0] for r in cur.fetchall()}

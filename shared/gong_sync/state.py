@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from gong_sync import cost
-from gong_sync.postgres import Connection
+from gong_sync.postgres import Connection, text_array
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync:' || %s))"
@@ -90,7 +90,7 @@ def bury(conn: Connection, source: str, target: str, parents: Iterable[str]) -> 
         conn.cursor().execute(
             "INSERT INTO deleted_parents (source, target, parent)"
             " SELECT %s, %s, unnest(CAST(%s AS text[])) ON CONFLICT DO NOTHING",
-            (source, target, keys),
+            (source, target, text_array(keys)),
         )
 
 
@@ -103,7 +103,7 @@ def exhume(conn: Connection, source: str, target: str, parents: Iterable[str]) -
     cur.execute(
         "DELETE FROM deleted_parents WHERE source = %s AND target = %s"
         " AND parent = ANY(CAST(%s AS text[])) RETURNING parent",
-        (source, target, keys),
+        (source, target, text_array(keys)),
     )
     return {row[0] for row in cur.fetchall()}
 

@@ -10,7 +10,6 @@ streams to one"), and keyset paging depends on it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
     BigQueryReadGrpcTransport,
 )
 
+from gong_sync import fast_json
 from gong_sync.arrow_lines import ArrowRows
 from gong_sync.settings import BigQuerySettings
 
@@ -201,7 +201,7 @@ def _values(column: pa.Array | pa.ChunkedArray, is_json: bool) -> list[Any]:
     kind = column.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         values = _strings(column)
-        return [None if v is None else json.loads(v) for v in values] if is_json else values
+        return [None if v is None else fast_json.loads(v) for v in values] if is_json else values
     if pa.types.is_decimal(kind):
         return [None if v is None else _plain(v) for v in column.to_pylist()]
     if pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in (None, "UTC", "+00:00"):

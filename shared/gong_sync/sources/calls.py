@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from gong_sync import fast_json
 from gong_sync.declarations import (
     Column,
     RowError,
@@ -26,7 +26,10 @@ _CALL_FLAG = "c._fivetran_deleted"
 def unpack_monologue(row: Mapping[str, Any]) -> Mapping[str, Any]:
     """Turn Gong's `sentence` JSON (an array of {start, end, text}, ms) into one monologue."""
     raw = row.get("sentence")
-    sentences = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    try:  # BigQuery's JSON type is always valid; a STRING column (or a stand-in's) may not be
+        sentences = fast_json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError as exc:
+        raise RowError(f"sentence: not valid JSON ({exc})") from None
     if not isinstance(sentences, list) or not sentences:
         raise RowError("sentence: expected a non-empty JSON array of {start, end, text}")
     texts: list[str] = []
