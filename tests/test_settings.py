@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gong_sync import sources
 from gong_sync.settings import (
     EMULATOR_PROJECT,
     BigQuerySettings,
@@ -334,3 +335,40 @@ def test_config_errors_are_value_errors() -> None:
 def test_nan_is_not_a_number_of_seconds(name: str) -> None:
     """NaN is no duration; it is rejected like any other bad value, naming the variable."""
     assert config_error(**{name: "nan"}).startswith(f"{name} must be")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [("GONG_SYNC_TABLES", "users=a,call=b, users=c", "users"),
+     ("GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE", "calls=1GiB,calls=2GiB", "calls"),
+     ("GONG_SYNC_MAX_REJECTED_SHARE_BY_SOURCE", "emails=0.1,emails=0.2", "emails")],
+)  # fmt: skip
+def test_a_key_given_twice_is_rejected(name: str, value: str, key: str) -> None:
+    """The last one silently won: which was meant cannot be told."""
+    assert config_error(**{name: value}) == f"{name} gives {key!r} twice; give each once"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "key"),
+    [("GONG_SYNC_TABLES", "speakers=gong_speakers", "speakers"),
+     ("GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE", "call=1GiB", "call"),
+     ("GONG_SYNC_MAX_REJECTED_SHARE_BY_SOURCE", "Emails=0.1", "Emails")],
+)  # fmt: skip
+def test_a_key_that_names_nothing_is_rejected_with_the_names(
+    name: str, value: str, key: str
+) -> None:
+    """A typo was ignored: the table it meant to rename was read under its default name."""
+    message = config_error(**{name: value})
+    assert message.startswith(f"{name}: {key!r} is not one of ")
+    assert ("call_speaker" if name == "GONG_SYNC_TABLES" else "calls, contacts") in message
+
+
+def test_every_table_a_declaration_reads_may_be_renamed() -> None:
+    """Fallback declarations included: their tables are real tables too."""
+    for source in sources.SOURCES.values():
+        for declared in (source, source.fallback):
+            for table in declared.tables() if declared else []:
+                env = {"GONG_SYNC_TABLES": f"{table}=renamed_{table}"}
+                assert Settings.from_env(env).bigquery.table_overrides == {
+                    table: f"renamed_{table}"
+                }

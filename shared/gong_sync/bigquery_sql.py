@@ -10,10 +10,9 @@ from typing import Any
 
 from google.cloud import bigquery
 
-from gong_sync.declarations import Column, Source, Stream, Target
+from gong_sync.declarations import PLACEHOLDER, Column, Source, Stream, Target
 
 _TABLE_REF = re.compile(r"\{(\w+)\}\s+AS\s+(\w+)", re.IGNORECASE)
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # The bookkeeping columns a page query adds to a target's own (and nothing else names):
 METADATA_PREFIX = "_m_"  # a metadata column of the target, to be folded into its JSON
 CURSOR = "_cursor"  # the stream's cursor value (its _fivetran_synced)
@@ -48,18 +47,12 @@ def quote(full_name: str) -> str:
 
 def resolve(sql: str, tables: Mapping[str, TableRef]) -> str:
     """Replace {logical} placeholders with quoted table paths."""
-    return _PLACEHOLDER.sub(lambda m: quote(tables[m.group(1)].full_name), sql)
+    return PLACEHOLDER.sub(lambda m: quote(tables[m.group(1)].full_name), sql)
 
 
 def referenced_tables(source: Source) -> list[str]:
     """Every logical table a source's SQL mentions, in first-use order."""
-    texts: list[str] = [s.table for s in source.streams]
-    for target in source.targets:
-        texts += _PLACEHOLDER.findall(target.from_sql)
-    for stream in source.streams:
-        for touch in stream.touches:
-            texts += _PLACEHOLDER.findall(touch.lookup_sql or "")
-    return list(dict.fromkeys(texts))
+    return source.tables()
 
 
 def _aliases(target: Target) -> dict[str, str]:

@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# A logical table in declared SQL: {call}, {users}.
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
 PgType = Literal[
     "text",
     "timestamptz",
@@ -94,7 +97,7 @@ class Target:
     @property
     def base_table(self) -> str:
         """The logical table every row of the target starts from: the first one in from_sql."""
-        found = re.search(r"\{(\w+)\}", self.from_sql)
+        found = PLACEHOLDER.search(self.from_sql)
         if found is None:
             raise ValueError(f"target {self.table} reads no {{table}}")
         return found.group(1)
@@ -141,6 +144,16 @@ class Source:
     datasets: Mapping[str, str] = field(default_factory=dict)  # logical table -> dataset role
     # Used instead when a table of this declaration does not exist (same name and targets).
     fallback: Source | None = None
+
+    def tables(self) -> list[str]:
+        """Every logical table this declaration reads, in first-use order."""
+        names: list[str] = [s.table for s in self.streams]
+        for target in self.targets:
+            names += PLACEHOLDER.findall(target.from_sql)
+        for stream in self.streams:
+            for touch in stream.touches:
+                names += PLACEHOLDER.findall(touch.lookup_sql or "")
+        return list(dict.fromkeys(names))
 
     def target(self, table: str) -> Target:
         """Return the target writing table."""

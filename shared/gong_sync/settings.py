@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal, TypeVar
+
+from gong_sync import sources
 
 T = TypeVar("T")
 
@@ -96,16 +98,40 @@ def parse_size(name: str, raw: str) -> int:
 
 
 def _pairs(
-    env: Mapping[str, str], name: str, shape: str, value: Callable[[str, str], T]
+    env: Mapping[str, str],
+    name: str,
+    shape: str,
+    value: Callable[[str, str], T],
+    known: Callable[[], Collection[str]],
 ) -> dict[str, T]:
-    """A `key=value,...` setting; `value(label, text)` reads (and checks) each value."""
+    """A `key=value,...` setting; `value(label, text)` reads (and checks) each value.
+
+    A key given twice, or one that names nothing, is an error: either would otherwise be
+    ignored in silence (a typo in a table's name reads the table it meant to replace).
+    """
     out: dict[str, T] = {}
     for pair in filter(None, (env.get(name) or "").split(",")):
         key, sep, text = pair.partition("=")
-        if not sep or not key.strip() or not text.strip():
+        key = key.strip()
+        if not sep or not key or not text.strip():
             raise ConfigError(f"{name} entries must look like {shape}, got {pair!r}")
-        out[key.strip()] = value(f"{name} ({key.strip()})", text)
+        if key in out:
+            raise ConfigError(f"{name} gives {key!r} twice; give each once")
+        names = known()
+        if key not in names:
+            raise ConfigError(f"{name}: {key!r} is not one of {', '.join(sorted(names))}")
+        out[key] = value(f"{name} ({key})", text)
     return out
+
+
+def _source_names() -> list[str]:
+    return list(sources.SOURCES)
+
+
+def _table_names() -> set[str]:
+    declared = [*sources.SOURCES.values()]
+    declared += [s.fallback for s in declared if s.fallback is not None]
+    return {table for source in declared for table in source.tables()}
 
 
 @dataclass(frozen=True)
@@ -209,7 +235,7 @@ def _quality(env: Mapping[str, str]) -> QualitySettings:
     raw = env.get("GONG_SYNC_MAX_REJECTED_SHARE")
     return QualitySettings(
         max_rejected_share=_share("GONG_SYNC_MAX_REJECTED_SHARE", raw) if raw else 0.05,
-        max_rejected_share_by_source=_pairs(env, name, "source=0.1", _share),
+        max_rejected_share_by_source=_pairs(env, name, "source=0.1", _share, _source_names),
         min_rows=_int(env, "GONG_SYNC_QUALITY_MIN_ROWS", 100),
     )
 
@@ -269,7 +295,9 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
         location=env.get("GONG_SYNC_BQ_LOCATION") or None,
         gong_dataset=env.get("GONG_SYNC_GONG_DATASET") or "gongio_ft",
         salesforce_dataset=env.get("GONG_SYNC_SALESFORCE_DATASET") or "salesforce",
-        table_overrides=_pairs(env, "GONG_SYNC_TABLES", "logical=real", lambda _, t: t.strip()),
+        table_overrides=_pairs(
+            env, "GONG_SYNC_TABLES", "logical=real", lambda _, t: t.strip(), _table_names
+        ),
         retry_seconds=_float(env, "GONG_SYNC_BQ_RETRY_SECONDS", 120.0),
         request_timeout_seconds=_float(env, "GONG_SYNC_BQ_REQUEST_TIMEOUT_SECONDS", 60.0),
         max_bytes_billed=(
@@ -278,7 +306,7 @@ def _bigquery(env: Mapping[str, str]) -> BigQuerySettings:
             else DEFAULT_MAX_BYTES_BILLED
         ),
         max_bytes_billed_by_source=_pairs(
-            env, "GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE", "source=100GiB", parse_size
+            env, "GONG_SYNC_MAX_BYTES_BILLED_BY_SOURCE", "source=100GiB", parse_size, _source_names
         ),
     )
 
