@@ -213,3 +213,26 @@ def test_a_result_that_does_not_continue_where_staging_stopped_starts_the_verify
     assert "does not continue there; starting over" in caplog.text
     by_target = {t.target: t for t in report.targets}
     assert (by_target["calls"].missing, by_target["calls"].extra) == ([("c4",)], [])
+
+
+def test_a_verify_lists_a_bounded_number_of_keys_and_repairs_the_rest_later(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verify during a backfill can find tens of millions of keys: it lists a bounded number
+    of each kind, counts the rest, repairs what it listed, and a later verify the rest."""
+    _seed(env)
+    assert env.execute("DELETE FROM calls WHERE gong_call_id IN ('c1', 'c2', 'c3', 'c4')") == 4
+    dml(env.bq, f"DELETE FROM `{env.bq.project}.{env.datasets['gong']}.call` WHERE id = 'c5'")
+    monkeypatch.setattr(verify, "DRIFT_LISTED", 2)
+    calls = {t.target: t for t in env.verify("calls", sample=0).targets}["calls"]
+    assert calls.missing == [("c1",), ("c2",)]  # in key order
+    assert (calls.count("missing"), calls.unlisted) == (4, {"missing": 2})
+    assert calls.extra == [("c5",)]  # within the bound: listed, nothing unlisted
+    assert calls.summary()["missing"] == 4
+    after = {t.target: t for t in env.reconcile("calls", sample=0).targets}["calls"]
+    assert (after.missing, after.unlisted, after.extra) == ([("c3",), ("c4",)], {}, [])
+    final = env.reconcile("calls", sample=0)
+    assert final.clean, [t.summary() for t in final.targets]
+    assert env.query("SELECT count(*) FROM calls WHERE gong_call_id IN ('c1','c2','c3','c4')") == [
+        (4,)
+    ]

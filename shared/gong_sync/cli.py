@@ -248,8 +248,8 @@ def _print_reports(reports: Sequence[verify.SourceReport], as_json: bool, title:
         sys.stdout.write(json.dumps({"phase": title, "sources": doc}, indent=2) + "\n")
         return
     rows = [
-        (r.source, t.target, t.bigquery_rows, t.postgres_rows, len(t.missing), len(t.extra),
-         len(t.changed), len(t.orphans), t.rejected, t.values_checked, r.bytes_processed)
+        (r.source, t.target, t.bigquery_rows, t.postgres_rows, *(t.count(k) for k in verify.KINDS),
+         t.rejected, t.values_checked, r.bytes_processed)
         for r in reports
         for t in r.targets
     ]  # fmt: skip

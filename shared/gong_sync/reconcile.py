@@ -113,6 +113,7 @@ def recheck(
         again.rejected = t.rejected + len(gone) - len(again.missing)
         again.extra = [k for k in t.extra if k in stored]
         again.orphans = [k for k in t.orphans if k in stored]
+        again.unlisted = dict(t.unlisted)  # not repaired: the next verify lists them
         parents = sorted({k[t.parent_at] for k in t.changed})
         again.changed, again.values_checked = verifier.values_of(target, parents)
         out.targets.append(again)

@@ -144,46 +144,69 @@ def counts(conn: Connection, source: str, target: Target) -> tuple[int, int]:
     return int(bigquery_rows), int(postgres_rows)
 
 
+def _capped(query: str, cols: list[str], groups: str, limit: int) -> str:
+    """The query's first `limit` rows of each group, each with its group's total.
+
+    pg8000 reads a whole result into memory; a verify that runs while a backfill is still
+    loading (or after a table was emptied) can find tens of millions of keys.
+    """
+    order = ", ".join(cols)
+    return (
+        f"SELECT * FROM (SELECT d.*, row_number() OVER (PARTITION BY {groups} ORDER BY {order})"
+        f" AS n_, count(*) OVER (PARTITION BY {groups}) AS total_ FROM ({query}) d) x"
+        f" WHERE n_ <= {int(limit)} ORDER BY {order}"
+    )
+
+
 def absent(
-    conn: Connection, source: str, target: Target, parent: Target | None
-) -> list[tuple[Key, str, bool, bool]]:
-    """BigQuery keys Postgres lacks: each with its record key, if a dead letter, if live."""
+    conn: Connection, source: str, target: Target, parent: Target | None, limit: int
+) -> tuple[list[tuple[Key, str, bool, bool]], dict[tuple[bool, bool], int]]:
+    """BigQuery keys Postgres lacks: each with its record key, if a dead letter, if live.
+
+    At most `limit` keys of each (dead letter, live) group, and each group's total.
+    """
     cols = _cols(target)
     match = " AND ".join(f"p.{c} = b.{c}" for c in cols)
     live = _live_parent("b", target, parent) if parent else "TRUE"
-    cur = conn.cursor()
-    cur.execute(
+    query = (
         f"SELECT DISTINCT {', '.join('b.' + c for c in cols)}, b.record_key,"
         " EXISTS (SELECT 1 FROM dead_letters d WHERE d.source = %s"
-        f"  AND d.target = '{target.table}' AND d.record_key = b.record_key), {live}"
-        f" FROM {_side('b', 'b', target)}"
+        f"  AND d.target = '{target.table}' AND d.record_key = b.record_key) AS rejected_,"
+        f" {live} AS live_ FROM {_side('b', 'b', target)}"
         f" AND NOT EXISTS (SELECT 1 FROM {_side('p', 'p', target)} AND {match})"
-        f" ORDER BY {', '.join('b.' + c for c in cols)}",
+    )
+    cur = conn.cursor()
+    cur.execute(
+        _capped(query, cols, "rejected_, live_", limit),
         (source, *([source] if parent else []), source, source),
     )
-    n = len(cols)
-    return [(tuple(r[:n]), r[n], bool(r[n + 1]), bool(r[n + 2])) for r in cur.fetchall()]
+    got, n = cur.fetchall(), len(cols)  # columns: the key, record_key, rejected_, live_, n_, total_
+    totals = {(bool(r[n + 1]), bool(r[n + 2])): int(r[n + 4]) for r in got}
+    return [(tuple(r[:n]), r[n], bool(r[n + 1]), bool(r[n + 2])) for r in got], totals
 
 
 def surplus(
-    conn: Connection, source: str, target: Target, parent: Target | None
-) -> list[tuple[Key, bool]]:
-    """Postgres keys BigQuery lacks (or, for a child, all): each with whether its parent lives."""
+    conn: Connection, source: str, target: Target, parent: Target | None, limit: int
+) -> tuple[list[tuple[Key, bool]], dict[bool, int]]:
+    """Postgres keys BigQuery lacks (or, for a child, all): each with whether its parent lives.
+
+    At most `limit` keys with a live parent and `limit` without, and the total of each.
+    """
     cols = _cols(target)
     match = " AND ".join(f"b.{c} = p.{c}" for c in cols)
     live = _live_parent("p", target, parent) if parent else "TRUE"
     missing_in_bigquery = f"NOT EXISTS (SELECT 1 FROM {_side('b', 'b', target)} AND {match})"
     where = f"({missing_in_bigquery} OR NOT {live})" if parent else missing_in_bigquery
-    cur = conn.cursor()
     live_params = [source] if parent else []
     params = [*live_params, source, source, *(live_params if parent else [])]
-    cur.execute(
-        f"SELECT {', '.join('p.' + c for c in cols)}, {live} FROM {_side('p', 'p', target)}"
-        f" AND {where} ORDER BY {', '.join('p.' + c for c in cols)}",
-        tuple(params),
+    query = (
+        f"SELECT {', '.join('p.' + c for c in cols)}, {live} AS live_"
+        f" FROM {_side('p', 'p', target)} AND {where}"
     )
-    n = len(cols)
-    return [(tuple(r[:n]), bool(r[n])) for r in cur.fetchall()]
+    cur = conn.cursor()
+    cur.execute(_capped(query, cols, "live_", limit), tuple(params))
+    got, n = cur.fetchall(), len(cols)  # columns: the key, live_, n_, total_
+    return [(tuple(r[:n]), bool(r[n])) for r in got], {bool(r[n]): int(r[n + 2]) for r in got}
 
 
 def live_parents(conn: Connection, source: str, parent: Target, keys: Sequence[str]) -> set[str]:
