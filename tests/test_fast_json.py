@@ -154,6 +154,24 @@ def test_orjson_does_the_common_work(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls["loads"] == 1
 
 
+class _Counting(json.JSONEncoder):
+    calls = 0
+
+    def encode(self, o: Any) -> str:
+        _Counting.calls += 1
+        return super().encode(o)
+
+
+def test_a_null_goes_to_the_stdlib_only_beside_a_nan() -> None:
+    """orjson writes NaN as null: a None alone stays with orjson, a NaN anywhere does not."""
+    stdlib = _Counting(ensure_ascii=False, sort_keys=True, allow_nan=False)
+    assert fast_json.dumps({"a": None, "b": [1.5]}, json_default, stdlib) == '{"a":null,"b":[1.5]}'
+    assert _Counting.calls == 0
+    with pytest.raises(ValueError, match="Out of range float"):
+        fast_json.dumps({"a": None, "b": [{"c": float("nan")}]}, json_default, stdlib)
+    assert _Counting.calls == 1
+
+
 def test_jsonb_stores_the_same_value_from_either_text(pg_server: PostgresSettings) -> None:
     """Spacing and float spelling differ between the two texts; jsonb keeps neither."""
     rng = random.Random(11)

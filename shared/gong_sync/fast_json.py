@@ -14,6 +14,7 @@ values and rejection reasons never depend on which library ran:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,17 @@ def dumps(value: Any, default: Callable[[Any], Any], stdlib: json.JSONEncoder) -
         out = orjson.dumps(value, default=default, option=_OPTIONS)
     except orjson.JSONEncodeError:
         return stdlib.encode(value)  # its text, or its own error for the caller's reason
-    if b"null" in out:  # a None, or a NaN or infinity orjson wrote as null: only the stdlib tells
-        return stdlib.encode(value)
+    if b"null" in out and not _all_finite(value):  # orjson wrote a NaN or infinity as null
+        return stdlib.encode(value)  # its error, for the caller's reason
     return out.decode()
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether no float inside the value is a NaN or an infinity."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_all_finite(v) for v in value)
+    return True
