@@ -300,3 +300,26 @@ def test_children_removed_as_orphans_come_back_with_their_call(env: Env, cid: st
     insert(env.bq, env.datasets, "call", [call(cid, at(9000))])  # the call lands at last
     assert env.sync().status == "success"
     assert _children(env, cid) == _expected_children(cid)
+
+
+def test_a_database_in_another_time_zone_stores_the_same_instants(env: Env) -> None:
+    """Cloud SQL's `timezone` flag (or ALTER DATABASE … SET timezone) changes the session's
+    zone; every timestamp this writes or compares carries its offset, so nothing moves."""
+    env.execute(
+        f'ALTER DATABASE "{env.settings.postgres.database}" SET timezone TO "Pacific/Chatham"'
+    )
+    assert env.query("SHOW timezone") == [("Pacific/Chatham",)]  # new sessions take it
+    insert(env.bq, env.datasets, "call", [call("c1", OLD), call("c2", at(60))])
+    insert(env.bq, env.datasets, "transcript", [transcript("c1", 0, OLD)])
+    first = env.sync()
+    assert (first.status, first.rows_upserted) == ("success", 3)
+    got = env.query(
+        "SELECT gong_call_id, started_at AT TIME ZONE 'UTC', source_synced_at AT TIME ZONE 'UTC'"
+        " FROM calls ORDER BY 1"
+    )
+    assert got == [
+        ("c1", at(-3500).replace(tzinfo=None), OLD.replace(tzinfo=None)),
+        ("c2", at(-3500).replace(tzinfo=None), at(60).replace(tzinfo=None)),
+    ]
+    again = env.sync()  # the watermark and positions read back as the same instants
+    assert (again.status, again.rows_upserted) == ("success", 0)
