@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -371,3 +372,24 @@ def test_a_run_derives_each_speaker_set_once(env: Env) -> None:
         ("CFO",),
         ("CFO",),
     ]
+
+
+def test_an_invocation_past_its_budget_before_its_first_page_still_moves_on(env: Env) -> None:
+    """Each invocation commits at least once: a chain whose set-up outlasts its budget ends."""
+    calls = [call(f"c{i:02d}", at(i)) for i in range(20)]
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "call_speaker", [speaker(f"s{i:02d}", f"c{i:02d}", at(i))
+                                                  for i in range(20)])  # fmt: skip
+    spent, invocations, resume = time.monotonic() - 1, 0, False
+    while True:
+        invocations += 1
+        assert invocations < 20, "the chain never finished"
+        stats = env.sync(deadline=spent, resume=resume)
+        if stats.status == "success":
+            break
+        assert stats.status == "partial"
+        assert stats.commits == 1  # one page, then the spent budget stops it
+        resume = True
+    assert invocations >= 3
+    assert env.query("SELECT count(*) FROM calls") == [(20,)]
+    assert env.query("SELECT count(*) FROM call_speakers") == [(20,)]

@@ -134,6 +134,7 @@ class SourceRun:
                     self.conn, self.source.name, stream.table, mark, position, advance=advance
                 )
             self.conn.commit()
+            self.stats.commits += 1
         except BaseException:
             self._rollback()
             raise
@@ -152,8 +153,13 @@ class SourceRun:
     # -- the run -----------------------------------------------------------------------------
 
     def out_of_time(self) -> bool:
-        """Whether the run must stop between pages: its budget is spent."""
-        return self.hooks.out_of_time(self.stats, self.options)
+        """Whether the run must stop between pages: its budget is spent and it moved on.
+
+        Not before its first commit: an invocation whose set-up outlasted its budget would
+        otherwise end with nothing done, and so would each continuation after it, for ever.
+        The hard deadline still bounds that first commit.
+        """
+        return self.stats.commits > 0 and self.hooks.out_of_time(self.stats, self.options)
 
     def _sync_stream(
         self,

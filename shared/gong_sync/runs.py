@@ -55,6 +55,7 @@ class RunStats:
     transform_seconds: float = 0.0
     load_seconds: float = 0.0
     pages: int = 0
+    commits: int = 0  # transactions this invocation committed: pages and derived batches
     storage_reads: int = 0  # query results read over the Storage Read API; the rest over REST
     continuation_needed: bool = False
     error: dict[str, str] | None = None
