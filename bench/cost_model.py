@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, derivations, sources
+from gong_sync import cost, derivations, sources, sweep
 from gong_sync.declarations import Source
 from gong_sync.local import fivetran_schemas
+from gong_sync.settings import Settings
 
 RUNS_PER_MONTH = 24 * 30
 WINDOW_HOURS = 2  # the lookback (1 h) plus the hour since the last run
+SWEEP_ROWS = Settings.page_size * Settings.pages_per_query  # a sweep query's LIMIT, by default
 
 # Rows at the issue's scale (1M calls, 50M transcript rows, 1M emails) and what lands a day.
 ROWS = {
@@ -173,6 +175,41 @@ def verify_line() -> Line:
     return Line("reconciliation (per hourly run)", 0, per_run, 0, per_run)
 
 
+def backfill_derivations(name: str) -> list[tuple[str, int, int, int, int]]:
+    """A backfill's derivations of the swept targets: target, keyed jobs, bytes, swept ones.
+
+    Keyed, every parent goes DERIVE_BATCH to a query; swept, one query per default LIMIT of
+    rows (the set a LIMIT cuts is read again: one more query at most per LIMIT, left out).
+    Either way every job bills the joined tables' named columns in full.
+    """
+    source, tables = sources.get(name), _tables()
+    out = []
+    for target in source.targets:
+        if sweep.base_stream(source, target) is None:
+            continue
+        parents = ROWS["call"]  # every touched target here is a call's set
+        keyed = -(-parents // derivations.DERIVE_BATCH)
+        swept = -(-ROWS[target.base_table] // SWEEP_ROWS)
+        each = billed(Query(target.table, sql.derive_query(target, tables)), tables, False)
+        sweep_each = billed(Query(target.table, sql.sweep_query(target, tables)), tables, False)
+        out.append((target.table, keyed, keyed * each, swept, swept * sweep_each))
+    return out
+
+
+def backfill_table() -> str:
+    """The README's backfill table: the derivations of a first backfill of calls."""
+    rows = [
+        "| target | keyed: queries | keyed: billed | swept: queries | swept: billed |",
+        "|---|---|---|---|---|",
+    ]
+    for table, keyed, keyed_bytes, swept, swept_bytes in backfill_derivations("calls"):
+        rows.append(
+            f"| {table} | {keyed} | {cost.human(keyed_bytes)} · ${cost.usd(keyed_bytes):,.2f}"
+            f" | {swept} | {cost.human(swept_bytes)} · ${cost.usd(swept_bytes):,.2f} |"
+        )
+    return "\n".join(rows)
+
+
 def _cell(per_run: int) -> str:
     month = per_run * RUNS_PER_MONTH
     return f"{cost.human(per_run)} · ${cost.usd(month):,.2f}"
@@ -196,3 +233,5 @@ def table() -> str:
 
 if __name__ == "__main__":
     print(table())
+    print()
+    print(backfill_table())

@@ -15,6 +15,20 @@ def test_the_readme_cost_table_is_the_models() -> None:
     assert cost_model.table() in README.read_text()
 
 
+def test_the_readme_backfill_table_is_the_models() -> None:
+    """Regenerate with `python -m bench.cost_model` when the derivation queries change."""
+    assert cost_model.backfill_table() in README.read_text()
+
+
+def test_a_backfill_sweep_bills_less_than_keyed_derivations() -> None:
+    """Each swept target: fewer jobs and fewer bytes than a query per 10,000 parents."""
+    found = cost_model.backfill_derivations("calls")
+    assert {t for t, *_ in found} == {"call_speakers", "call_opportunities"}
+    for table, keyed, keyed_bytes, swept, swept_bytes in found:
+        assert swept * 10 < keyed, table
+        assert swept_bytes * 10 < keyed_bytes, table
+
+
 def test_narrow_derivations_leave_the_email_bodies_unread() -> None:
     """Before, a recipient's change derived whole emails; now no derivation names the body."""
     before = [

@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from google.cloud import bigquery
 
@@ -218,6 +218,22 @@ def derive_query(
     parent = target.column(target.parent).sql
     which = f"{parent} IS NULL" if null_parent else f"{parent} IN UNNEST(@keys)"
     return f"{all_rows_query(target, tables)} AND {which}"
+
+
+def sweep_query(
+    target: Target, tables: Mapping[str, TableRef], after: Literal[">=", ">"] | None = None
+) -> str:
+    """Every live row of a target with a parent, in parent order, up to @sweep_limit rows.
+
+    after is the comparison with @parent that resumes it (">=" or ">"), None from the start.
+    Ordered by parent alone: a set's rows come together, in no order among themselves.
+    """
+    parent = target.column(target.parent).sql
+    start = "" if after is None else f" AND {parent} {after} @parent"
+    return (
+        f"{all_rows_query(target, tables)} AND {parent} IS NOT NULL{start}"
+        f" ORDER BY {parent} LIMIT @sweep_limit"
+    )
 
 
 def param_type(bq_type: str) -> str:

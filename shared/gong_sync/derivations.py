@@ -3,8 +3,10 @@
 A run notes the parents each page touches in Postgres, in the page's own transaction, and
 derives them once per target at its end: a backfill of a thousand pages of speakers is a
 handful of derivation queries (one per DERIVE_BATCH parents), not a thousand, and one run's
-speaker, participant and user changes share one. A touch that feeds only some columns (an
-email's recipients) reads and updates only those (see narrowing.py).
+speaker, participant and user changes share one. After a full read of the stream a target's
+rows come from, every parent is waiting and the target is swept instead (see sweep.py). A
+touch that feeds only some columns (an email's recipients) reads and updates only those
+(see narrowing.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import pending
+from gong_sync import pending, sweep
 from gong_sync.batches import Batch
 from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter
@@ -137,10 +139,15 @@ class Derivations:
                 pending.forget(conn, source, table)
                 conn.commit()
                 continue
+            target = self.run.source.target(table)
+            stream = sweep.sweeping_stream(self.run, target)
+            job = label(table, pending.FULL)
+            if stream is not None and not sweep.sweep(self, target, stream, DERIVE_BATCH, job):
+                return False
             while batch := pending.take(conn, source, table, DERIVE_BATCH):
                 if self.run.out_of_time():
                     return False
-                self._derive_waiting(self.run.source.target(table), batch)
+                self._derive_waiting(target, batch)
         return True
 
     def _derive_waiting(self, target: Target, waiting: Sequence[pending.Pending]) -> None:

@@ -229,13 +229,26 @@ class SourceRun:
         return self._pages(self.reader.pages(query, size, hard), stream.table), 0, limit
 
     def _pages(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
-        """Pages fetched one ahead; only the time spent waiting for one counts as reading."""
+        """A stream's pages, fetched one ahead, each checked to follow on in cursor order."""
         newest: datetime | None = None
+        for result in self._ahead(pages, stream):
+            newest = _in_cursor_order(stream, result.rows, newest)
+            yield result
+
+    def _ahead(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
+        """Pages fetched one ahead; only the time spent waiting for one counts as reading."""
         for result, waited in prefetch.ahead(pages, self.options.hard_deadline):
             self.stats.read_seconds += waited
             self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
-            newest = _in_cursor_order(stream, result.rows, newest)
             yield result
+
+    def query_pages(
+        self, text: str, params: list[Any], label: str, stream: str
+    ) -> Iterator[QueryResult]:
+        """One query's result a page at a time, in order; its cost counts towards stream."""
+        query = self._bq(text, params, label)
+        size, hard = self.settings.page_size, self.options.hard_deadline
+        return self._ahead(self.reader.pages(query, size, hard), stream)
 
     def _window(self, advance: bool) -> datetime | None:
         """The window a position belongs to, if only that window's continuation may resume it.

@@ -1,0 +1,135 @@
+"""A touched target derived for all its parents by one read in parent order, after a full read.
+
+A backfill reads every row of call_speaker, so it notes every call as a parent of
+call_speakers. Deriving those DERIVE_BATCH at a time costs a query per 10,000 calls, and on
+BigQuery each bills a scan of every table the derivation joins: a hundred scans at a million
+calls. Once the touching stream has been read in full in this run, every parent is waiting,
+so reading the whole target once, in parent order, gives the same sets from one query per
+`page_size * pages_per_query` rows. A set is still replaced whole: rows are cut into batches
+only between parents, and a parent that a query's LIMIT cuts short is read again by the next.
+Parents with no live row left (and a NULL parent) stay noted for the keyed derivation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from gong_sync import bigquery_sql as sql
+from gong_sync import pending
+from gong_sync.batches import Batch
+from gong_sync.bigquery_reader import OutOfTime, Row
+from gong_sync.dead_letters import DeadLetter
+from gong_sync.declarations import Source, Stream, Target
+
+if TYPE_CHECKING:
+    from gong_sync.derivations import Derivations
+    from gong_sync.engine import SourceRun
+
+log = logging.getLogger(__name__)
+
+Start = tuple[Literal[">=", ">"], str] | None  # where the next query starts: after which parent
+
+
+def base_stream(source: Source, target: Target) -> Stream | None:
+    """The stream a touched target's rows come from (call_speaker for call_speakers), if any."""
+    for stream in source.streams:
+        if stream.table == target.base_table and any(
+            touch.target == target.table and touch.column for touch in stream.touches
+        ):
+            return stream
+    return None
+
+
+def sweeping_stream(run: SourceRun, target: Target) -> Stream | None:
+    """That stream, if this run read it in full: then every parent of target is waiting."""
+    return base_stream(run.source, target) if target.table in run.complete else None
+
+
+def sweep(
+    derivations: Derivations, target: Target, stream: Stream, batch_parents: int, job: str
+) -> bool:
+    """Derive every parent of target with rows, batch_parents to a commit; False if out of time.
+
+    job labels the queries and counts their cost, as the keyed derivation's.
+    """
+    run = derivations.run
+    limit = run.settings.page_size * run.settings.pages_per_query
+    start: Start = None
+    while True:
+        if run.out_of_time():
+            return False
+        rows = _query(run, target, start, limit, job)
+        got, start = _commit_sets(derivations, target, stream, rows, batch_parents, limit)
+        if got < limit:
+            return True
+
+
+def _query(
+    run: SourceRun, target: Target, start: Start, limit: int, job: str
+) -> Iterator[list[Row]]:
+    """The pages of one sweep query, from start on."""
+    params: list[Any] = [sql.scalar("sweep_limit", "INT64", limit)]
+    if start is not None:
+        params.append(sql.scalar("parent", "STRING", start[1]))
+    text = sql.sweep_query(target, run.tables, None if start is None else start[0])
+    return (page.rows for page in run.query_pages(text, params, job, job))
+
+
+def _commit_sets(
+    derivations: Derivations,
+    target: Target,
+    stream: Stream,
+    pages: Iterator[list[Row]],
+    batch_parents: int,
+    limit: int,
+) -> tuple[int, Start]:
+    """Commit the whole sets of one query's rows; its row count, and where the next starts."""
+    parent = target.parent
+    got, sets = 0, 0
+    held: list[Row] = []  # rows of the sets not committed yet
+    parents: list[str] = []  # their parents, in order
+    for rows in pages:
+        got += len(rows)
+        for row in rows:
+            value = str(row[parent])
+            if not parents or parents[-1] != value:
+                if len(parents) >= batch_parents:  # a set boundary: all before it is whole
+                    if derivations.run.out_of_time():  # committed sets stay derived
+                        raise OutOfTime(f"the time budget ran out deriving {target.table}")
+                    _commit(derivations, target, stream, held, parents)
+                    held, parents = [], []
+                parents.append(value)
+                sets += 1
+            held.append(row)
+    if got < limit:  # the result ended before its LIMIT: the last set is whole too
+        _commit(derivations, target, stream, held, parents)
+        return got, None
+    last = parents.pop()  # the LIMIT may have cut the last set short: read it again, whole
+    _commit(derivations, target, stream, [r for r in held if str(r[parent]) != last], parents)
+    if sets > 1:
+        return got, (">=", last)
+    # One set filled the whole result: too large to sweep; the keyed derivation takes it.
+    log.warning("%s: parent %r has %d rows or more; derived on its own", target.table, last, got)
+    return got, (">", last)
+
+
+def _commit(
+    derivations: Derivations,
+    target: Target,
+    stream: Stream,
+    rows: Sequence[Row],
+    parents: Sequence[str],
+) -> None:
+    """Replace these parents' sets by their rows and forget them, in one transaction."""
+    if not parents:
+        return
+    run = derivations.run
+    batch = Batch(target, (target.parent,))
+    letters: list[DeadLetter] = []
+    run.fill_batch(batch, rows, stream.table, letters)
+    batch.units |= {(p,) for p in parents}
+    pending.done(run.conn, run.source.name, target.table, parents)
+    run.commit_page([batch], letters, None, None)
+    derivations.remember(target.table, parents)
