@@ -23,11 +23,17 @@ from tests.faults.bigquery_billing import BigQueryBilling
 from tests.faults.matrix import Scenario, model
 from tests.faults.test_bigquery_cost import TABLE_BYTES, _through
 
+Rows = list[dict[str, object]]
 
-def _speakers(calls: int, per_call: int) -> tuple[list[dict[str, object]], ...]:
+
+def _land(env: Env, calls: int, per_call: int, more: Rows | None = None) -> tuple[Rows, Rows]:
+    """Land calls with per_call speakers each (and more speakers); returns both."""
     rows = [call(f"c{i:02d}", at(i)) for i in range(calls)]
     spoke = [speaker(f"s{i:02d}{k}", f"c{i:02d}", at(i), talk_time=10.0 + k)
              for i in range(calls) for k in range(per_call)]  # fmt: skip
+    spoke += more or []
+    insert(env.bq, env.datasets, "call", rows)
+    insert(env.bq, env.datasets, "call_speaker", spoke)
     return rows, spoke
 
 
@@ -45,9 +51,7 @@ def test_a_backfill_sweeps_speakers_instead_of_a_query_per_batch_of_calls(
 ) -> None:
     """40 calls, 3 speakers each, 2 calls a commit: 10 sweep queries, not 20 keyed ones."""
     monkeypatch.setattr(derivations, "DERIVE_BATCH", 2)
-    calls, speakers = _speakers(40, 3)
-    insert(env.bq, env.datasets, "call", calls)
-    insert(env.bq, env.datasets, "call_speaker", speakers)
+    calls, speakers = _land(env, 40, 3)
     upstream = env.settings.bigquery.emulator_host or ""
     with BigQueryBilling(upstream, TABLE_BYTES) as billing:
         assert _through(env, billing).sync().status == "success"
@@ -60,10 +64,8 @@ def test_a_backfill_sweeps_speakers_instead_of_a_query_per_batch_of_calls(
 
 def test_a_set_larger_than_a_query_is_derived_on_its_own(env: Env, matrix: Scenario) -> None:
     """A call with more speakers than one sweep query's LIMIT: the keyed derivation takes it."""
-    calls, speakers = _speakers(3, 2)
     crowd = [speaker(f"x{k:02d}", "c01", at(1), talk_time=1.0 + k) for k in range(20)]
-    insert(env.bq, env.datasets, "call", calls)
-    insert(env.bq, env.datasets, "call_speaker", [*speakers, *crowd])
+    calls, speakers = _land(env, 3, 2, crowd)
     upstream = env.settings.bigquery.emulator_host or ""
     with BigQueryBilling(upstream, TABLE_BYTES) as billing:
         assert _through(env, billing).sync().status == "success"
@@ -71,15 +73,13 @@ def test_a_set_larger_than_a_query_is_derived_on_its_own(env: Env, matrix: Scena
     assert len(_jobs(billing, "IN UNNEST(@keys)")) == 1  # c01, its 22 speakers
     assert env.query("SELECT count(*) FROM call_speakers WHERE gong_call_id = 'c01'") == [(22,)]
     assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
-    data = model(call=calls, call_speaker=[*speakers, *crowd])
+    data = model(call=calls, call_speaker=speakers)
     matrix.exact(env, data, "calls", "call_speakers")
 
 
 def test_a_full_refresh_empties_a_set_whose_rows_are_all_gone(env: Env, matrix: Scenario) -> None:
     """A call whose speakers were all deleted has no row to sweep: its stored set goes."""
-    calls, speakers = _speakers(20, 2)
-    insert(env.bq, env.datasets, "call", calls)
-    insert(env.bq, env.datasets, "call_speaker", speakers)
+    calls, speakers = _land(env, 20, 2)
     assert env.sync().status == "success"
     table = f"{env.bq.project}.{env.datasets['gong']}.call_speaker"
     dml(env.bq, f"UPDATE `{table}` SET _fivetran_deleted = TRUE WHERE call_id = 'c07'")
@@ -111,9 +111,7 @@ def test_a_sweep_out_of_time_leaves_the_rest_to_the_continuation(
 ) -> None:
     """Sets committed before the budget ran out stay; the continuation derives the rest."""
     monkeypatch.setattr(derivations, "DERIVE_BATCH", 2)
-    calls, speakers = _speakers(30, 2)
-    insert(env.bq, env.datasets, "call", calls)
-    insert(env.bq, env.datasets, "call_speaker", speakers)
+    calls, speakers = _land(env, 30, 2)
     # Pages: 5 of calls, 9 of speakers; then 2 commits of derived sets.
     reader = BigQueryReader(env.bq, env.settings.bigquery)
     stats = run_source(
