@@ -133,6 +133,10 @@ class Stream:
     drives: str | None = None
     touches: tuple[Touch, ...] = ()
 
+    def names_parents_of(self, table: str) -> bool:
+        """Whether a column of this stream's rows names the parents of that target's sets."""
+        return any(touch.target == table and touch.column for touch in self.touches)
+
 
 @dataclass(frozen=True)
 class Source:

@@ -207,17 +207,31 @@ class Derivations:
             if not keys:
                 continue
             target = self.run.source.target(table)
-            batch = Batch(target, (target.parent,))
             rows = self._query(target, keys, label(table, pending.FULL))
             if found is not None:  # only an ids run asks: a backfill would hold every id
                 found.update(str(r[target.parent]) for r in rows if r[target.parent] is not None)
-            streams = {k: stream_of for k in keys} if isinstance(stream_of, str) else stream_of
-            for stream, group in _by_stream(rows, target.parent, streams).items():
-                self.run.fill_batch(batch, group, stream, letters)
-            batch.units |= {(k,) for k in keys if k is not None}
-            batches.append(batch)
-            self.remember(table, keys)
+            batches.append(self.whole_sets(target, rows, keys, stream_of, letters))
         return batches, letters
+
+    def whole_sets(
+        self,
+        target: Target,
+        rows: Sequence[Row],
+        parents: Iterable[str | None],
+        stream_of: Mapping[str | None, str] | str,
+        letters: list[DeadLetter],
+    ) -> Batch:
+        """These parents' whole sets from their rows (a parent without any is emptied)."""
+        batch = Batch(target, (target.parent,))
+        if isinstance(stream_of, str):
+            self.run.fill_batch(batch, rows, stream_of, letters)
+        else:
+            for stream, group in _by_stream(rows, target.parent, stream_of).items():
+                self.run.fill_batch(batch, group, stream, letters)
+        parents = list(parents)
+        batch.units |= {(k,) for k in parents if k is not None}
+        self.remember(target.table, parents)
+        return batch
 
     def _query(self, target: Target, parents: Iterable[str | None], job: str) -> list[Row]:
         """All live rows of target for these parents (None: the rows whose parent is NULL)."""

@@ -316,10 +316,7 @@ class SourceRun:
             t.table
             for t in self.source.targets
             if t.base_table == stream.table
-            and (
-                stream.drives == t.table
-                or any(touch.target == t.table and touch.column for touch in stream.touches)
-            )
+            and (stream.drives == t.table or stream.names_parents_of(t.table))
         }
 
     def _redundant(self, stream: Stream) -> bool:

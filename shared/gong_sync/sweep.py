@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gong_sync import bigquery_sql as sql
 from gong_sync import pending
-from gong_sync.batches import Batch
 from gong_sync.bigquery_reader import OutOfTime, Row
 from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
@@ -35,9 +34,7 @@ Start = tuple[Literal[">=", ">"], str] | None  # where the next query starts: af
 def base_stream(source: Source, target: Target) -> Stream | None:
     """The stream a touched target's rows come from (call_speaker for call_speakers), if any."""
     for stream in source.streams:
-        if stream.table == target.base_table and any(
-            touch.target == target.table and touch.column for touch in stream.touches
-        ):
+        if stream.table == target.base_table and stream.names_parents_of(target.table):
             return stream
     return None
 
@@ -126,10 +123,7 @@ def _commit(
     if not parents:
         return
     run = derivations.run
-    batch = Batch(target, (target.parent,))
     letters: list[DeadLetter] = []
-    run.fill_batch(batch, rows, stream.table, letters)
-    batch.units |= {(p,) for p in parents}
+    batch = derivations.whole_sets(target, rows, parents, stream.table, letters)
     pending.done(run.conn, run.source.name, target.table, parents)
     run.commit_page([batch], letters, None, None)
-    derivations.remember(target.table, parents)
