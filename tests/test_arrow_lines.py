@@ -12,7 +12,8 @@ import pyarrow as pa
 import pytest
 
 from gong_sync import bigquery_sql, sources, storage_read
-from gong_sync.arrow_lines import ArrowRows, page_fields
+from gong_sync.arrow_lines import page_fields
+from gong_sync.arrow_rows import ArrowRows
 from gong_sync.batches import Batch, fill
 from gong_sync.bigquery_reader import BigQueryReader, Query
 from gong_sync.declarations import Column, Target
@@ -35,6 +36,7 @@ EDGES = Target(
         Column("big", "bigint", "big"),
         Column("ratio", "double", "ratio"),
         Column("amount", "numeric", "amount"),
+        Column("share", "numeric", "share"),  # ROUND of a FLOAT64 is a FLOAT64
         Column("flag", "boolean", "flag"),
         Column("tags", "text[]", "tags"),  # the mapper's, per row
     ),
@@ -73,6 +75,8 @@ def _edges() -> pa.Table:
                  Decimal("0.000000100"), Decimal("-12.340000000")] + [Decimal(1)] * 7,
                 pa.decimal128(38, 9),
             ),
+            "share": [31.76, -0.0, 5e-324, math.nan, math.inf, 1e15, 9999999999999998.0, 1e-7,
+                      None, 26.0, 0.1, 100.0, 2 / 3, 1.0, 0.0, 1e-4],
             "flag": [True, False, None] + [True] * 13,
             "tags": [["a", "b\tc"], [], None] + [["x"]] * 13,
         }
@@ -106,7 +110,7 @@ def _landed(conn: Connection, target: Target, lines: Any) -> list[str]:
     return [r[0] for r in cur.fetchall()]
 
 
-def _assert_same_landing(env: Env, target: Target, rows: ArrowRows) -> int:
+def assert_same_landing(env: Env, target: Target, rows: ArrowRows) -> int:
     """Arrow and the mapper reject the same rows for the same reasons and land equal rows."""
     arrow, arrow_rejects = _fill(target, rows)
     mapper, mapper_rejects = _fill(target, list(rows))  # a plain list: the mapper does all
@@ -127,11 +131,12 @@ def _assert_same_landing(env: Env, target: Target, rows: ArrowRows) -> int:
 def test_hard_values_land_as_the_mapper_lands_them(env: Env) -> None:
     """Escapes, bounds, NaN, zeros and scales; the rows the mapper rejects, it still rejects."""
     rows = storage_read.rows(_edges(), frozenset())
-    clean = _assert_same_landing(env, EDGES, rows)
+    clean = assert_same_landing(env, EDGES, rows)
     page = page_fields(EDGES, rows)
     assert page is not None
     # The mapper sees: a NUL, two timestamps and two ints out of range, three floats that are
-    # not finite, and NUMERICs under 1e-6 (Arrow writes them with an exponent, zero included).
+    # not finite, NUMERICs under 1e-6 (Arrow writes them with an exponent, zero included), and
+    # FLOAT64s for numeric that Arrow or repr() would write with an exponent.
     assert [i for i, ok in enumerate(page.clean) if not ok] == [2, 3, 4, 5, 6, 7]
     assert clean == 10
     _, rejects = _fill(EDGES, rows)
@@ -150,7 +155,7 @@ def test_keys_from_arrow_are_the_mappers_keys(env: Env) -> None:
     assert [k is not None for k in page.keys] == [True] + [False] * 4 + [True, False, True] + [
         False
     ] * 2
-    _assert_same_landing(env, EDGES, rows)
+    assert_same_landing(env, EDGES, rows)
     _, rejects = _fill(EDGES, rows)
     assert len(rejects) == 6
 
@@ -192,7 +197,7 @@ def test_every_target_of_the_demo_lands_the_same_from_arrow(demo_env: Env) -> No
             for page in reader.pages(Query(text, [], target.table, None), 40):
                 if not isinstance(page.rows, ArrowRows):
                     continue  # a result of one page is read over REST
-                clean = _assert_same_landing(demo_env, target, page.rows)
+                clean = assert_same_landing(demo_env, target, page.rows)
                 from_arrow[target.table] = from_arrow.get(target.table, 0) + clean
     assert reader.sessions > 0
     # Every target with rows in the demo used Arrow for most of them.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -101,13 +101,26 @@ def test_batches_of_any_length_become_pages_of_the_page_size(size: int) -> None:
     assert 0 < len(pages[-1]) <= size
 
 
-def test_a_row_out_of_cursor_order_is_refused_before_its_page_commits() -> None:
-    rows = [{bigquery_sql.CURSOR: at(s)} for s in (1, 1, 2)]
+def _cursor_page(seconds: Sequence[int], arrow: bool) -> Sequence[dict[str, Any]]:
+    """A page of cursors, read over REST (dicts) or as Arrow."""
+    values = [at(s) for s in seconds]
+    if arrow:
+        table = pa.table({bigquery_sql.CURSOR: pa.array(values, pa.timestamp("us", tz="UTC"))})
+        return storage_read.rows(table, frozenset())
+    return [{bigquery_sql.CURSOR: v} for v in values]
+
+
+@pytest.mark.parametrize("arrow", [False, True])
+def test_a_row_out_of_cursor_order_is_refused_before_its_page_commits(arrow: bool) -> None:
+    rows = _cursor_page((1, 1, 2), arrow)
     assert _in_cursor_order("call", rows, at(0)) == at(2)  # ties are in order
-    with pytest.raises(UnorderedResult, match=r"call: .* nothing of this page was committed"):
+    assert _in_cursor_order("call", rows, at(1)) == at(2)
+    with pytest.raises(UnorderedResult, match=r"cursor \S*:01\.\d+\+00:00 after one with \S*:03\."):
         _in_cursor_order("call", rows, at(3))  # the page before ended later than this one starts
-    with pytest.raises(UnorderedResult, match="GONG_SYNC_BQ_READ_API=rest"):
-        _in_cursor_order("call", [*rows, {bigquery_sql.CURSOR: at(0)}], None)
+    for late in (1, 2):  # a row below the one before it, anywhere in the page
+        page = _cursor_page([*range(1, late + 2), 0], arrow)
+        with pytest.raises(UnorderedResult, match="GONG_SYNC_BQ_READ_API=rest"):
+            _in_cursor_order("call", page, None)
 
 
 # -- against the emulator ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gong_sync.arrow_rows import ArrowRows
 from gong_sync.declarations import Column, Target
 from gong_sync.row_mapping import EARLIEST, KEY_MAX_BYTES, LATEST
 
@@ -27,20 +28,32 @@ Encoded = tuple[pa.ChunkedArray, pa.ChunkedArray]
 _INT32 = 2**31
 
 
-class ArrowRows(list[dict[str, Any]]):
-    """A page's rows as dicts, with the Arrow table they were converted from."""
-
-    def __init__(self, rows: list[dict[str, Any]], table: pa.Table, json: frozenset[str]) -> None:
-        """Keep the table and the names of its JSON columns (text in Arrow, parsed in rows)."""
-        super().__init__(rows)
-        self.table = table
-        self.json = json
+# Every byte but those COPY escapes and NUL: deleting them leaves the ones a column holds.
+_PLAIN_BYTES = bytes(b for b in range(256) if b not in b"\\\t\n\r\x00")
 
 
-def _escaped(text: pa.ChunkedArray) -> pa.ChunkedArray:
+def column_bytes(text: pa.ChunkedArray | pa.Array) -> bytes:
+    """Every text of a column end to end, as UTF-8 (NULL as nothing), for a C scan of a page.
+
+    A search per row costs Arrow a call per string; a page rarely holds what it looks for.
+    """
+    text = pc.fill_null(text, "")
+    whole = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(whole)], whole), "")[0]
+    return bytes(joined.as_buffer().to_pybytes())
+
+
+def _special(text: pa.ChunkedArray) -> bytes:
+    """Which of backslash, tab, newline, return and NUL occur anywhere in the column."""
+    return column_bytes(text).translate(None, _PLAIN_BYTES)
+
+
+def escaped(text: pa.ChunkedArray, special: bytes | None = None) -> pa.ChunkedArray:
     """COPY text escaping, as copy_text.field does it (backslash first), NULL as \\N."""
+    special = _special(text) if special is None else special
     for plain, escape in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        text = pc.replace_substring(text, plain, escape)
+        if plain.encode() in special:
+            text = pc.replace_substring(text, plain, escape)
     return pc.fill_null(text, "\\N")
 
 
@@ -57,7 +70,10 @@ def _text(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         return None
     # A NUL is rejected or stripped by the mapper, by the target's policy: it decides.
-    return _escaped(values), _clean(pc.match_substring(values, "\x00"))
+    special = _special(values)
+    if b"\x00" not in special:
+        return escaped(values, special), _never(values)
+    return escaped(values, special), _clean(pc.match_substring(values, "\x00"))
 
 
 def _timestamp(col: Column, values: pa.ChunkedArray) -> Encoded | None:
@@ -103,10 +119,35 @@ def _numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
         return None
     text = values.cast(pa.string())
     # Arrow writes a value under 1e-6 (zero too, "0E-9") with an exponent: the mapper's.
-    scientific = pc.match_substring(text, "E")
+    scientific = pc.match_substring_regex(text, "E")  # RE2 finds a literal fastest
     if values.type.scale > 0:  # no trailing zeros of the fixed scale, as the mapper's value
         text = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
     return pc.fill_null(text, "\\N"), _clean(scientific)
+
+
+def _float_numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    """A FLOAT64 (ROUND of a FLOAT64) in a numeric column, as repr() writes it.
+
+    numeric keeps the scale it is given, so the text must be repr's, not just the same
+    double: Arrow writes 26.0 as "26" and switches to an exponent at other bounds. Where it
+    writes no exponent and repr would not either (1e-4 <= |x| < 1e16, or zero), the two
+    agree once a whole number gets its ".0"; the other rows are the mapper's.
+    """
+    raw = values.cast(pa.string())
+    text = pc.if_else(
+        pc.match_substring_regex(raw, r"\."), raw, pc.binary_join_element_wise(raw, ".0", "")
+    )
+    size = pc.abs(values)
+    plain = pc.and_(
+        pc.invert(pc.match_substring_regex(raw, "e")),
+        pc.and_(pc.or_(pc.greater_equal(size, 1e-4), pc.equal(size, 0)), pc.less(size, 1e16)),
+    )
+    return pc.fill_null(text, "\\N"), _clean(pc.invert(plain))
+
+
+def _number(col: Column, values: pa.ChunkedArray) -> Encoded | None:
+    """A numeric column holds what BigQuery types NUMERIC, or FLOAT64 (ROUND of a FLOAT64)."""
+    return (_float_numeric if pa.types.is_float64(values.type) else _numeric)(col, values)
 
 
 def _boolean(col: Column, values: pa.ChunkedArray) -> Encoded | None:
@@ -123,7 +164,7 @@ _VECTOR: dict[str, Callable[[Column, pa.ChunkedArray], Encoded | None]] = {
     "bigint": _integer,
     "integer": _integer,
     "double": _double,
-    "numeric": _numeric,
+    "numeric": _number,
     "boolean": _boolean,
 }
 
@@ -134,18 +175,34 @@ class PageFields:
 
     `parts` holds, in column order, a run's joined fields (one string a row) or the index of
     a column the mapper encodes per row; `clean[i]` says row i may use them, and `keys[i]`
-    is row i's key where Arrow could tell the mapper accepts it.
+    is row i's key where Arrow could tell the mapper accepts it. `transformed`: the target's
+    transform ran on Arrow, so a clean row's transformed columns are among the parts.
     """
 
     parts: tuple[list[str] | int, ...]
     clean: list[bool]
     names: frozenset[str]  # the columns encoded here
     keys: list[tuple[str, ...] | None] | None = None
+    transformed: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """Every column of a clean row is encoded here: its line needs no per-row mapping."""
+        return len(self.parts) == 1 and not isinstance(self.parts[0], int)
+
+
+def complete(target: Target) -> bool:
+    """Whether Arrow can encode every column of this target's clean rows (no dicts needed)."""
+    if target.metadata_alias is not None:
+        return False
+    if target.transform is not None and target.arrow_transform is None:
+        return False
+    return all(col.sql is None or col.type in _VECTOR for col in target.columns)
 
 
 def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | None:
     """The fields Arrow can encode for this page, or None where the mapper must do every row."""
-    if not isinstance(rows, ArrowRows) or rows.table.num_rows != len(rows) or not rows:
+    if not isinstance(rows, ArrowRows) or not len(rows):
         return None
     table = rows.table
     try:
@@ -153,7 +210,8 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
     except pa.ArrowInvalid:
         return None
     columns = target.columns
-    encoded: dict[int, Encoded] = {}
+    encoded = _transformed(target, rows)
+    transformed = bool(encoded)
     for i, col in enumerate(columns):
         if col.sql is None or col.name in rows.json or col.name not in table.column_names:
             continue
@@ -178,7 +236,25 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
         parts.append(_joined(run))
     names = frozenset(columns[i].name for i in encoded)
     keys = _keys(target.key, table)
-    return PageFields(tuple(parts), pc.invert(suspect).to_pylist(), names, keys)
+    return PageFields(tuple(parts), pc.invert(suspect).to_pylist(), names, keys, transformed)
+
+
+def _transformed(target: Target, rows: ArrowRows) -> dict[int, Encoded]:
+    """The columns the target's transform supplies, from its Arrow form; {} if it has none.
+
+    Only when that form supplies every one of them: a row's line then needs no transform.
+    """
+    if target.transform is None or target.arrow_transform is None:
+        return {}
+    got = target.arrow_transform(rows.table, rows.json)
+    if got is None:
+        return {}
+    fields, suspect = got
+    supplied = {i: col for i, col in enumerate(target.columns) if col.sql is None}
+    if {col.name for col in supplied.values()} != set(fields):
+        wanted = sorted(col.name for col in supplied.values())
+        raise ValueError(f"{target.table}: its Arrow transform must supply exactly {wanted}")
+    return {i: (fields[col.name], _clean(suspect)) for i, col in supplied.items()}
 
 
 def _joined(run: list[pa.ChunkedArray]) -> list[str]:
@@ -208,7 +284,7 @@ def _keys(names: Sequence[str], table: pa.Table) -> list[tuple[str, ...] | None]
         (
             pc.and_(
                 pc.match_substring_regex(text, "[0-9A-Za-z]"),
-                pc.invert(pc.match_substring(text, "\x00")),
+                pc.invert(pc.match_substring_regex(text, "\\x00")),
             )
             for text in texts
         ),

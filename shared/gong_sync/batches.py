@@ -7,9 +7,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gong_sync import bigquery_sql as sql
 from gong_sync.arrow_lines import page_fields
+from gong_sync.arrow_rows import ArrowRows, column
 from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter, record_key
 from gong_sync.declarations import RowError, Target
@@ -40,26 +42,32 @@ class Batch:
 
 
 def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row, str]]:
-    """Map rows into the batch; deleted rows only name their unit. Returns the rejected rows."""
+    """Map rows into the batch; deleted rows only name their unit. Returns the rejected rows.
+
+    A row is looked at (converted, where the page was read as Arrow) only when Arrow could
+    not encode it whole: its key, its line or its rejection are the mapper's.
+    """
     target = batch.target
     by_parent = batch.unit_cols != target.key
     parent_at = target.key.index(target.parent)
     rejected: list[tuple[Row, str]] = []
     page = page_fields(target, rows)  # None: the mapper encodes every row
     keys = page.keys if page is not None else None
-    for i, row in enumerate(rows):
+    flags = _deleted_flags(rows)
+    for i in range(len(rows)):
         try:
-            key = (keys[i] if keys is not None else None) or mapper.key_of(row)
+            key = (keys[i] if keys is not None else None) or mapper.key_of(rows[i])
             unit = (key[parent_at],) if by_parent else key
-            if row.get(sql.DELETED):
+            if flags[i]:
                 batch.units.add(unit)
                 batch.lines.pop(key, None)
                 continue
             if page is not None and page.clean[i]:
-                line = mapper.map_page_row(row, page, i)
+                line = mapper.map_page_row(rows, page, i)
             else:
-                key, line = mapper.map(row)
+                key, line = mapper.map(rows[i])
         except RowError as exc:
+            row = rows[i]
             rejected.append((row, str(exc)))
             # Keep what is stored for this row rather than prune a row whose newest version
             # we could not read. Only that row: keeping its whole set kept siblings that are
@@ -73,6 +81,15 @@ def fill(batch: Batch, mapper: RowMapper, rows: Sequence[Row]) -> list[tuple[Row
         # Later rows win: pages are in cursor order, so this keeps the newest version.
         batch.lines[key] = line
     return rejected
+
+
+def _deleted_flags(rows: Sequence[Row]) -> Sequence[Any]:
+    """Each row's deletion flag (a page without the column has none deleted)."""
+    if isinstance(rows, ArrowRows):
+        if sql.DELETED not in rows.table.column_names:
+            return [None] * len(rows)
+        return column(rows, sql.DELETED)
+    return [row.get(sql.DELETED) for row in rows]
 
 
 def dead_letter(

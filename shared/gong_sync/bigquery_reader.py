@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -87,7 +87,7 @@ class Query:
 class QueryResult:
     """Rows as dicts, and what the query cost."""
 
-    rows: list[Row]
+    rows: Sequence[Row]
     bytes_processed: int
     bytes_billed: int = 0  # what on-demand pricing charges: at least 10 MB per table read
     job_id: str | None = None  # the query job whose result these rows are
@@ -252,7 +252,7 @@ class BigQueryReader:
 
     def _rows(
         self, job: Any, result: Any, page_size: int | None, skip: int, deadline: float | None
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[Sequence[Row]]:
         """A finished query's rows from row `skip` on, in pages: Storage Read, else REST.
 
         REST when one request holds them all (a session would be one more round trip), when
@@ -290,7 +290,7 @@ class BigQueryReader:
             yield storage_read.rows(page, json_columns)
 
 
-def _page_rows(result: Any) -> Iterator[list[Row]]:
+def _page_rows(result: Any) -> Iterator[Sequence[Row]]:
     """Each non-empty page of a result, its rows as dicts."""
     names = [f.name for f in result.schema]
     for page in result.pages:

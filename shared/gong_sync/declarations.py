@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # A logical table in declared SQL: {call}, {users}.
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -33,6 +36,14 @@ PgType = Literal[
 # Receives the raw BigQuery row (column name -> value), returns values for the columns that
 # declare no SQL of their own; raises RowError for a record that cannot be mapped.
 Transform = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+# The same transform over a page read as Arrow (the table and its JSON columns' names): the
+# COPY fields of every column it supplies, and the rows whose values only `Transform` may
+# judge (a mask); None leaves the whole page to `Transform`. A clean row's fields must be the
+# ones `Transform` gives: `arrow_lines` then writes them without calling it.
+ArrowTransform = Callable[
+    ["pa.Table", frozenset[str]],
+    "tuple[Mapping[str, pa.ChunkedArray], pa.ChunkedArray] | None",
+]
 
 
 # The columns Fivetran and Salesforce use to mark a row deleted.
@@ -82,6 +93,7 @@ class Target:
     deleted_sql: str
     metadata_alias: str | None = None  # unmapped columns of this alias land in "metadata"
     transform: Transform | None = None
+    arrow_transform: ArrowTransform | None = None  # the transform a page at a time, if any
     inputs: tuple[Column, ...] = ()  # extra BigQuery values the transform reads (not written)
     children: tuple[str, ...] = ()  # tables whose rows share `parent` and follow its deletes
     # What a NUL byte in text or JSON does: reject the row (a dead letter), or strip it.

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from google.cloud import bigquery
 
+from gong_sync import arrow_rows, pending, sweep
 from gong_sync import bigquery_sql as sql
-from gong_sync import pending, sweep
 from gong_sync.batches import Batch
 from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter
@@ -79,7 +79,7 @@ class Derivations:
 
     # -- noting ------------------------------------------------------------------------------
 
-    def touched(self, stream: Stream, page: list[Row]) -> Touched:
+    def touched(self, stream: Stream, page: Sequence[Row]) -> Touched:
         """(target, feeds) -> parents named by a page of a touching stream.
 
         Where the stream's rows are the target's rows (call_speaker for call_speakers), a NULL
@@ -89,7 +89,7 @@ class Derivations:
         for touch in stream.touches:
             parents = out.setdefault((touch.target, feeds_key(touch.feeds)), set())
             if touch.column:
-                values = [r[touch.column] for r in page]
+                values = arrow_rows.column(page, touch.column)
                 parents.update(str(v) for v in values if v is not None)
                 base = self.run.source.target(touch.target).base_table == stream.table
                 if None in values and base:
@@ -98,10 +98,12 @@ class Derivations:
                 parents.update(self._lookup(touch.target, touch.lookup_sql, stream, page))
         return out
 
-    def _lookup(self, target: str, lookup_sql: str, stream: Stream, page: list[Row]) -> set[str]:
+    def _lookup(
+        self, target: str, lookup_sql: str, stream: Stream, page: Sequence[Row]
+    ) -> set[str]:
         """The parents a lookup finds for the changed keys of a page."""
         first = sql.key_column(0)
-        ids = sorted({str(r[first]) for r in page if r[first] is not None})
+        ids = sorted({str(v) for v in arrow_rows.column(page, first) if v is not None})
         if not ids:
             return set()
         param = bigquery.ArrayQueryParameter("ids", "STRING", ids)

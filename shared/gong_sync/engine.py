@@ -9,8 +9,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from gong_sync import arrow_lines, arrow_rows, pending, positions, prefetch, quality, state
 from gong_sync import bigquery_sql as sql
-from gong_sync import pending, positions, prefetch, quality, state
 from gong_sync.batches import Batch, dead_letter, fill
 from gong_sync.bigquery_reader import (
     BigQueryReader,
@@ -85,7 +85,7 @@ class SourceRun:
         result = self.reader.query(self._bq(text, params, label), self.options.hard_deadline)
         self.stats.read_seconds += time.perf_counter() - started
         self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
-        return result.rows
+        return list(result.rows)
 
     # -- mapping -----------------------------------------------------------------------------
 
@@ -217,7 +217,7 @@ class SourceRun:
             # From the position's own row: reading it back proves the result is that query's.
             rows = self.reader.resume(stored.job_id, stored.location, stored.offset - 1, size, hard)
             pages = _after(position, stream, rows)
-            return self._pages(pages, stream.table), stored.offset, stored.limit
+            return self._pages(pages, stream.table, target), stored.offset, stored.limit
         limit = size * self.settings.pages_per_query
         text = sql.page_query(
             stream, target, self.tables,
@@ -226,10 +226,18 @@ class SourceRun:
         after = None if position is None else (position.cursor, position.key)
         params = sql.page_params(stream, self.tables[stream.table], until, limit, since, after)
         query = self._bq(text, params, stream.table)
-        return self._pages(self.reader.pages(query, size, hard), stream.table), 0, limit
+        return self._pages(self.reader.pages(query, size, hard), stream.table, target), 0, limit
 
-    def _pages(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
-        """A stream's pages, fetched one ahead, each checked to follow on in cursor order."""
+    def _pages(
+        self, pages: Iterator[QueryResult], stream: str, target: Target | None
+    ) -> Iterator[QueryResult]:
+        """A stream's pages, fetched one ahead, each checked to follow on in cursor order.
+
+        Rows that the mapping will read one by one are converted by the fetching thread,
+        while this one waits on Postgres.
+        """
+        if target is not None and not arrow_lines.complete(target):
+            pages = map(_converted, pages)
         newest: datetime | None = None
         for result in self._ahead(pages, stream):
             newest = _in_cursor_order(stream, result.rows, newest)
@@ -262,7 +270,7 @@ class SourceRun:
         self,
         stream: Stream,
         target: Target | None,
-        page: list[Row],
+        page: Sequence[Row],
         advance: bool,
         read: Result | None,
     ) -> Position:
@@ -443,16 +451,23 @@ def _in_cursor_order(stream: str, rows: Sequence[Row], newest: datetime | None) 
     an ORDER BY result's order in a single stream; this refuses, before anything of the page
     is committed, a read path that does not.
     """
-    for row in rows:
-        cursor = row[sql.CURSOR]
-        if newest is not None and cursor < newest:
-            raise UnorderedResult(
-                f"{stream}: BigQuery returned a row with cursor {cursor.isoformat()} after one"
-                f" with {newest.isoformat()}; nothing of this page was committed. Reading over"
-                " REST (GONG_SYNC_BQ_READ_API=rest) keeps the query's order"
-            )
-        newest = cursor
-    return newest
+    at = arrow_rows.first_descent(rows, sql.CURSOR, newest)
+    if at is not None:
+        cursor = rows[at][sql.CURSOR]
+        before = rows[at - 1][sql.CURSOR] if at else newest or cursor  # row 0: below newest
+        raise UnorderedResult(
+            f"{stream}: BigQuery returned a row with cursor {cursor.isoformat()} after one"
+            f" with {before.isoformat()}; nothing of this page was committed. Reading over"
+            " REST (GONG_SYNC_BQ_READ_API=rest) keeps the query's order"
+        )
+    return rows[-1][sql.CURSOR] if rows else newest
+
+
+def _converted(result: QueryResult) -> QueryResult:
+    """The result with its rows converted to dicts, for a caller that reads every one."""
+    if isinstance(result.rows, arrow_rows.ArrowRows):
+        result.rows.rows()
+    return result
 
 
 def _after(

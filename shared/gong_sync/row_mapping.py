@@ -6,7 +6,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -293,17 +293,19 @@ class RowMapper:
         ]
         return key, copy_text.line(self._with_metadata(fields, row))
 
-    def map_page_row(self, row: Mapping[str, Any], page: PageFields, i: int) -> str:
-        """Encode a live row whose other columns Arrow encoded for its page (its key is valid).
+    def map_page_row(self, rows: Sequence[Mapping[str, Any]], page: PageFields, i: int) -> str:
+        """Encode live row i, whose other columns Arrow encoded for its page (its key is valid).
 
-        The transform runs first and the mapper's columns go in column order, as in `map`, so
-        a rejected row gives the same reason; a transform that sets a column Arrow encoded
-        sends the row through `map`.
+        The transform runs first (unless Arrow ran it for the page) and the mapper's columns go
+        in column order, as in `map`, so a rejected row gives the same reason; a transform
+        that sets a column Arrow encoded sends the row through `map`. A row Arrow encoded
+        whole is never looked at.
         """
-        if self.plain and len(page.parts) == 1:  # every column from Arrow: the line is made
+        if page.whole and self.metadata is None and (self.plain or page.transformed):
             return f"{page.parts[0][i]}\n"  # type: ignore[index]
+        row = rows[i]
         values: Mapping[str, Any] = row
-        if self.target.transform is not None:
+        if self.target.transform is not None and not page.transformed:
             extra = self.target.transform(row)
             if not page.names.isdisjoint(extra):
                 return self.map(row)[1]

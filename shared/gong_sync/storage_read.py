@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Context, Decimal
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
@@ -26,13 +24,8 @@ from google.cloud.bigquery_storage_v1.services.big_query_read.transports import 
     BigQueryReadGrpcTransport,
 )
 
-from gong_sync import fast_json
-from gong_sync.arrow_lines import ArrowRows
+from gong_sync.arrow_rows import ArrowRows
 from gong_sync.settings import BigQuerySettings
-
-Row = dict[str, Any]
-_WIDE = Context(prec=100)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # What a read session answers when the Storage Read API cannot serve this caller at all (the
 # API disabled, bigquery.readSessionUser missing, an emulator without it): REST instead.
@@ -140,25 +133,6 @@ def repage(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(parts)
 
 
-def _plain(value: Decimal) -> Decimal:
-    """A NUMERIC without the trailing zeros of Arrow's fixed scale, a whole one without exponent.
-
-    In a context wide enough for BIGNUMERIC's 77 digits: the default 28 would round or raise.
-    """
-    if value == value.to_integral_value(context=_WIDE):
-        return value.quantize(Decimal(1), context=_WIDE)
-    return value.normalize(context=_WIDE)
-
-
-def _strings(array: pa.Array | pa.ChunkedArray) -> list[Any]:
-    """A string column's values; bytes that are not UTF-8 become U+FFFD, as REST decodes them."""
-    try:
-        return array.to_pylist()  # type: ignore[no-any-return]
-    except UnicodeDecodeError:
-        raw = array.cast(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
-        return [None if v is None else v.decode("utf-8", "replace") for v in raw.to_pylist()]
-
-
 def nested_json(fields: Sequence[bigquery.SchemaField]) -> bool:
     """Whether a JSON value sits in a STRUCT or an ARRAY, where only a top-level one is parsed.
 
@@ -181,33 +155,8 @@ def _any_json(fields: Sequence[bigquery.SchemaField]) -> bool:
 
 
 def rows(batch: pa.Table | pa.RecordBatch, json_columns: frozenset[str]) -> ArrowRows:
-    """A page as rows (column name -> value), typed as the REST path types them.
+    """A page as rows (column name -> value), typed as the REST path types them when read.
 
-    JSON arrives as its text and NUMERIC at Arrow's fixed scale; REST parses the one and
-    gives the other without trailing zeros, and the mapping downstream sees one form.
-    Built column by column, each column in the fastest way that gives REST's values.
+    Converted only where something reads them: the mapping encodes what it can from Arrow.
     """
-    names = batch.schema.names
-    columns = [
-        _values(column, name in json_columns)
-        for name, column in zip(names, batch.columns, strict=True)
-    ]
-    out = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
-    return ArrowRows(out, batch, json_columns)  # the mapping encodes what it can from Arrow
-
-
-def _values(column: pa.Array | pa.ChunkedArray, is_json: bool) -> list[Any]:
-    """One column's values as REST gives them."""
-    kind = column.type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        values = _strings(column)
-        return [None if v is None else fast_json.loads(v) for v in values] if is_json else values
-    if pa.types.is_decimal(kind):
-        return [None if v is None else _plain(v) for v in column.to_pylist()]
-    if pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in (None, "UTC", "+00:00"):
-        # From microseconds: pyarrow's own datetimes with a time zone cost five times more.
-        # UTC as datetime.timezone.utc, as the REST client gives it.
-        epoch = _EPOCH if kind.tz else _EPOCH.replace(tzinfo=None)
-        micros = column.cast(pa.int64()).to_pylist()
-        return [None if v is None else epoch + timedelta(microseconds=v) for v in micros]
-    return column.to_pylist()  # type: ignore[no-any-return]
+    return ArrowRows(batch, json_columns)

@@ -16,8 +16,8 @@ import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from gong_sync import arrow_rows, pending
 from gong_sync import bigquery_sql as sql
-from gong_sync import pending
 from gong_sync.bigquery_reader import OutOfTime, Row
 from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
@@ -65,7 +65,7 @@ def sweep(
 
 def _query(
     run: SourceRun, target: Target, start: Start, limit: int, job: str
-) -> Iterator[list[Row]]:
+) -> Iterator[Sequence[Row]]:
     """The pages of one sweep query, from start on."""
     params: list[Any] = [sql.scalar("sweep_limit", "INT64", limit)]
     if start is not None:
@@ -78,33 +78,41 @@ def _commit_sets(
     derivations: Derivations,
     target: Target,
     stream: Stream,
-    pages: Iterator[list[Row]],
+    pages: Iterator[Sequence[Row]],
     batch_parents: int,
     limit: int,
 ) -> tuple[int, Start]:
-    """Commit the whole sets of one query's rows; its row count, and where the next starts."""
-    parent = target.parent
+    """Commit the whole sets of one query's rows; its row count, and where the next starts.
+
+    Rows are held as slices of their pages (Arrow stays Arrow), cut between parents.
+    """
     got, sets = 0, 0
-    held: list[Row] = []  # rows of the sets not committed yet
+    held: list[Sequence[Row]] = []  # slices of the rows of the sets not committed yet
     parents: list[str] = []  # their parents, in order
     for rows in pages:
         got += len(rows)
-        for row in rows:
-            value = str(row[parent])
+        start = 0
+        for i, value in enumerate(str(v) for v in arrow_rows.column(rows, target.parent)):
             if not parents or parents[-1] != value:
                 if len(parents) >= batch_parents:  # a set boundary: all before it is whole
                     if derivations.run.out_of_time():  # committed sets stay derived
                         raise OutOfTime(f"the time budget ran out deriving {target.table}")
-                    _commit(derivations, target, stream, held, parents)
-                    held, parents = [], []
+                    held.append(rows[start:i])
+                    _commit(derivations, target, stream, arrow_rows.joined(held), parents)
+                    held, parents, start = [], [], i
                 parents.append(value)
                 sets += 1
-            held.append(row)
+        held.append(rows[start:])
+    rows = arrow_rows.joined(held)
     if got < limit:  # the result ended before its LIMIT: the last set is whole too
-        _commit(derivations, target, stream, held, parents)
+        _commit(derivations, target, stream, rows, parents)
         return got, None
     last = parents.pop()  # the LIMIT may have cut the last set short: read it again, whole
-    _commit(derivations, target, stream, [r for r in held if str(r[parent]) != last], parents)
+    values = arrow_rows.column(rows, target.parent)
+    cut = len(values)
+    while cut and str(values[cut - 1]) == last:  # its rows end the result
+        cut -= 1
+    _commit(derivations, target, stream, rows[:cut], parents)
     if sets > 1:
         return got, (">=", last)
     # One set filled the whole result: too large to sweep; the keyed derivation takes it.

@@ -9,7 +9,7 @@ not have, which a sync keeps because a child may land before its parent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,7 +149,7 @@ class Verifier:
     def _bq(self, text: str, label: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         result = self.reader.query(self._query(text, label, params))
         self._cost(result)
-        return result.rows
+        return list(result.rows)
 
     def _query(self, text: str, label: str, params: list[Any] | None = None) -> Query:
         cap = self.settings.bigquery.max_bytes_billed_for(self.source.name)
@@ -218,7 +218,7 @@ class Verifier:
         self.conn.commit()
         return jobs
 
-    def _stage_page(self, target: Target, job: staged_keys.Job, rows: list[Row]) -> None:
+    def _stage_page(self, target: Target, job: staged_keys.Job, rows: Sequence[Row]) -> None:
         keys = [[row[k] for k in target.key] for row in rows]
         job.unstorable += staged_keys.stage(self.conn, self.source.name, target, keys)
         job.offset += len(rows)

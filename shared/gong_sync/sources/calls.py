@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import Decimal
-from typing import Any
-
-from gong_sync import fast_json
 from gong_sync.declarations import (
     Column,
-    RowError,
     Source,
     Stream,
     Target,
@@ -17,36 +11,11 @@ from gong_sync.declarations import (
     deleted,
     live,
 )
+from gong_sync.monologue import unpack_monologue, unpack_monologue_arrow
 
 # A child row whose call is soft-deleted counts as deleted too, so a late transcript of a
 # deleted call never resurrects it. LEFT JOIN: a call not landed yet hides nothing.
 _CALL_FLAG = "c._fivetran_deleted"
-
-
-def unpack_monologue(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Turn Gong's `sentence` JSON (an array of {start, end, text}, ms) into one monologue."""
-    raw = row.get("sentence")
-    try:  # BigQuery's JSON type is always valid; a STRING column (or a stand-in's) may not be
-        sentences = fast_json.loads(raw) if isinstance(raw, str | bytes) else raw
-    except ValueError as exc:
-        raise RowError(f"sentence: not valid JSON ({exc})") from None
-    if not isinstance(sentences, list) or not sentences:
-        raise RowError("sentence: expected a non-empty JSON array of {start, end, text}")
-    texts: list[str] = []
-    for i, item in enumerate(sentences):
-        if not isinstance(item, Mapping) or not isinstance(item.get("start"), int):
-            raise RowError(f"sentence[{i}]: expected an object with an integer start (ms)")
-        text = item.get("text")
-        if not isinstance(text, str):
-            raise RowError(f"sentence[{i}].text: expected a string")
-        texts.append(text)
-    end = sentences[-1].get("end")
-    return {
-        "timestamp_seconds": Decimal(sentences[0]["start"]) / 1000,
-        "end_seconds": Decimal(end) / 1000 if isinstance(end, int) else None,
-        "text": " ".join(texts),
-        "sentences": sentences,
-    }
 
 
 CALLS = Target(
@@ -136,6 +105,7 @@ TRANSCRIPTS = Target(
     from_sql="{transcript} AS t LEFT JOIN {call} AS c ON c.id = t.call_id",
     deleted_sql=deleted("t._fivetran_deleted", _CALL_FLAG),
     transform=unpack_monologue,
+    arrow_transform=unpack_monologue_arrow,
     inputs=(Column("sentence", "jsonb", "t.sentence"),),
 )
 
