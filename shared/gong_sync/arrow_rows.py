@@ -20,8 +20,8 @@ from gong_sync import fast_json
 
 Row = dict[str, Any]
 # Arrow's default pool here is mimalloc, which keeps pages it freed: a calls backfill at 1M
-# transcript rows peaked 20-45 MB higher on it than on the system allocator (or jemalloc),
-# for no gain in speed. Pages are allocated and freed whole, which malloc returns at once.
+# transcript rows peaked 20-45 MB higher on it than on the system allocator, for no gain in
+# speed (jemalloc was no steadier: 251-328 MB). Pages are allocated and freed whole.
 pa.set_memory_pool(pa.system_memory_pool())
 _WIDE = Context(prec=100)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
