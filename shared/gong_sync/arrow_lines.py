@@ -32,14 +32,14 @@ _INT32 = 2**31
 _PLAIN_BYTES = bytes(b for b in range(256) if b not in b"\\\t\n\r\x00")
 
 
-def column_bytes(text: pa.ChunkedArray | pa.Array) -> bytes:
+def column_bytes(text: pa.ChunkedArray | pa.Array, separator: str = "") -> bytes:
     """Every text of a column end to end, as UTF-8 (NULL as nothing), for a C scan of a page.
 
     A search per row costs Arrow a call per string; a page rarely holds what it looks for.
     """
     text = pc.fill_null(text, "")
     whole = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(whole)], whole), "")[0]
+    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(whole)], whole), separator)[0]
     return bytes(joined.as_buffer().to_pybytes())
 
 

@@ -11,8 +11,7 @@ from typing import Any
 
 from gong_sync import bigquery_sql as sql
 from gong_sync.arrow_lines import page_fields
-from gong_sync.arrow_rows import ArrowRows, column
-from gong_sync.bigquery_reader import Row
+from gong_sync.arrow_rows import ArrowRows, Row, column
 from gong_sync.dead_letters import DeadLetter, record_key
 from gong_sync.declarations import RowError, Target
 from gong_sync.row_mapping import RowMapper

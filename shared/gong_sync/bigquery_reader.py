@@ -16,13 +16,12 @@ from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
 
 from gong_sync import storage_read
+from gong_sync.arrow_rows import Row
 from gong_sync.bigquery_sql import TableRef, check_columns, referenced_tables
 from gong_sync.declarations import Source
 from gong_sync.settings import BigQuerySettings
 
 log = logging.getLogger(__name__)
-
-Row = dict[str, Any]
 
 
 def make_client(settings: BigQuerySettings) -> bigquery.Client:

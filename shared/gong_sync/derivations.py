@@ -20,8 +20,8 @@ from google.cloud import bigquery
 
 from gong_sync import arrow_rows, pending, sweep
 from gong_sync import bigquery_sql as sql
+from gong_sync.arrow_rows import Row
 from gong_sync.batches import Batch
-from gong_sync.bigquery_reader import Row
 from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
 from gong_sync.narrowing import narrowed

@@ -11,6 +11,7 @@ from typing import Any
 
 from gong_sync import arrow_lines, arrow_rows, pending, positions, prefetch, quality, state
 from gong_sync import bigquery_sql as sql
+from gong_sync.arrow_rows import Row
 from gong_sync.batches import Batch, dead_letter, fill
 from gong_sync.bigquery_reader import (
     BigQueryReader,
@@ -18,7 +19,6 @@ from gong_sync.bigquery_reader import (
     Query,
     QueryResult,
     ResultGone,
-    Row,
 )
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target

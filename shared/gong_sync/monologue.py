@@ -95,10 +95,10 @@ def _parse(
     suspect = _suspect(texts, escapes)
     safe = pc.if_else(suspect, pa.scalar("null"), pc.fill_null(texts, "null"))
     lines = pc.binary_join_element_wise(pa.scalar('{"v":'), safe, pa.scalar("}"), "")
-    document = pc.binary_join(pa.ListArray.from_arrays([0, len(lines)], lines), "\n")[0]
+    document = column_bytes(lines, "\n")  # one JSON object a line, as Arrow's reader reads
     options = pa_json.ParseOptions(explicit_schema=schema, newlines_in_values=False)
     try:
-        parsed = pa_json.read_json(pa.BufferReader(document.as_buffer()), parse_options=options)
+        parsed = pa_json.read_json(pa.BufferReader(document), parse_options=options)
     except pa.ArrowInvalid:  # a key twice, another type, JSON Python reads differently
         return None
     if parsed.num_rows != len(texts):

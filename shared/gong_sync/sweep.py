@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gong_sync import arrow_rows, pending
 from gong_sync import bigquery_sql as sql
-from gong_sync.bigquery_reader import OutOfTime, Row
+from gong_sync.arrow_rows import Row
+from gong_sync.bigquery_reader import OutOfTime
 from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
 

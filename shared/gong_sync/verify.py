@@ -17,7 +17,8 @@ from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
 from gong_sync import runs, staged_keys, state, sync
-from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone, Row
+from gong_sync.arrow_rows import Row
+from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone
 from gong_sync.dead_letters import DeadLetterSink, record_key
 from gong_sync.declarations import RowError, Source, Target
 from gong_sync.postgres import Connection
