@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 from google.api_core.client_options import ClientOptions
-from google.api_core.exceptions import BadRequest, NotFound
+from google.api_core.exceptions import BadRequest, NotFound, RetryError
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
@@ -176,6 +177,25 @@ class BigQueryReader:
             min(self.settings.request_timeout_seconds, left),
         )
 
+    @contextmanager
+    def _cut_by(self, deadline: float | None) -> Iterator[None]:
+        """A retry budget cut to the deadline and spent is the deadline reached: OutOfTime.
+
+        Not a failure: the run stops as partial and its continuation resumes. The page wait
+        (prefetch) says the same when it times out first; which of the two comes first is a
+        matter of milliseconds. A budget cut when the call began stays cut for every page
+        fetched under it (api_core's Retry times each call from its own start).
+        """
+        cut = deadline is not None and deadline - time.monotonic() < self.settings.retry_seconds
+        try:
+            yield
+        except RetryError as exc:
+            if not cut:
+                raise
+            raise OutOfTime(
+                f"BigQuery did not answer before the run's hard deadline: {exc}"
+            ) from exc
+
     def _run(self, query: Query, page_size: int | None, deadline: float | None) -> tuple[Any, Any]:
         retry, job_retry, timeout = self._bounds(deadline)
         config = bigquery.QueryJobConfig(
@@ -204,8 +224,9 @@ class BigQueryReader:
 
     def query(self, query: Query, deadline: float | None = None) -> QueryResult:
         """Run a parameterised query and return all its rows (by the deadline, if given)."""
-        job, result = self._run(query, None, deadline)
-        rows = [row for page in self._rows(job, result, None, 0, deadline) for row in page]
+        with self._cut_by(deadline):
+            job, result = self._run(query, None, deadline)
+            rows = [row for page in self._rows(job, result, None, 0, deadline) for row in page]
         return QueryResult(rows, *_cost(job))
 
     def pages(
@@ -216,11 +237,12 @@ class BigQueryReader:
         One query for many pages: BigQuery bills each query's scan, so paging through one
         result costs one scan where a query per page would cost one per page.
         """
-        job, result = self._run(query, page_size, deadline)
-        cost = _cost(job)
-        for rows in self._rows(job, result, page_size, 0, deadline):
-            yield QueryResult(rows, *cost, job.job_id, job.location, result.total_rows)
-            cost = (0, 0)  # counted once, with the first page
+        with self._cut_by(deadline):
+            job, result = self._run(query, page_size, deadline)
+            cost = _cost(job)
+            for rows in self._rows(job, result, page_size, 0, deadline):
+                yield QueryResult(rows, *cost, job.job_id, job.location, result.total_rows)
+                cost = (0, 0)  # counted once, with the first page
 
     def resume(
         self,
@@ -237,15 +259,20 @@ class BigQueryReader:
         """
         retry, _, timeout = self._bounds(deadline)
         try:
-            job = self.client.get_job(job_id, location=location, retry=retry, timeout=timeout)
-            if not isinstance(job, bigquery.QueryJob) or job.state != "DONE" or job.error_result:
-                raise ResultGone(f"query job {job_id} has no result to resume")
-            result = job.result(
-                page_size=page_size, start_index=start_index, retry=retry, job_retry=None,
-                timeout=timeout,
-            )  # fmt: skip
-            for rows in self._rows(job, result, page_size, start_index, deadline):
-                yield QueryResult(rows, 0, 0, job_id, location, result.total_rows)
+            with self._cut_by(deadline):
+                job = self.client.get_job(job_id, location=location, retry=retry, timeout=timeout)
+                if (
+                    not isinstance(job, bigquery.QueryJob)
+                    or job.state != "DONE"
+                    or job.error_result
+                ):
+                    raise ResultGone(f"query job {job_id} has no result to resume")
+                result = job.result(
+                    page_size=page_size, start_index=start_index, retry=retry, job_retry=None,
+                    timeout=timeout,
+                )  # fmt: skip
+                for rows in self._rows(job, result, page_size, start_index, deadline):
+                    yield QueryResult(rows, 0, 0, job_id, location, result.total_rows)
         except (NotFound, BadRequest) as exc:  # expired, or a start past its end
             raise ResultGone(f"the result of query job {job_id} is gone: {exc}") from None
 
