@@ -16,7 +16,7 @@ from google.cloud import bigquery
 
 from gong_sync import bigquery_sql, sources, storage_read
 from gong_sync.bigquery_reader import BigQueryReader, Query
-from gong_sync.engine import UnorderedResult, _in_cursor_order
+from gong_sync.result_order import UnorderedResult, in_cursor_order
 from gong_sync.settings import BigQuerySettings
 from tests.conftest import Env
 from tests.factories import at, call, insert, insert_account_and_owner, opportunity, transcript
@@ -113,14 +113,14 @@ def _cursor_page(seconds: Sequence[int], arrow: bool) -> Sequence[dict[str, Any]
 @pytest.mark.parametrize("arrow", [False, True])
 def test_a_row_out_of_cursor_order_is_refused_before_its_page_commits(arrow: bool) -> None:
     rows = _cursor_page((1, 1, 2), arrow)
-    assert _in_cursor_order("call", rows, at(0)) == at(2)  # ties are in order
-    assert _in_cursor_order("call", rows, at(1)) == at(2)
+    assert in_cursor_order("call", rows, at(0)) == at(2)  # ties are in order
+    assert in_cursor_order("call", rows, at(1)) == at(2)
     with pytest.raises(UnorderedResult, match=r"cursor \S*:01\.\d+\+00:00 after one with \S*:03\."):
-        _in_cursor_order("call", rows, at(3))  # the page before ended later than this one starts
+        in_cursor_order("call", rows, at(3))  # the page before ended later than this one starts
     for late in (1, 2):  # a row below the one before it, anywhere in the page
         page = _cursor_page([*range(1, late + 2), 0], arrow)
         with pytest.raises(UnorderedResult, match="GONG_SYNC_BQ_READ_API=rest"):
-            _in_cursor_order("call", page, None)
+            in_cursor_order("call", page, None)
 
 
 # -- against the emulator ------------------------------------------------------------------

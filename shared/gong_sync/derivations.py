@@ -111,17 +111,19 @@ class Derivations:
         found = self.run.query_rows(lookup, [param], f"{target} (lookup)", stream.table)
         return {str(r["k"]) for r in found if r["k"]}
 
-    def note(self, touched: Touched, stream: str) -> None:
-        """Note the touched parents, in the page's transaction, but those derived already.
+    def fresh(self, touched: Touched) -> Touched:
+        """The touched parents but those derived already in this invocation.
 
         A derivation in this invocation ran after the run began, so it saw every row up to
         `until` that a touch could name: a re-import would otherwise derive each speaker set
         three times.
         """
+        return {k: parents - self.derived.get(k[0], set()) for k, parents in touched.items()}
+
+    def note(self, touched: Touched, stream: str) -> None:
+        """Note the touched parents in the page's transaction: derived at the end of the run."""
         for (table, feeds), parents in touched.items():
-            fresh = parents - self.derived.get(table, set())
-            conn, source = self.run.conn, self.run.source.name
-            pending.add(conn, source, table, fresh, feeds, stream)
+            pending.add(self.run.conn, self.run.source.name, table, parents, feeds, stream)
 
     def remember(self, table: str, parents: Iterable[str | None]) -> None:
         """Parents whose whole set was derived after this run began."""

@@ -9,7 +9,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gong_sync import arrow_lines, arrow_rows, pending, positions, prefetch, quality, state
+from gong_sync import (
+    arrow_lines,
+    arrow_rows,
+    pending,
+    positions,
+    prefetch,
+    quality,
+    result_order,
+    state,
+)
 from gong_sync import bigquery_sql as sql
 from gong_sync.arrow_rows import Row
 from gong_sync.batches import Batch, dead_letter, fill
@@ -22,13 +31,14 @@ from gong_sync.bigquery_reader import (
 )
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
-from gong_sync.derivations import Derivations
+from gong_sync.derivations import Derivations, Touched
 from gong_sync.positions import Position, Result
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter
 from gong_sync.row_mapping import RowMapper
 from gong_sync.runs import RunHooks, RunOptions, RunStats
 from gong_sync.settings import Settings
+from gong_sync.write_behind import OverlapClock, WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +73,8 @@ class SourceRun:
         # Targets derived for every parent during this invocation: later touches are no-ops.
         self.complete: set[str] = set()
         self.derivations = Derivations(self)
+        # Mapping and writing overlap once pages are written behind: counted once.
+        self.load_clock = OverlapClock()
 
     def _bind(self, source: Source) -> None:
         """Prepare mappers and writers for the declaration this run uses."""
@@ -100,7 +112,8 @@ class SourceRun:
         """Map rows into batch; each rejected row becomes a dead letter."""
         started = time.perf_counter()
         try:
-            rejected = fill(batch, mapper or self.mappers[batch.target.table], rows)
+            with self.load_clock.running():
+                rejected = fill(batch, mapper or self.mappers[batch.target.table], rows)
         finally:
             self.stats.transform_seconds += time.perf_counter() - started
         name, run_id = self.source.name, self.stats.run_id
@@ -123,17 +136,18 @@ class SourceRun:
         self.hooks.before_commit(self.source.name)
         started = time.perf_counter()
         try:
-            for batch in batches:
-                write = self.writers[batch.target.table].replace(
-                    batch.lines, batch.replaced_units(), batch.unit_cols, batch.kept_keys
-                )
-                self.stats.add_write(write)
-            self.sink.publish(letters)
-            if stream is not None and mark is not None:
-                state.advance_watermark(
-                    self.conn, self.source.name, stream.table, mark, position, advance=advance
-                )
-            self.conn.commit()
+            with self.load_clock.running():
+                for batch in batches:
+                    write = self.writers[batch.target.table].replace(
+                        batch.lines, batch.replaced_units(), batch.unit_cols, batch.kept_keys
+                    )
+                    self.stats.add_write(write)
+                self.sink.publish(letters)
+                if stream is not None and mark is not None:
+                    state.advance_watermark(
+                        self.conn, self.source.name, stream.table, mark, position, advance=advance
+                    )
+                self.conn.commit()
             self.stats.commits += 1
         except BaseException:
             self._rollback()
@@ -176,26 +190,31 @@ class SourceRun:
         position = resume  # continue exactly where an unfinished run stopped
         if position is not None:
             since = None
-        while True:
-            if self.out_of_time():
-                return False
-            pages, got, limit = self._pages_after(stream, target, since, until, position)
-            try:
-                for result in pages:
-                    got += len(result.rows)
-                    read = Result(result.job_id, result.location, got, limit) if (
-                        result.job_id) else None  # fmt: skip
-                    position = self._commit_stream_page(stream, target, result.rows, advance, read)
-                    if got < limit and self.out_of_time():
-                        return False  # between pages; a continuation resumes after `position`
-            except ResultGone as exc:  # committed pages moved `position`: nothing is lost
-                log.info("%s: %s; querying again from the position", stream.table, exc)
-                position = dataclasses.replace(position, result=None) if position else None
-                continue
-            if got < limit:
-                done = positions.finished(self._window(advance))  # binds no other window
-                state.finish_stream(self.conn, self.source.name, stream.table, done.to_json())
-                return True
+        with WriteBehind() as writes:  # a page is written while the next one maps
+            while True:
+                if self.out_of_time():
+                    return False
+                pages, got, limit = self._pages_after(stream, target, since, until, position)
+                try:
+                    for result in pages:
+                        got += len(result.rows)
+                        read = Result(result.job_id, result.location, got, limit) if (
+                            result.job_id) else None  # fmt: skip
+                        page = self._map_stream_page(stream, target, result.rows, advance, read)
+                        writes.wait()
+                        if self.out_of_time():
+                            return False  # between pages; a continuation resumes after `position`
+                        position = self._submit(writes, page)
+                except ResultGone as exc:  # committed pages moved `position`: nothing is lost
+                    writes.wait()
+                    log.info("%s: %s; querying again from the position", stream.table, exc)
+                    position = dataclasses.replace(position, result=None) if position else None
+                    continue
+                writes.wait()
+                if got < limit:
+                    done = positions.finished(self._window(advance))  # binds no other window
+                    state.finish_stream(self.conn, self.source.name, stream.table, done.to_json())
+                    return True
 
     def _pages_after(
         self,
@@ -216,7 +235,7 @@ class SourceRun:
         if position is not None and stored is not None and stored.offset < stored.limit:
             # From the position's own row: reading it back proves the result is that query's.
             rows = self.reader.resume(stored.job_id, stored.location, stored.offset - 1, size, hard)
-            pages = _after(position, stream, rows)
+            pages = result_order.after(position, stream, rows)
             return self._pages(pages, stream.table, target), stored.offset, stored.limit
         limit = size * self.settings.pages_per_query
         text = sql.page_query(
@@ -240,7 +259,7 @@ class SourceRun:
             pages = map(_converted, pages)
         newest: datetime | None = None
         for result in self._ahead(pages, stream):
-            newest = _in_cursor_order(stream, result.rows, newest)
+            newest = result_order.in_cursor_order(stream, result.rows, newest)
             yield result
 
     def _ahead(self, pages: Iterator[QueryResult], stream: str) -> Iterator[QueryResult]:
@@ -266,42 +285,56 @@ class SourceRun:
         """
         return None if advance else self.options.since
 
-    def _commit_stream_page(
+    def _map_stream_page(
         self,
         stream: Stream,
         target: Target | None,
         page: Sequence[Row],
         advance: bool,
         read: Result | None,
-    ) -> Position:
-        """Map, write and commit one page of a stream with its position; returns that position."""
-        self.stats.rows_read += len(page)
-        self.stats.pages += 1
+    ) -> MappedPage:
+        """Map one page of a stream: what its transaction will write, and its position."""
         letters: list[DeadLetter] = []
         batches: list[Batch] = []
-        touched = self.derivations.touched(stream, page)
+        touched = self.derivations.fresh(self.derivations.touched(stream, page))
         if target is not None:
             batch = Batch(target, target.key)
             self.fill_batch(batch, page, stream.table, letters)
             batches.append(batch)
-            if target.key == (target.parent,):  # each row is its parent's whole set
-                self.derivations.remember(target.table, (u[0] for u in batch.units | batch.kept))
-            for child, parents in self._returning_parents(batch).items():
-                touched.setdefault((child, pending.FULL), set()).update(parents)
-        # Derived at the end of the run; noted in this page's transaction, so none is lost.
-        self.derivations.note(touched, stream.table)
         last = page[-1]
         key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
         position = positions.after(last[sql.CURSOR], key, self._window(advance), read)
-        self.commit_page(batches, letters, stream, last[sql.CURSOR], position.to_json(), advance)
+        return MappedPage(stream, len(page), batches, letters, touched, position, advance)
+
+    def _submit(self, writes: WriteBehind, page: MappedPage) -> Position:
+        """Count a mapped page as this invocation's and start writing it; returns its position."""
+        self.stats.rows_read += page.rows
+        self.stats.pages += 1
+        for batch in page.batches:
+            target = batch.target
+            if target.key == (target.parent,):  # each row is its parent's whole set
+                self.derivations.remember(target.table, (u[0] for u in batch.units | batch.kept))
+        writes.submit(lambda: self._write_stream_page(page))
+        return page.position
+
+    def _write_stream_page(self, page: MappedPage) -> None:
+        """Commit one mapped page with its position, on the writing thread."""
+        for batch in page.batches:
+            for child, parents in self._returning_parents(batch).items():
+                page.touched.setdefault((child, pending.FULL), set()).update(parents)
+        # Derived at the end of the run; noted in this page's transaction, so none is lost.
+        self.derivations.note(page.touched, page.stream.table)
+        mark = page.position.cursor
+        self.commit_page(
+            page.batches, page.letters, page.stream, mark, page.position.to_json(), page.advance
+        )
         log.info(
             "%s: page %d, %d rows",
-            stream.table,
+            page.stream.table,
             self.stats.pages,
-            len(page),
-            extra={"fields": {"stream": stream.table, "rows": len(page)}},
+            page.rows,
+            extra={"fields": {"stream": page.stream.table, "rows": page.rows}},
         )
-        return position
 
     def _returning_parents(self, batch: Batch) -> dict[str, set[str | None]]:
         """Child target -> parents of this page that come back after a delete took children.
@@ -382,6 +415,7 @@ class SourceRun:
             return self._execute()
         finally:
             self.stats.storage_reads = self.reader.sessions - sessions
+            self.stats.load_phase_seconds = self.load_clock.seconds
 
     def _execute(self) -> RunStats:
         self.source, self.tables = self.reader.resolve(self.source)
@@ -439,28 +473,17 @@ class SourceRun:
         self.stats.status = "success"
 
 
-class UnorderedResult(RuntimeError):
-    """A result came back out of cursor order: committing its positions could skip rows."""
+@dataclasses.dataclass
+class MappedPage:
+    """A stream page mapped on the reading side, for the writing thread to commit."""
 
-
-def _in_cursor_order(stream: str, rows: Sequence[Row], newest: datetime | None) -> datetime | None:
-    """The page's last cursor, once every row is at or after the one before it.
-
-    Each page commits the position of its last row, and a continuation queries after it, so a
-    row that arrives after a later one would be skipped for good. The Storage Read API keeps
-    an ORDER BY result's order in a single stream; this refuses, before anything of the page
-    is committed, a read path that does not.
-    """
-    at = arrow_rows.first_descent(rows, sql.CURSOR, newest)
-    if at is not None:
-        cursor = rows[at][sql.CURSOR]
-        before = rows[at - 1][sql.CURSOR] if at else newest or cursor  # row 0: below newest
-        raise UnorderedResult(
-            f"{stream}: BigQuery returned a row with cursor {cursor.isoformat()} after one"
-            f" with {before.isoformat()}; nothing of this page was committed. Reading over"
-            " REST (GONG_SYNC_BQ_READ_API=rest) keeps the query's order"
-        )
-    return rows[-1][sql.CURSOR] if rows else newest
+    stream: Stream
+    rows: int
+    batches: list[Batch]
+    letters: list[DeadLetter]
+    touched: Touched  # parents to note, but those derived already
+    position: Position
+    advance: bool
 
 
 def _converted(result: QueryResult) -> QueryResult:
@@ -468,22 +491,3 @@ def _converted(result: QueryResult) -> QueryResult:
     if isinstance(result.rows, arrow_rows.ArrowRows):
         result.rows.rows()
     return result
-
-
-def _after(
-    position: Position, stream: Stream, pages: Iterator[QueryResult]
-) -> Iterator[QueryResult]:
-    """A stored result's pages from its row at the position on, that row itself dropped.
-
-    A result whose row there is another one is not the query the position was read from.
-    """
-    first = next(pages, None)
-    if first is None:
-        raise ResultGone("the stored result ends before the position")
-    row = first.rows[0]
-    key = tuple(row[sql.key_column(i)] for i in range(len(stream.key)))
-    if (row[sql.CURSOR], key) != (position.cursor, tuple(position.key)):
-        raise ResultGone("the stored result does not continue at the position")
-    if len(first.rows) > 1:
-        yield dataclasses.replace(first, rows=first.rows[1:])
-    yield from pages

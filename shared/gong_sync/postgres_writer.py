@@ -50,6 +50,10 @@ class TargetWriter:
         self._stage_ready = False
         # None until the first write checks: COPY straight into a table that was empty.
         self._direct: bool | None = None
+        # What this writer has put in the table since: the greatest parent whose set it wrote,
+        # and whether it wrote rows by their own keys (those can belong to any parent).
+        self._top_set: tuple[str, ...] | None = None
+        self._wrote_keys = False
         self.target = target
         self.children = children
         t = target
@@ -189,6 +193,13 @@ class TargetWriter:
             # A unit that is its own live row has nothing to delete or cascade; leaving it
             # out spares a backfill page the whole delete pass.
             units = [u for u in units if u not in lines]
+            self._wrote_keys = self._wrote_keys or bool(lines)
+        elif lines and self._new_sets(units) and self._copy_direct(list(lines.values())):
+            self._top_set = max(units)
+            return WriteStats(upserted=len(lines))
+        elif units:
+            top = max(units)
+            self._top_set = top if self._top_set is None else max(self._top_set, top)
         stats = self._write(lines, by_key, bool(units), keep)
         units_table = self._key_table(unit_cols, units)
         if not units:
@@ -207,6 +218,17 @@ class TargetWriter:
         if self.children and self.target.parent in unit_cols:
             stats.deleted += self._cascade(units_table)
         return stats
+
+    def _new_sets(self, units: Sequence[tuple[str, ...]]) -> bool:
+        """Whether no stored row can belong to these parents, once the table was found empty.
+
+        Then their sets need no stage, upsert or delete: a sweep writes parents in order, each
+        once, so every batch of it is past the greatest parent this writer wrote before. A
+        target with children still needs its cascade, which only the delete pass runs.
+        """
+        if self.children or self._wrote_keys or not units or self._direct is False:
+            return False
+        return self._top_set is None or min(units) > self._top_set
 
     def _write(
         self,

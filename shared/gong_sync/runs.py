@@ -54,6 +54,8 @@ class RunStats:
     read_seconds: float = 0.0
     transform_seconds: float = 0.0
     load_seconds: float = 0.0
+    # Mapping or writing under way (pages are written while the next maps): the load phase.
+    load_phase_seconds: float = 0.0
     pages: int = 0
     commits: int = 0  # transactions this invocation committed: pages and derived batches
     storage_reads: int = 0  # query results read over the Storage Read API; the rest over REST

@@ -66,7 +66,7 @@ def _finish(run: SourceRun, conn: Connection, connect: Callable[[], Connection])
     """Round the run's timings, record its outcome and log its summary line."""
     stats = run.stats
     stats.duration_seconds = round(time.monotonic() - run.started, 3)
-    for phase in ("read_seconds", "transform_seconds", "load_seconds"):
+    for phase in ("read_seconds", "transform_seconds", "load_seconds", "load_phase_seconds"):
         setattr(stats, phase, round(getattr(stats, phase), 3))
     _record(stats.source, stats, conn, connect)
     bad = stats.status in ("failed", "degraded")
