@@ -12,11 +12,12 @@ import pytest
 from gong_sync import positions, sources, state
 from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult
 from gong_sync.dead_letters import PostgresDeadLetterSink
-from gong_sync.runs import RunHooks, RunOptions
+from gong_sync.runs import RunOptions
 from gong_sync.sync import run_source
 from gong_sync.write_behind import OverlapClock, WriteBehind
 from tests.conftest import Env
 from tests.factories import at, call, insert
+from tests.faults.test_derivation_cost import CrashOnCommit
 
 
 def test_a_write_starts_only_once_the_one_before_has_finished() -> None:
@@ -96,21 +97,6 @@ def test_the_clock_counts_overlapping_time_once() -> None:
     assert clock.seconds >= 0.07
 
 
-class FailingSecondCommit(RunHooks):
-    """The second page's transaction fails, slowly: the next page is read meanwhile."""
-
-    def __init__(self) -> None:
-        """No commit yet."""
-        self.commits = 0
-
-    def before_commit(self, source: str) -> None:
-        """Fail the second commit after the reader has had time to fail too."""
-        self.commits += 1
-        if self.commits == 2:
-            time.sleep(0.3)
-            raise RuntimeError("the second page's transaction failed")
-
-
 class ReaderFailingAfter(BigQueryReader):
     """A reader whose query results end in an error after some pages."""
 
@@ -138,7 +124,7 @@ def test_a_page_whose_write_failed_is_not_committed_nor_hidden_by_the_reader(env
     with pytest.raises(RuntimeError, match="second page") as raised:
         run_source(
             sources.get("calls"), settings, reader, env.connect, PostgresDeadLetterSink,
-            RunOptions(), FailingSecondCommit(),
+            RunOptions(), CrashOnCommit(2, "the second page's transaction failed", delay=0.3),
         )  # fmt: skip
     assert isinstance(raised.value.__context__, ConnectionError)  # read while page 2 was written
     assert [r[0] for r in env.query("SELECT gong_call_id FROM calls ORDER BY 1")] == [

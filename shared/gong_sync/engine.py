@@ -235,7 +235,7 @@ class SourceRun:
         if position is not None and stored is not None and stored.offset < stored.limit:
             # From the position's own row: reading it back proves the result is that query's.
             rows = self.reader.resume(stored.job_id, stored.location, stored.offset - 1, size, hard)
-            pages = result_order.after(position, stream, rows)
+            pages = result_order.resumed(position, stream, rows)
             return self._pages(pages, stream.table, target), stored.offset, stored.limit
         limit = size * self.settings.pages_per_query
         text = sql.page_query(

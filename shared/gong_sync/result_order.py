@@ -38,7 +38,7 @@ def in_cursor_order(stream: str, rows: Sequence[Row], newest: datetime | None) -
     return rows[-1][sql.CURSOR] if rows else newest
 
 
-def after(
+def resumed(
     position: Position, stream: Stream, pages: Iterator[QueryResult]
 ) -> Iterator[QueryResult]:
     """A stored result's pages from its row at the position on, that row itself dropped.

@@ -9,6 +9,7 @@ tables' named columns, once per query. These tests count the jobs and read their
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -67,15 +68,20 @@ def test_a_backfill_derives_each_touched_target_once(env: Env, matrix: Scenario)
 class CrashOnCommit(RunHooks):
     """Fails the run at its n-th commit, as a killed instance would."""
 
-    def __init__(self, n: int) -> None:
-        """Crash at commit number n."""
+    def __init__(
+        self, n: int, message: str = "killed before the derivations committed", delay: float = 0
+    ) -> None:
+        """Crash at commit number n, after `delay` seconds (the run reads on meanwhile)."""
         self.n = n
+        self.message = message
+        self.delay = delay
 
     def before_commit(self, source: str) -> None:
         """Count commits; raise at the chosen one."""
         self.n -= 1
         if self.n == 0:
-            raise RuntimeError("killed before the derivations committed")
+            time.sleep(self.delay)
+            raise RuntimeError(self.message)
 
 
 def test_touches_noted_before_a_crash_are_derived_by_the_next_run(
