@@ -206,10 +206,13 @@ def _jsonb(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:
             return None
-        if nul == "strip":
-            value = replace_nul(value)
         try:
             text = fast_json.dumps(value, json_default, _JSON)
+            # A NUL in any string, key or value, is written \u0000: without one the value is
+            # already what stripping gives, and rebuilding every dict to check costs more.
+            # (Keys from a row are strings, which stripping leaves as they are.)
+            if nul == "strip" and "\\u0000" in text:
+                text = fast_json.dumps(replace_nul(value), json_default, _JSON)
         except ValueError:  # allow_nan=False: a float NaN or infinity somewhere inside
             raise RowError(f"{col.name}: NaN or infinity inside JSON (not valid JSON)") from None
         if _has_surrogate(text):

@@ -6,116 +6,14 @@ this one declaration; table names can also be remapped with GONG_SYNC_TABLES.
 
 from __future__ import annotations
 
-import re
 import unicodedata
-from collections.abc import Iterator, Mapping
-from html.parser import HTMLParser
+from collections.abc import Mapping
 from typing import Any
 
 from gong_sync.declarations import Column, Source, Stream, Target, Touch, deleted, live
+from gong_sync.html_text import plain_text
 
 SNIPPET_CHARS = 500
-# Reading stops once the snippet is full, so a 10 MB body costs what a short one does.
-_CHUNK_CHARS = 4096
-# A body is HTML when its start holds a doctype, a comment, or a tag of an HTML element.
-_DETECT_CHARS = 65536
-
-
-# Every element of the WHATWG HTML standard, plus the obsolete ones mail clients still send.
-def _names(text: str) -> frozenset[str]:
-    """Tag names from a space-separated list."""
-    return frozenset(text.split())
-
-
-_HTML_ELEMENTS = _names(
-    "a abbr address area article aside audio b base bdi bdo big blockquote body br button"
-    " canvas caption center cite code col colgroup data datalist dd del details dfn dialog div"
-    " dl dt em embed fieldset figcaption figure font footer form h1 h2 h3 h4 h5 h6 head header"
-    " hgroup hr html i iframe img input ins kbd label legend li link main map mark menu meta"
-    " meter nav noscript object ol optgroup option output p picture pre progress q rp rt ruby s"
-    " samp script search section select slot small source span strike strong style sub summary"
-    " sup table tbody td template textarea tfoot th thead time title tr track tt u ul var video"
-    " wbr"
-)
-_MARKUP = re.compile(r"<(?:!doctype\s+html|!--|/?([a-z][a-z0-9]*)(?=[\s/>]))", re.I)
-# Text inside these is not what a reader sees.
-_HIDDEN = frozenset({"script", "style", "title", "head"})
-# What may stand in <head>: any other start tag opens the body, as a browser does.
-_HEAD_CONTENT = frozenset(
-    {"base", "link", "meta", "noscript", "script", "style", "template", "title"}
-)
-# Tags that run on within a line; every other tag separates words.
-_INLINE = _names(
-    "a abbr b bdi bdo big cite code data dfn em font i kbd mark q s samp small span strike"
-    " strong sub sup time tt u var"
-)
-
-
-def is_html(body: str) -> bool:
-    """Whether the body's start holds HTML markup (a doctype, a comment or an element tag)."""
-    for found in _MARKUP.finditer(body, 0, _DETECT_CHARS):
-        name = found.group(1)
-        if name is None or name.lower() in _HTML_ELEMENTS:
-            return True
-    return False
-
-
-class _TextExtractor(HTMLParser):
-    """Collect an HTML document's visible text, entities decoded, hidden elements skipped."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._open: list[str] = []  # hidden elements we are inside, innermost last
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self._open == ["head"] and tag not in _HEAD_CONTENT:
-            self._open.clear()  # an unclosed <head>: its content ends where the body starts
-        if tag in _HIDDEN:
-            self._open.append(tag)
-        elif tag not in _INLINE:
-            self.parts.append(" ")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in _INLINE:  # <br/>: a separator, never a hidden element left open
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._open:
-            del self._open[len(self._open) - 1 - self._open[::-1].index(tag) :]
-        elif tag not in _INLINE:
-            self.parts.append(" ")
-
-    def handle_data(self, data: str) -> None:
-        if not self._open:
-            self.parts.append(data)
-
-
-def _chunks(body: str) -> Iterator[str]:
-    for start in range(0, len(body), _CHUNK_CHARS):
-        yield body[start : start + _CHUNK_CHARS].replace("\x00", "")
-
-
-def plain_text(body: str, limit: int | None = None) -> str:
-    """The body as one line of plain text: HTML reduced to its visible text, spaces collapsed.
-
-    With a limit, reading stops once more than `limit` characters of text are known.
-    """
-    parser = _TextExtractor() if is_html(body) else None
-    parts: list[str] = parser.parts if parser else []
-    text = ""
-    for chunk in _chunks(body):
-        if parser:
-            parser.feed(chunk)
-        else:
-            parts.append(chunk)
-        if limit is not None and sum(map(len, parts)) > limit:
-            text = " ".join("".join(parts).split())
-            if len(text) > limit:  # the text so far is a prefix of the whole text
-                return text
-    if parser:
-        parser.close()
-    return " ".join("".join(parts).split())
 
 
 def snippet(body: str | None, limit: int = SNIPPET_CHARS) -> str | None:
