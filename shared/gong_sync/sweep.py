@@ -22,6 +22,7 @@ from gong_sync.arrow_rows import Row
 from gong_sync.bigquery_reader import OutOfTime
 from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
+from gong_sync.write_behind import WriteBehind
 
 if TYPE_CHECKING:
     from gong_sync.derivations import Derivations
@@ -55,13 +56,15 @@ def sweep(
     run = derivations.run
     limit = run.settings.page_size * run.settings.pages_per_query
     start: Start = None
-    while True:
-        if run.out_of_time():
-            return False
-        rows = _query(run, target, start, limit, job)
-        got, start = _commit_sets(derivations, target, stream, rows, batch_parents, limit)
-        if got < limit:
-            return True
+    with WriteBehind() as writes:  # a batch of sets is written while the next one maps
+        while True:
+            if run.out_of_time():
+                return False
+            rows = _query(run, target, start, limit, job)
+            sink = _Sink(derivations, target, stream, writes)
+            got, start = _commit_sets(sink, rows, batch_parents, limit)
+            if got < limit:
+                return True
 
 
 def _query(
@@ -75,18 +78,49 @@ def _query(
     return (page.rows for page in run.query_pages(text, params, job, job))
 
 
+class _Sink:
+    """Where a sweep's whole sets go: mapped here, committed behind (pending.done included)."""
+
+    def __init__(
+        self, derivations: Derivations, target: Target, stream: Stream, writes: WriteBehind
+    ) -> None:
+        """Bind to the sweep's target, the stream its dead letters name, and its writer."""
+        self.derivations = derivations
+        self.target = target
+        self.stream = stream
+        self.writes = writes
+
+    def commit(self, rows: Sequence[Row], parents: Sequence[str], *, budgeted: bool) -> None:
+        """Replace these parents' sets by their rows and forget them, in one transaction.
+
+        Budgeted, not once the time budget has run out (OutOfTime); committed sets stay
+        derived. The budget is judged once the write before has committed, as a stream's is.
+        """
+        if not parents:
+            return
+        run = self.derivations.run
+        letters: list[DeadLetter] = []
+        batch = self.derivations.whole_sets(self.target, rows, parents, self.stream.table, letters)
+        table = self.target.table
+        self.writes.wait()
+        if budgeted and run.out_of_time():
+            raise OutOfTime(f"the time budget ran out deriving {table}")
+
+        def write() -> None:
+            pending.done(run.conn, run.source.name, table, parents)
+            run.commit_page([batch], letters, None, None)
+
+        self.writes.submit(write)
+
+
 def _commit_sets(
-    derivations: Derivations,
-    target: Target,
-    stream: Stream,
-    pages: Iterator[Sequence[Row]],
-    batch_parents: int,
-    limit: int,
+    sink: _Sink, pages: Iterator[Sequence[Row]], batch_parents: int, limit: int
 ) -> tuple[int, Start]:
     """Commit the whole sets of one query's rows; its row count, and where the next starts.
 
     Rows are held as slices of their pages (Arrow stays Arrow), cut between parents.
     """
+    target = sink.target
     got, sets = 0, 0
     held: list[Sequence[Row]] = []  # slices of the rows of the sets not committed yet
     parents: list[str] = []  # their parents, in order
@@ -96,43 +130,24 @@ def _commit_sets(
         for i, value in enumerate(str(v) for v in arrow_rows.column(rows, target.parent)):
             if not parents or parents[-1] != value:
                 if len(parents) >= batch_parents:  # a set boundary: all before it is whole
-                    if derivations.run.out_of_time():  # committed sets stay derived
-                        raise OutOfTime(f"the time budget ran out deriving {target.table}")
                     held.append(rows[start:i])
-                    _commit(derivations, target, stream, arrow_rows.joined(held), parents)
+                    sink.commit(arrow_rows.joined(held), parents, budgeted=True)
                     held, parents, start = [], [], i
                 parents.append(value)
                 sets += 1
         held.append(rows[start:])
     rows = arrow_rows.joined(held)
     if got < limit:  # the result ended before its LIMIT: the last set is whole too
-        _commit(derivations, target, stream, rows, parents)
+        sink.commit(rows, parents, budgeted=False)
         return got, None
     last = parents.pop()  # the LIMIT may have cut the last set short: read it again, whole
     values = arrow_rows.column(rows, target.parent)
     cut = len(values)
     while cut and str(values[cut - 1]) == last:  # its rows end the result
         cut -= 1
-    _commit(derivations, target, stream, rows[:cut], parents)
+    sink.commit(rows[:cut], parents, budgeted=False)
     if sets > 1:
         return got, (">=", last)
     # One set filled the whole result: too large to sweep; the keyed derivation takes it.
     log.warning("%s: parent %r has %d rows or more; derived on its own", target.table, last, got)
     return got, (">", last)
-
-
-def _commit(
-    derivations: Derivations,
-    target: Target,
-    stream: Stream,
-    rows: Sequence[Row],
-    parents: Sequence[str],
-) -> None:
-    """Replace these parents' sets by their rows and forget them, in one transaction."""
-    if not parents:
-        return
-    run = derivations.run
-    letters: list[DeadLetter] = []
-    batch = derivations.whole_sets(target, rows, parents, stream.table, letters)
-    pending.done(run.conn, run.source.name, target.table, parents)
-    run.commit_page([batch], letters, None, None)
