@@ -102,8 +102,10 @@ def _landed(conn: Connection, target: Target, lines: Any) -> list[str]:
     if cur.fetchall()[0][0]:
         cur.execute(f"CREATE TEMP TABLE landed AS SELECT {cols} FROM {ident(target.table)} LIMIT 0")
     else:
-        defs = ", ".join(f"{ident(c.name)} {PG_TYPES.get(c.type, c.type)}" for c in target.columns)
-        cur.execute(f"CREATE TEMP TABLE landed ({defs})")
+        defs = [f"{ident(c.name)} {PG_TYPES.get(c.type, c.type)}" for c in target.columns]
+        if target.metadata_alias:
+            defs.append("metadata jsonb")
+        cur.execute(f"CREATE TEMP TABLE landed ({', '.join(defs)})")
     if lines:
         cur.execute("COPY landed FROM STDIN", stream=["".join(lines).encode()])
     cur.execute("SELECT landed::text FROM landed ORDER BY 1")
@@ -190,6 +192,7 @@ def test_every_target_of_the_demo_lands_the_same_from_arrow(demo_env: Env) -> No
     """Every declared target's rows, read over the Storage Read API, one page at a time."""
     reader = BigQueryReader(demo_env.bq, demo_env.settings.bigquery)
     from_arrow: dict[str, int] = {}
+    with_metadata: set[str] = set()
     for declared in sources.SOURCES.values():
         source, tables = reader.resolve(declared)
         for target in source.targets:
@@ -199,6 +202,10 @@ def test_every_target_of_the_demo_lands_the_same_from_arrow(demo_env: Env) -> No
                     continue  # a result of one page is read over REST
                 clean = assert_same_landing(demo_env, target, page.rows)
                 from_arrow[target.table] = from_arrow.get(target.table, 0) + clean
+                fields = page_fields(target, page.rows)
+                if fields is not None and fields.metadata and clean:
+                    with_metadata.add(target.table)
     assert reader.sessions > 0
-    # Every target with rows in the demo used Arrow for most of them.
+    # Every target with rows in the demo used Arrow for most of them, metadata objects too.
     assert all(from_arrow[t] > 0 for t in ("calls", "call_speakers", "transcripts", "emails"))
+    assert {"calls", "emails"} <= with_metadata

@@ -19,82 +19,34 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gong_sync import arrow_metadata
 from gong_sync.arrow_rows import ArrowRows
+from gong_sync.arrow_text import Encoded, clean, escaped, float_repr, isoformat, never, special
 from gong_sync.declarations import Column, Target
-from gong_sync.row_mapping import EARLIEST, KEY_MAX_BYTES, LATEST
+from gong_sync.row_mapping import KEY_MAX_BYTES
 
-# What a column's encoder gives: its COPY fields, and the rows the mapper must see instead.
-Encoded = tuple[pa.ChunkedArray, pa.ChunkedArray]
 _INT32 = 2**31
-
-
-# Every byte but those COPY escapes and NUL: deleting them leaves the ones a column holds.
-_PLAIN_BYTES = bytes(b for b in range(256) if b not in b"\\\t\n\r\x00")
-
-
-def column_bytes(text: pa.ChunkedArray | pa.Array, separator: str = "") -> bytes:
-    """Every text of a column end to end, as UTF-8 (NULL as nothing), for a C scan of a page.
-
-    A search per row costs Arrow a call per string; a page rarely holds what it looks for.
-    """
-    text = pc.fill_null(text, "")
-    whole = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    joined = pc.binary_join(pa.ListArray.from_arrays([0, len(whole)], whole), separator)[0]
-    return bytes(joined.as_buffer().to_pybytes())
-
-
-def _special(text: pa.ChunkedArray) -> bytes:
-    """Which of backslash, tab, newline, return and NUL occur anywhere in the column."""
-    return column_bytes(text).translate(None, _PLAIN_BYTES)
-
-
-def escaped(text: pa.ChunkedArray, special: bytes | None = None) -> pa.ChunkedArray:
-    """COPY text escaping, as copy_text.field does it (backslash first), NULL as \\N."""
-    special = _special(text) if special is None else special
-    for plain, escape in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        if plain.encode() in special:
-            text = pc.replace_substring(text, plain, escape)
-    return pc.fill_null(text, "\\N")
-
-
-def _clean(suspect: pa.ChunkedArray) -> pa.ChunkedArray:
-    return pc.fill_null(suspect, False)
-
-
-def _never(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """No row of this column needs the mapper."""
-    return pc.and_(pc.is_null(values), pa.scalar(False))
 
 
 def _text(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
         return None
     # A NUL is rejected or stripped by the mapper, by the target's policy: it decides.
-    special = _special(values)
-    if b"\x00" not in special:
-        return escaped(values, special), _never(values)
-    return escaped(values, special), _clean(pc.match_substring(values, "\x00"))
+    present = special(values)
+    if b"\x00" not in present:
+        return escaped(values, present), never(values)
+    return escaped(values, present), clean(pc.match_substring(values, "\x00"))
 
 
 def _timestamp(col: Column, values: pa.ChunkedArray) -> Encoded | None:
-    kind = values.type
-    if not pa.types.is_timestamp(kind) or kind.unit != "us" or kind.tz not in ("UTC", "+00:00"):
-        return None  # a naive DATETIME is the mapper's to reject; BigQuery's unit is us
-    early = pc.less(values, pa.scalar(EARLIEST, kind))
-    late = pc.greater_equal(values, pa.scalar(LATEST, kind))
-    # As datetime.isoformat() writes it, microseconds only when there are any. Cast as a
-    # naive UTC time: strftime with a time zone is twenty times slower.
-    text = values.cast(pa.timestamp("us")).cast(pa.string())
-    text = pc.replace_substring(text, " ", "T", max_replacements=1)
-    text = pc.replace_substring(text, ".000000", "")
-    text = pc.binary_join_element_wise(text, pa.scalar("+00:00"), "")
-    return pc.fill_null(text, "\\N"), _clean(pc.or_(early, late))
+    got = isoformat(values)
+    return None if got is None else (pc.fill_null(got[0], "\\N"), got[1])
 
 
 def _date(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if not pa.types.is_date32(values.type):
         return None
-    return pc.fill_null(values.cast(pa.string()), "\\N"), _never(values)
+    return pc.fill_null(values.cast(pa.string()), "\\N"), never(values)
 
 
 def _integer(col: Column, values: pa.ChunkedArray) -> Encoded | None:
@@ -103,15 +55,15 @@ def _integer(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if col.type == "integer":
         outside = pc.or_(pc.less(values, -_INT32), pc.greater_equal(values, _INT32))
     else:
-        outside = _never(values)
-    return pc.fill_null(values.cast(pa.string()), "\\N"), _clean(outside)
+        outside = never(values)
+    return pc.fill_null(values.cast(pa.string()), "\\N"), clean(outside)
 
 
 def _double(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if not pa.types.is_float64(values.type):
         return None
     # Arrow writes the shortest text that reads back as the same double, as repr() does.
-    return pc.fill_null(values.cast(pa.string()), "\\N"), _clean(pc.invert(pc.is_finite(values)))
+    return pc.fill_null(values.cast(pa.string()), "\\N"), clean(pc.invert(pc.is_finite(values)))
 
 
 def _numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
@@ -122,27 +74,13 @@ def _numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     scientific = pc.match_substring_regex(text, "E")  # RE2 finds a literal fastest
     if values.type.scale > 0:  # no trailing zeros of the fixed scale, as the mapper's value
         text = pc.utf8_rtrim(pc.utf8_rtrim(text, characters="0"), characters=".")
-    return pc.fill_null(text, "\\N"), _clean(scientific)
+    return pc.fill_null(text, "\\N"), clean(scientific)
 
 
 def _float_numeric(col: Column, values: pa.ChunkedArray) -> Encoded | None:
-    """A FLOAT64 (ROUND of a FLOAT64) in a numeric column, as repr() writes it.
-
-    numeric keeps the scale it is given, so the text must be repr's, not just the same
-    double: Arrow writes 26.0 as "26" and switches to an exponent at other bounds. Where it
-    writes no exponent and repr would not either (1e-4 <= |x| < 1e16, or zero), the two
-    agree once a whole number gets its ".0"; the other rows are the mapper's.
-    """
-    raw = values.cast(pa.string())
-    text = pc.if_else(
-        pc.match_substring_regex(raw, r"\."), raw, pc.binary_join_element_wise(raw, ".0", "")
-    )
-    size = pc.abs(values)
-    plain = pc.and_(
-        pc.invert(pc.match_substring_regex(raw, "e")),
-        pc.and_(pc.or_(pc.greater_equal(size, 1e-4), pc.equal(size, 0)), pc.less(size, 1e16)),
-    )
-    return pc.fill_null(text, "\\N"), _clean(pc.invert(plain))
+    """A FLOAT64 (ROUND of a FLOAT64) in a numeric column, as repr() writes it."""
+    text, suspect = float_repr(values)
+    return pc.fill_null(text, "\\N"), suspect
 
 
 def _number(col: Column, values: pa.ChunkedArray) -> Encoded | None:
@@ -154,7 +92,7 @@ def _boolean(col: Column, values: pa.ChunkedArray) -> Encoded | None:
     if not pa.types.is_boolean(values.type):
         return None
     text = pc.if_else(values, "t", "f")
-    return pc.fill_null(text, "\\N"), _never(values)
+    return pc.fill_null(text, "\\N"), never(values)
 
 
 _VECTOR: dict[str, Callable[[Column, pa.ChunkedArray], Encoded | None]] = {
@@ -184,17 +122,21 @@ class PageFields:
     names: frozenset[str]  # the columns encoded here
     keys: list[tuple[str, ...] | None] | None = None
     transformed: bool = False
+    metadata: bool = False  # the metadata object ends the last part
 
     @property
     def whole(self) -> bool:
-        """Every column of a clean row is encoded here: its line needs no per-row mapping."""
+        """Every column of a clean row is encoded here (the metadata object too, if it is
+        the target's): its line needs no per-row mapping."""
         return len(self.parts) == 1 and not isinstance(self.parts[0], int)
 
 
 def complete(target: Target) -> bool:
-    """Whether Arrow can encode every column of this target's clean rows (no dicts needed)."""
-    if target.metadata_alias is not None:
-        return False
+    """Whether Arrow can encode every column of this target's clean rows (no dicts needed).
+
+    The metadata object counts as encoded: a page whose columns it cannot write converts
+    its rows when the mapper first asks.
+    """
     if target.transform is not None and target.arrow_transform is None:
         return False
     return all(col.sql is None or col.type in _VECTOR for col in target.columns)
@@ -219,12 +161,15 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
         got = vector(col, table.column(col.name)) if vector else None
         if got is not None:
             encoded[i] = got
+    metadata = arrow_metadata.metadata_field(table, rows.json) if target.metadata_alias else None
+    if metadata is not None:  # the last field of a line, after every column
+        encoded[len(columns)] = metadata
     if not encoded:
         return None
     suspect = functools.reduce(pc.or_, (mask for _, mask in encoded.values()))
     parts: list[list[str] | int] = []
     run: list[pa.ChunkedArray] = []
-    for i in range(len(columns)):
+    for i in range(len(columns) + 1 if len(columns) in encoded else len(columns)):
         if i in encoded:
             run.append(encoded[i][0])
             continue
@@ -234,9 +179,12 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
         parts.append(i)
     if run:
         parts.append(_joined(run))
-    names = frozenset(columns[i].name for i in encoded)
+    names = frozenset(columns[i].name for i in encoded if i < len(columns))
     keys = _keys(target.key, table)
-    return PageFields(tuple(parts), pc.invert(suspect).to_pylist(), names, keys, transformed)
+    with_metadata = len(columns) in encoded
+    return PageFields(
+        tuple(parts), pc.invert(suspect).to_pylist(), names, keys, transformed, with_metadata
+    )
 
 
 def _transformed(target: Target, rows: ArrowRows) -> dict[int, Encoded]:
@@ -254,7 +202,7 @@ def _transformed(target: Target, rows: ArrowRows) -> dict[int, Encoded]:
     if {col.name for col in supplied.values()} != set(fields):
         wanted = sorted(col.name for col in supplied.values())
         raise ValueError(f"{target.table}: its Arrow transform must supply exactly {wanted}")
-    return {i: (fields[col.name], _clean(suspect)) for i, col in supplied.items()}
+    return {i: (fields[col.name], clean(suspect)) for i, col in supplied.items()}
 
 
 def _joined(run: list[pa.ChunkedArray]) -> list[str]:

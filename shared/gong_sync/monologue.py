@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from gong_sync import fast_json
-from gong_sync.arrow_lines import column_bytes, escaped
+from gong_sync.arrow_text import column_bytes, escaped
 from gong_sync.declarations import RowError
 
 # Where the parsers may differ, or Postgres refuses what Python would not write: the row form.

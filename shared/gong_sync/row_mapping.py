@@ -260,7 +260,6 @@ class RowMapper:
         self.key_names = target.key
         meta = Column("metadata", "jsonb")
         self.metadata = _jsonb(meta, target.nul) if target.metadata_alias else None
-        self.plain = target.transform is None and self.metadata is None
 
     def key_of(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         """The row's target key as text; a null or blank key is a RowError."""
@@ -304,7 +303,8 @@ class RowMapper:
         that sets a column Arrow encoded sends the row through `map`. A row Arrow encoded
         whole is never looked at.
         """
-        if page.whole and self.metadata is None and (self.plain or page.transformed):
+        transformed = self.target.transform is None or page.transformed
+        if page.whole and (self.metadata is None or page.metadata) and transformed:
             return f"{page.parts[0][i]}\n"  # type: ignore[index]
         row = rows[i]
         values: Mapping[str, Any] = row
@@ -320,7 +320,7 @@ class RowMapper:
                 fields.append(copy_text.field(self.encoders[part](value)))
             else:
                 fields.append(part[i])
-        return copy_text.line(self._with_metadata(fields, row))
+        return copy_text.line(fields if page.metadata else self._with_metadata(fields, row))
 
     def _with_metadata(self, fields: list[str], row: Mapping[str, Any]) -> list[str]:
         """The fields, and the metadata object of the row's unmapped columns if declared."""
