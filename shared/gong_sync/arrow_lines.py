@@ -167,9 +167,18 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
     if not encoded:
         return None
     suspect = functools.reduce(pc.or_, (mask for _, mask in encoded.values()))
+    parts = _parts(encoded, len(columns) + (metadata is not None))
+    names = frozenset(columns[i].name for i in encoded if i < len(columns))
+    keys = _keys(target.key, table)
+    clean_rows = pc.invert(suspect).to_pylist()
+    return PageFields(parts, clean_rows, names, keys, transformed, metadata is not None)
+
+
+def _parts(encoded: dict[int, Encoded], count: int) -> tuple[list[str] | int, ...]:
+    """Runs of adjacent encoded fields joined by tabs, and the indexes of the others."""
     parts: list[list[str] | int] = []
     run: list[pa.ChunkedArray] = []
-    for i in range(len(columns) + 1 if len(columns) in encoded else len(columns)):
+    for i in range(count):
         if i in encoded:
             run.append(encoded[i][0])
             continue
@@ -179,12 +188,7 @@ def page_fields(target: Target, rows: Sequence[dict[str, Any]]) -> PageFields | 
         parts.append(i)
     if run:
         parts.append(_joined(run))
-    names = frozenset(columns[i].name for i in encoded if i < len(columns))
-    keys = _keys(target.key, table)
-    with_metadata = len(columns) in encoded
-    return PageFields(
-        tuple(parts), pc.invert(suspect).to_pylist(), names, keys, transformed, with_metadata
-    )
+    return tuple(parts)
 
 
 def _transformed(target: Target, rows: ArrowRows) -> dict[int, Encoded]:
