@@ -9,8 +9,10 @@ import pyarrow as pa
 
 from gong_sync import storage_read
 from gong_sync.arrow_lines import page_fields
+from gong_sync.batches import Batch, fill
 from gong_sync.bigquery_sql import METADATA_PREFIX as M
 from gong_sync.declarations import Column, Target
+from gong_sync.row_mapping import RowMapper
 from tests.conftest import Env
 from tests.test_arrow_lines import assert_same_landing
 
@@ -85,3 +87,14 @@ def test_a_column_of_another_type_leaves_the_object_to_the_mapper(env: Env) -> N
     assert page is not None
     assert not page.metadata
     assert_same_landing(env, META, rows)
+
+
+def test_a_page_of_clean_objects_is_never_converted_to_dicts() -> None:
+    """A call's row needs no dict when Arrow writes its columns and its object."""
+    table = _hard().slice(12, 4)  # rows with nothing for the mapper
+    rows = storage_read.rows(table, frozenset({f"{M}j"}))
+    batch = Batch(META, META.key)
+    assert fill(batch, RowMapper(META), rows) == []
+    assert len(batch.lines) == 4
+    assert rows._all is None
+    assert not rows._some
