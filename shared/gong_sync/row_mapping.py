@@ -303,7 +303,7 @@ class RowMapper:
         that sets a column Arrow encoded sends the row through `map`. A row Arrow encoded
         whole is never looked at.
         """
-        transformed = self.target.transform is None or page.transformed
+        transformed = self.target.transform is None or page.transformed  # none left to run
         if page.whole and (self.metadata is None or page.metadata) and transformed:
             return f"{page.parts[0][i]}\n"  # type: ignore[index]
         row = rows[i]

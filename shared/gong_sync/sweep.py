@@ -57,11 +57,11 @@ def sweep(
     limit = run.settings.page_size * run.settings.pages_per_query
     start: Start = None
     with WriteBehind() as writes:  # a batch of sets is written while the next one maps
+        sink = _Sink(derivations, target, stream, writes)
         while True:
             if run.out_of_time():
                 return False
             rows = _query(run, target, start, limit, job)
-            sink = _Sink(derivations, target, stream, writes)
             got, start = _commit_sets(sink, rows, batch_parents, limit)
             if got < limit:
                 return True
