@@ -111,3 +111,13 @@ def test_the_newsletter_reads_as_its_reader_sees_it() -> None:
     assert html_text.plain_text(NEWSLETTER) == (
         "Hi Ana, Thanks for your time & the notes. Pricing: €10/seat. Review the proposal"
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(INSIDE) | TEXT, min_size=1, max_size=30))
+def test_a_body_the_parser_reads_in_several_chunks_gives_the_same_text(
+    pieces: list[str],
+) -> None:
+    body = "".join(pieces)
+    body = body * (html_text._CHUNK_CHARS // max(len(body), 1) + 2)  # past a chunk's end
+    assert html_text._quick_text(body, None) == _parsed(body)
