@@ -22,11 +22,11 @@ import pyarrow.compute as pc
 from gong_sync.arrow_text import (
     Encoded,
     clean,
-    column_bytes,
     escaped,
     float_repr,
     isoformat,
     never,
+    special,
 )
 from gong_sync.bigquery_sql import METADATA_PREFIX
 
@@ -61,8 +61,8 @@ def metadata_field(table: pa.Table, json_columns: frozenset[str]) -> Encoded | N
         parts += [f'"{key}":', pc.fill_null(got[0], "null"), ","]
         suspects.append(clean(got[1]))  # or_ propagates a NULL: none may reach it
     if not names:
-        text = pa.chunked_array([pa.array(["{}"] * table.num_rows, pa.string())])
-        return text, pa.chunked_array([pa.array([False] * table.num_rows, pa.bool_())])
+        empty = pa.chunked_array([pa.repeat(pa.scalar("{}"), table.num_rows)])
+        return empty, never(empty)
     parts[0], parts[-1] = "{" + str(parts[0]), "}"
     text = pc.binary_join_element_wise(*parts, "")
     suspect = functools.reduce(pc.or_, suspects)
@@ -89,7 +89,7 @@ def _quoted(text: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _string(values: pa.ChunkedArray) -> Encoded:
     """A JSON string: backslash first, then quote, newline, return and tab escaped."""
-    present = column_bytes(values).translate(None, _PLAIN_IN_STRING)
+    present = special(values, _PLAIN_IN_STRING)
     text = values
     for plain, escape in _STRING_ESCAPES:
         if plain.encode() in present:

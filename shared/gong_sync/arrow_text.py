@@ -28,9 +28,10 @@ def column_bytes(text: pa.ChunkedArray | pa.Array, separator: str = "") -> bytes
     return bytes(joined.as_buffer().to_pybytes())
 
 
-def special(text: pa.ChunkedArray) -> bytes:
-    """Which of backslash, tab, newline, return and NUL occur anywhere in the column."""
-    return column_bytes(text).translate(None, _PLAIN_BYTES)
+def special(text: pa.ChunkedArray, plain: bytes = _PLAIN_BYTES) -> bytes:
+    """Which bytes not in `plain` occur anywhere in the column (by default: backslash, tab,
+    newline, return and NUL, what COPY escapes or refuses)."""
+    return column_bytes(text).translate(None, plain)
 
 
 def escaped(text: pa.ChunkedArray, present: bytes | None = None) -> pa.ChunkedArray:

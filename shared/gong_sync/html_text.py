@@ -136,10 +136,15 @@ def _quick_text(body: str, limit: int | None) -> str | None:
                 return text
             check_at = 2 * known  # collapse again only once twice as much has been read
         if at < 0:
-            return " ".join("".join(parts).split())
+            return _collapsed(parts)
         pos = _token(window, at, handler)
         if pos < 0:
             return None
+
+
+def _collapsed(parts: list[str]) -> str:
+    """The parts as one line: runs of spaces one space, none at either end."""
+    return " ".join("".join(parts).split())
 
 
 def _known_text(parts: list[str], limit: int) -> str | None:
@@ -210,13 +215,15 @@ def _read_text(body: str, limit: int | None, parser: _TextExtractor | None) -> s
             parser.feed(chunk)
         else:
             parts.append(chunk)
-        if limit is not None and sum(map(len, parts)) > limit:
-            text = " ".join("".join(parts).split())
-            if len(text) > limit:  # the text so far is a prefix of the whole text
-                return text
+        if (
+            limit is not None
+            and sum(map(len, parts)) > limit
+            and (text := _known_text(parts, limit)) is not None
+        ):
+            return text
     if parser:
         parser.close()
-    return " ".join("".join(parts).split())
+    return _collapsed(parts)
 
 
 def plain_text(body: str, limit: int | None = None) -> str:
