@@ -89,6 +89,12 @@ def calls(data: Rows) -> tuple[dict[str, tuple[Any, ...]], set[Any]]:
     return out, letters
 
 
+def _carries(p: dict[str, Any]) -> tuple[tuple[bool, str], ...]:
+    """A participant's order among those of one speaker: by these columns, NULLs last."""
+    cols = ("user_id", "name", "email_address", "title", "affiliation")
+    return tuple((p.get(c) is None, p.get(c) or "") for c in cols)
+
+
 def speakers(data: Rows) -> tuple[dict[tuple[str, str], tuple[Any, ...]], set[Any]]:
     """(call, speaker) -> expected call_speakers row, and dead-lettered keys."""
     gone = deleted_calls(data)
@@ -96,11 +102,13 @@ def speakers(data: Rows) -> tuple[dict[tuple[str, str], tuple[Any, ...]], set[An
     total: dict[str, float] = defaultdict(float)
     for s in live:
         total[s["call_id"]] += s["talk_time"] or 0.0
-    participants = {
-        (p["call_id"], p["speaker_id"]): p
-        for p in data["call_participant"]
-        if not _gone(p) and p["speaker_id"] is not None
-    }
+    participants: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in data["call_participant"]:  # one a speaker: the first by what it carries
+        if _gone(p) or p["speaker_id"] is None:
+            continue
+        pair = (p["call_id"], p["speaker_id"])
+        if pair not in participants or _carries(p) < _carries(participants[pair]):
+            participants[pair] = p
     users = {u["id"]: u for u in data["users"] if not _gone(u)}
     out: dict[tuple[str, str], tuple[Any, ...]] = {}
     letters: set[Any] = set()
@@ -241,18 +249,22 @@ def _first_500(text: str | None) -> str | None:
     return text[:cut]
 
 
+def _address(raw: str | None) -> str:
+    """An email address as stored: NULs stripped, trimmed, lower-cased ('' is none)."""
+    return (raw or "").replace("\x00", "").strip().lower()
+
+
 def emails(data: Rows) -> dict[str, tuple[Any, ...]]:
     """gong_email_id -> expected emails row."""
     rank = {"to": 0, "cc": 1, "bcc": 2}
     recipients: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for r in data["email_recipient"]:
-        if not _gone(r) and r["email_address"]:
-            address = r["email_address"].strip().lower()
+        if not _gone(r) and (address := _address(r["email_address"])):
             recipients[r["email_id"]].append((rank.get((r["type"] or "").lower(), 3), address))
     senders: dict[str, list[str]] = defaultdict(list)
     for s in data["email_sender"]:
-        if not _gone(s) and s["email_address"]:
-            senders[s["email_id"]].append(s["email_address"].strip().lower())
+        if not _gone(s) and (address := _address(s["email_address"])):
+            senders[s["email_id"]].append(address)
     out: dict[str, tuple[Any, ...]] = {}
     for e in data["email"]:
         if _gone(e) or _blank(e["id"]):

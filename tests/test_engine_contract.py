@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from gong_sync import positions, state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
@@ -252,6 +255,24 @@ def test_a_user_change_re_derives_the_speakers_that_use_it(env: Env) -> None:
     stats = env.sync()
     assert stats.rows_upserted == 2
     assert [r[4] for r in env.query(speakers)] == ["Senior AE", "CFO", "Senior AE"]
+
+
+@pytest.mark.parametrize("order", [("p1", "p2"), ("p2", "p1")])
+def test_two_live_participants_of_one_speaker_count_its_talk_time_once(
+    env: Env, order: tuple[str, str]
+) -> None:
+    """A speaker with two participants is one row: its share, and the same participant's name
+    whichever BigQuery reads first (the first by user, name, email, title, side)."""
+    insert(env.bq, env.datasets, "call", [call("c1", at(0))])
+    insert(env.bq, env.datasets, "call_speaker", [speaker("s1", "c1", at(0)),
+                                                 speaker("s2", "c1", at(0))])  # fmt: skip
+    people = {"p1": {**_participant("p1", "c1", "s1", at(0), "CFO"), "name": "Pat"},
+              "p2": {**_participant("p2", "c1", "s1", at(0), "CEO"), "name": "Bo"}}  # fmt: skip
+    insert(env.bq, env.datasets, "call_participant", [people[pid] for pid in order])
+    env.sync()
+    assert env.query(
+        "SELECT speaker_id, name, title, talk_time_percentage FROM call_speakers ORDER BY 1"
+    ) == [("s1", "Bo", "CEO", Decimal(50)), ("s2", None, None, Decimal(50))]
 
 
 def test_a_rejected_new_version_keeps_the_stored_row(env: Env) -> None:

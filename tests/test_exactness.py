@@ -272,11 +272,22 @@ def _expected_children(cid: str) -> list[tuple[str, str]]:
 CALL_IDS = ["c1", "null", "Null"]
 
 
+def _move_child_watermarks(env: Env, synced: Any) -> None:
+    """Another call's children, later: the lookback of each child stream no longer re-reads
+    OLD rows, so only the engine's own memory can bring a restored call's children back."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c9", synced)])
+    insert(b, d, "call_speaker", [speaker("c9-s", "c9", synced)])
+    insert(b, d, "transcript", [transcript("c9", 0, synced)])
+    insert(b, d, "call_context_integration", [_context("c9", "006A", synced)])
+
+
 @pytest.mark.parametrize("cid", CALL_IDS)
 def test_a_restored_call_brings_its_children_back(env: Env, cid: str) -> None:
     _land_call_with_children(env, cid, OLD)
     assert env.sync().status == "success"
     assert _children(env, cid) == _expected_children(cid)
+    _move_child_watermarks(env, NEW)
     p, g = env.bq.project, env.datasets["gong"]
     dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
         " WHERE id = @cid", t=at(7200), cid=cid)  # fmt: skip
@@ -287,6 +298,24 @@ def test_a_restored_call_brings_its_children_back(env: Env, cid: str) -> None:
         " WHERE id = @cid", t=at(14400), cid=cid)  # fmt: skip
     assert env.sync().status == "success"
     assert _children(env, cid) == _expected_children(cid)
+
+
+@pytest.mark.parametrize("cid", CALL_IDS)
+def test_a_call_a_resync_by_ids_deleted_comes_back_with_its_children(env: Env, cid: str) -> None:
+    """Deleted in BigQuery without its cursor moving, then resynced by id: the call and its
+    children go; restored later, it brings them back, as a call a page deleted does."""
+    _land_call_with_children(env, cid, OLD)
+    _move_child_watermarks(env, NEW)
+    assert env.sync().status == "success"
+    p, g = env.bq.project, env.datasets["gong"]
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = TRUE WHERE id = @cid", cid=cid)
+    assert env.sync(ids=(cid,)).status == "success"
+    assert _children(env, cid) == []
+    dml(env.bq, f"UPDATE `{p}.{g}.call` SET _fivetran_deleted = FALSE, _fivetran_synced = @t"
+        " WHERE id = @cid", t=at(14400), cid=cid)  # fmt: skip
+    assert env.sync().status == "success"
+    assert _children(env, cid) == _expected_children(cid)
+    assert env.query("SELECT count(*) FROM deleted_parents") == [(0,)]
 
 
 @pytest.mark.parametrize("cid", CALL_IDS)
@@ -323,3 +352,45 @@ def test_a_database_in_another_time_zone_stores_the_same_instants(env: Env) -> N
     ]
     again = env.sync()  # the watermark and positions read back as the same instants
     assert (again.status, again.rows_upserted) == ("success", 0)
+
+
+def _recipient(eid: str, address: str, kind: str, synced: Any) -> Any:
+    return _person("email_recipient", "email_id", eid, address, synced, type=kind)
+
+
+def test_an_address_loses_its_nul_before_recipients_are_ordered_and_the_sender_is_chosen(
+    env: Env,
+) -> None:
+    """Emails strip NULs; an address's NUL goes before the order, the repeats and the MIN that
+    depend on it, and a blank address (or one that was only a NUL) is no address."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "email", [email("e1", OLD)])
+    addresses = [("A@x.example", "to"), ("a\x00@x.example", "cc"), ("a\x00c@x.example", "cc"),
+                 ("ab@x.example", "cc"), ("\x00", "to"), ("  ", "bcc")]  # fmt: skip
+    insert(b, d, "email_recipient", [_recipient("e1", a, kind, OLD) for a, kind in addresses])
+    insert(b, d, "email_sender", [
+        _person("email_sender", "email_id", "e1", address, OLD)
+        for address in ("b@x.example", "\x00z@x.example", "  ")
+    ])  # fmt: skip
+    assert env.sync("emails").status == "success"
+    assert env.query(STORED["emails"]) == [
+        ("e1", "b@x.example", ["a@x.example", "ab@x.example", "ac@x.example"])
+    ]
+
+
+def test_a_recipient_reaches_an_email_whose_new_version_is_a_dead_letter(env: Env) -> None:
+    """The email's stored row is kept, not rewritten, so a touch in the same run still
+    derives what it feeds (here its recipients)."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "email", [email("e1", OLD)])
+    insert(b, d, "email_recipient", [_recipient("e1", "a@x.example", "to", OLD)])
+    assert env.sync("emails").status == "success"
+    table = f"`{b.project}.{d['gong']}.email`"
+    dml(b, f"UPDATE {table} SET sent_at = TIMESTAMP '0002-01-01 00:00:00+00',"
+        " _fivetran_synced = @t WHERE id = 'e1'", t=at(100))  # fmt: skip
+    insert(b, d, "email_recipient", [_recipient("e1", "b@x.example", "cc", NEW)])
+    assert env.sync("emails").status == "success"
+    assert env.query(STORED["emails"]) == [("e1", None, ["a@x.example", "b@x.example"])]
+    assert env.query("SELECT reason FROM dead_letters") == [
+        ("sent_at: timestamp 0002-01-01T00:00:00+00:00 is outside 1970..2099",)
+    ]

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from google.cloud import bigquery
 
+from gong_sync import narrowing
 from gong_sync.declarations import PLACEHOLDER, Column, Source, Stream, Target
 
 _TABLE_REF = re.compile(r"\{(\w+)\}\s+AS\s+(\w+)", re.IGNORECASE)
@@ -268,5 +269,8 @@ def scalar(name: str, bq_type: str, value: Any) -> bigquery.ScalarQueryParameter
 
 def key_query(target: Target, tables: Mapping[str, TableRef]) -> str:
     """The keys of every live row of a target: only key columns are selected, so it is cheap."""
-    keys = ", ".join(f"{target.column(k).sql} AS `{k}`" for k in target.key)
-    return f"SELECT {keys} FROM {resolve(target.from_sql, tables)} WHERE NOT {is_deleted(target)}"
+    columns = [target.column(k).sql or "" for k in target.key]
+    keys = ", ".join(f"{sql} AS `{k}`" for sql, k in zip(columns, target.key, strict=True))
+    # A LEFT JOIN neither a key nor the deletion test names adds no key: left out, unbilled.
+    joins = narrowing.prune(target.from_sql, [*columns, target.deleted_sql])
+    return f"SELECT {keys} FROM {resolve(joins, tables)} WHERE NOT {is_deleted(target)}"

@@ -138,6 +138,7 @@ class SourceRun:
         try:
             with self.load_clock.running():
                 for batch in batches:
+                    self._bury_deleted(batch)
                     write = self.writers[batch.target.table].replace(
                         batch.lines, batch.replaced_units(), batch.unit_cols, batch.kept_keys
                     )
@@ -157,6 +158,12 @@ class SourceRun:
         self.stats.rows_failed += len(letters)
         for rule, n in quality.count_rules(letter.reason for letter in letters).items():
             self.stats.rejected_rules[rule] = self.stats.rejected_rules.get(rule, 0) + n
+
+    def _bury_deleted(self, batch: Batch) -> None:
+        """Remember the parents a batch deletes with their children (by any path: a page, ids)."""
+        if batch.target.children and batch.target.key == (batch.target.parent,):
+            gone = set(batch.replaced_units()) - batch.lines.keys()
+            state.bury(self.conn, self.source.name, batch.target.table, (u[0] for u in gone))
 
     def _rollback(self) -> None:
         try:
@@ -313,7 +320,8 @@ class SourceRun:
         for batch in page.batches:
             target = batch.target
             if target.key == (target.parent,):  # each row is its parent's whole set
-                self.derivations.remember(target.table, (u[0] for u in batch.units | batch.kept))
+                # Not a kept unit: its stored row stays as it was, so a touch must still reach it.
+                self.derivations.remember(target.table, (u[0] for u in batch.replaced_units()))
         writes.submit(lambda: self._write_stream_page(page))
         return page.position
 
@@ -340,15 +348,12 @@ class SourceRun:
         """Child target -> parents of this page that come back after a delete took children.
 
         Deleting a call deletes its transcripts, but their rows in BigQuery do not move, so a
-        restored call would otherwise come back alone. Deleted parents are remembered (in
-        this page's transaction) and a returning one has its children derived again.
+        restored call would come back alone: commit_page remembers deleted parents.
         """
         target = batch.target
         if not target.children or target.key != (target.parent,):
             return {}
-        name = self.source.name
-        state.bury(self.conn, name, target.table, (u[0] for u in batch.units - batch.lines.keys()))
-        back = state.exhume(self.conn, name, target.table, (k[0] for k in batch.lines))
+        back = state.exhume(self.conn, self.source.name, target.table, (k[0] for k in batch.lines))
         return {child: set(back) for child in target.children} if back else {}
 
     def _covered_by(self, stream: Stream) -> set[str]:
@@ -397,6 +402,8 @@ class SourceRun:
             {t.table: wanted for t in self.source.targets}, "ids", found
         )
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
+        for batch in batches:  # their children are derived in this same commit
+            self._returning_parents(batch)
         self.commit_page(batches, letters, None, None)
         self.stats.ids_not_found = sorted(set(ids) - found)
         if self.stats.ids_not_found:

@@ -44,6 +44,16 @@ CALLS = Target(
     children=("call_speakers", "transcripts", "call_opportunities"),
 )
 
+# One live participant per speaker of a call. Two would repeat the speaker's row, counting
+# its talk time twice in the call's total; the first by what they carry (NULLs last) wins, so
+# the choice never depends on the order BigQuery reads them in.
+_PARTICIPANT = (
+    "SELECT call_id, speaker_id, user_id, name, email_address, title, affiliation"
+    f" FROM {{call_participant}} WHERE {live('_fivetran_deleted')}"
+    " QUALIFY ROW_NUMBER() OVER (PARTITION BY call_id, speaker_id ORDER BY user_id NULLS LAST,"
+    " name NULLS LAST, email_address NULLS LAST, title NULLS LAST, affiliation NULLS LAST) = 1"
+)
+
 # The speakers of a call are one set: talk-time shares depend on every speaker of the call.
 CALL_SPEAKERS = Target(
     table="call_speakers",
@@ -78,8 +88,7 @@ CALL_SPEAKERS = Target(
     ),
     from_sql=(
         "{call_speaker} AS s"
-        " LEFT JOIN {call_participant} AS p"
-        f"   ON p.call_id = s.call_id AND p.speaker_id = s.id AND {live('p._fivetran_deleted')}"
+        f" LEFT JOIN ({_PARTICIPANT}) AS p ON p.call_id = s.call_id AND p.speaker_id = s.id"
         " LEFT JOIN {users} AS u"
         f"   ON u.id = COALESCE(s.user_id, p.user_id) AND {live('u._fivetran_deleted')}"
         " LEFT JOIN {call} AS c ON c.id = s.call_id"

@@ -55,15 +55,19 @@ def email_fields(row: Mapping[str, Any]) -> Mapping[str, Any]:
     }
 
 
-# Recipients in to, cc, bcc order, then alphabetically; lower-cased. Python removes repeats.
+# An address as stored: lower-cased and trimmed, a blank one is none, and its NULs are gone
+# here, before the order, the repeats and the MIN that depend on them (the target strips
+# NULs, but only as it writes, after all three).
+_ADDRESS = "NULLIF(LOWER(TRIM(REPLACE(email_address, CODE_POINTS_TO_STRING([0]), ''))), '')"
+# Recipients in to, cc, bcc order, then alphabetically. Python removes repeats.
 _RECIPIENTS = (
-    "SELECT email_id, ARRAY_AGG(LOWER(TRIM(email_address)) IGNORE NULLS"
+    f"SELECT email_id, ARRAY_AGG({_ADDRESS} IGNORE NULLS"
     " ORDER BY CASE LOWER(type) WHEN 'to' THEN 0 WHEN 'cc' THEN 1 WHEN 'bcc' THEN 2 ELSE 3 END,"
-    " LOWER(TRIM(email_address))) AS addresses"
+    f" {_ADDRESS}) AS addresses"
     f" FROM {{email_recipient}} WHERE {live('_fivetran_deleted')} GROUP BY email_id"
 )
 _SENDER = (
-    "SELECT email_id, MIN(LOWER(TRIM(email_address))) AS address"
+    f"SELECT email_id, MIN({_ADDRESS}) AS address"
     f" FROM {{email_sender}} WHERE {live('_fivetran_deleted')} GROUP BY email_id"
 )
 
