@@ -414,3 +414,52 @@ def test_an_invocation_past_its_budget_before_its_first_page_still_moves_on(env:
     assert invocations >= 3
     assert env.query("SELECT count(*) FROM calls") == [(20,)]
     assert env.query("SELECT count(*) FROM call_speakers") == [(20,)]
+
+
+def _move(env: Env, table: str, row_id: str, call_id: str, synced: Any) -> None:
+    """Gong moves a row to another call in place: same id, another call_id, a new cursor."""
+    p, g = env.bq.project, env.datasets["gong"]
+    dml(env.bq, f"UPDATE `{p}.{g}.{table}` SET call_id = @c, _fivetran_synced = @t WHERE id = @i",
+        c=call_id, t=synced, i=row_id)  # fmt: skip
+
+
+SPEAKERS = "SELECT gong_call_id, speaker_id, name, talk_time_percentage FROM call_speakers"
+
+
+@pytest.mark.parametrize("full_refresh", [False, True])
+def test_a_speaker_moved_to_another_call_leaves_the_one_it_left(
+    env: Env, full_refresh: bool
+) -> None:
+    """Its key is its own id, so the move is an update in place; the call it left is found
+    where it was stored (c9 moves the watermarks past the lookback of the old rows)."""
+    insert(env.bq, env.datasets, "call", [call(c, at(0)) for c in ("c1", "c2", "c3")])
+    insert(env.bq, env.datasets, "call", [call("c9", at(7200))])
+    insert(env.bq, env.datasets, "call_speaker", [
+        speaker("s0", "c1", at(0)), speaker("s1", "c1", at(0)), speaker("s3", "c3", at(0)),
+        speaker("s9", "c9", at(7200)),
+    ])  # fmt: skip
+    env.sync()
+    _move(env, "call_speaker", "s1", "c2", at(9000))
+    _move(env, "call_speaker", "s3", "c2", at(9000))  # c3's only speaker
+    env.sync(full_refresh=full_refresh)
+    assert env.query(f"{SPEAKERS} ORDER BY 1, 2") == [
+        ("c1", "s0", None, Decimal(100)), ("c2", "s1", None, Decimal(50)),
+        ("c2", "s3", None, Decimal(50)), ("c9", "s9", None, Decimal(100)),
+    ]  # fmt: skip
+
+
+def test_a_participant_moved_to_another_call_no_longer_names_the_speaker_it_left(
+    env: Env,
+) -> None:
+    """The speaker it fed is found by the speaker id it names, in the call it was in."""
+    insert(env.bq, env.datasets, "call", [call("c1", at(0)), call("c2", at(0))])
+    insert(env.bq, env.datasets, "call", [call("c9", at(7200))])
+    insert(env.bq, env.datasets, "call_speaker", [speaker("s1", "c1", at(0)),
+                                                 speaker("s9", "c9", at(7200))])  # fmt: skip
+    pat = {**_participant("p1", "c1", "s1", at(0), "CFO"), "name": "Pat"}
+    insert(env.bq, env.datasets, "call_participant", [pat])
+    env.sync()
+    assert env.query(f"{SPEAKERS} WHERE speaker_id = 's1'") == [("c1", "s1", "Pat", 100)]
+    _move(env, "call_participant", "p1", "c2", at(9000))
+    env.sync()
+    assert env.query(f"{SPEAKERS} WHERE speaker_id = 's1'") == [("c1", "s1", None, 100)]

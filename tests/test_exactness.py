@@ -43,6 +43,23 @@ def test_every_deletion_flag_in_every_declaration_reads_null_as_alive() -> None:
             assert built == f"COALESCE(({target.deleted_sql}), FALSE)"
 
 
+def _with_fallbacks(source: Source) -> list[Source]:
+    return [source, *(_with_fallbacks(source.fallback) if source.fallback else [])]
+
+
+def test_every_touch_whose_parent_can_change_in_place_says_where_it_was() -> None:
+    """A row whose parent column is not part of its key can move to another parent as an
+    update: its touch must find the parent it left (Touch.was), or that set keeps it."""
+    for source in (s for top in sources.SOURCES.values() for s in _with_fallbacks(top)):
+        for stream in source.streams:
+            for touch in (t for t in stream.touches if t.column):
+                if touch.column in stream.key:
+                    continue
+                assert touch.was, f"{source.name}: {stream.table} -> {touch.target} has no was"
+                target = source.target(touch.target)
+                assert touch.was[1] in {c.name for c in target.columns}, touch.was
+
+
 def _context(cid: str | None, oid: str | None, synced: Any, **over: Any) -> dict[str, Any]:
     row = {"call_id": cid, "object_type": "Opportunity", "object_id": oid, "name": "Deal",
            "value": "Open", "_fivetran_synced": synced, "_fivetran_deleted": False}  # fmt: skip

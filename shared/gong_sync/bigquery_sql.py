@@ -169,7 +169,7 @@ def page_query(
         selected = f"{select_list(target, tables)}, {is_deleted(target)} AS {DELETED}"
         from_sql = resolve(target.from_sql, tables)
     else:
-        touch_cols = [t.column for t in stream.touches if t.column]
+        touch_cols = [c for t in stream.touches for c in t.row_columns()]
         selected = ", ".join([f"{a}.`{c}` AS `{c}`" for c in dict.fromkeys(touch_cols)] or ["1"])
         from_sql = f"{quote(tables[stream.table].full_name)} AS {a}"
     selected += f", {cursor} AS {CURSOR}, " + ", ".join(

@@ -132,6 +132,14 @@ class Touch:
     # Deriving only these reads only what they need: a LEFT JOIN none of them uses is left
     # out, so every LEFT JOIN of the target must match at most one row (a key).
     feeds: tuple[str, ...] = ()
+    # Where a row's earlier parents are found, when `column` can change in place (it is not
+    # part of the row's key): (a column of the row, the target column holding that value).
+    # A speaker s1 moved from call c1 to c2 names c2; the stored speaker s1 names c1.
+    was: tuple[str, str] | None = None
+
+    def row_columns(self) -> tuple[str, ...]:
+        """The columns of a changed row this touch reads (its page query selects them)."""
+        return tuple(c for c in (self.column, self.was[0] if self.was else None) if c)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ DERIVE_BATCH = 10_000
 REMEMBER_PARENTS = 250_000
 
 Touched = dict[tuple[str, str], set[str | None]]  # (target, feeds) -> parents
+# (target, feeds, target column) -> values of a page's rows that find the parents they fed
+Was = dict[tuple[str, str, str], set[str]]
 
 
 def feeds_key(feeds: Iterable[str]) -> str:
@@ -111,6 +113,16 @@ class Derivations:
         found = self.run.query_rows(lookup, [param], f"{target} (lookup)", stream.table)
         return {str(r["k"]) for r in found if r["k"]}
 
+    def was(self, stream: Stream, page: Sequence[Row]) -> Was:
+        """What finds, in Postgres, the parents a page's rows fed before (see Touch.was)."""
+        out: Was = {}
+        for touch in stream.touches:
+            if touch.was:
+                values = arrow_rows.column(page, touch.was[0])
+                at = (touch.target, feeds_key(touch.feeds), touch.was[1])
+                out.setdefault(at, set()).update(str(v) for v in values if v is not None)
+        return out
+
     def fresh(self, touched: Touched) -> Touched:
         """The touched parents but those whose whole set this invocation wrote already.
 
@@ -120,8 +132,17 @@ class Derivations:
         """
         return {k: parents - self.derived.get(k[0], set()) for k, parents in touched.items()}
 
-    def note(self, touched: Touched, stream: str) -> None:
-        """Note the touched parents in the page's transaction: derived at the end of the run."""
+    def note(self, touched: Touched, stream: str, was: Was) -> None:
+        """Note the touched parents in the page's transaction: derived at the end of the run.
+
+        With them, the parents the page's rows fed before: a row that moved to another parent
+        in place must leave the set of the one it left.
+        """
+        conn = self.run.conn
+        for (table, feeds, column), values in was.items():
+            target = self.run.source.target(table)
+            before = pending.stored_parents(conn, target, column, values)
+            touched.setdefault((table, feeds), set()).update(before)
         for (table, feeds), parents in touched.items():
             pending.add(self.run.conn, self.run.source.name, table, parents, feeds, stream)
 

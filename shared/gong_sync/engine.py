@@ -31,7 +31,7 @@ from gong_sync.bigquery_reader import (
 )
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
-from gong_sync.derivations import Derivations, Touched
+from gong_sync.derivations import Derivations, Touched, Was
 from gong_sync.positions import Position, Result
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter
@@ -304,6 +304,7 @@ class SourceRun:
         letters: list[DeadLetter] = []
         batches: list[Batch] = []
         touched = self.derivations.fresh(self.derivations.touched(stream, page))
+        was = self.derivations.was(stream, page)
         if target is not None:
             batch = Batch(target, target.key)
             self.fill_batch(batch, page, stream.table, letters)
@@ -311,7 +312,7 @@ class SourceRun:
         last = page[-1]
         key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
         position = positions.after(last[sql.CURSOR], key, self._window(advance), read)
-        return MappedPage(stream, len(page), batches, letters, touched, position, advance)
+        return MappedPage(stream, len(page), batches, letters, touched, was, position, advance)
 
     def _submit(self, writes: WriteBehind, page: MappedPage) -> Position:
         """Count a mapped page as this invocation's and start writing it; returns its position."""
@@ -331,18 +332,14 @@ class SourceRun:
             for child, parents in self._returning_parents(batch).items():
                 page.touched.setdefault((child, pending.FULL), set()).update(parents)
         # Derived at the end of the run; noted in this page's transaction, so none is lost.
-        self.derivations.note(page.touched, page.stream.table)
-        mark = page.position.cursor
-        self.commit_page(
-            page.batches, page.letters, page.stream, mark, page.position.to_json(), page.advance
-        )
+        self.derivations.note(page.touched, page.stream.table, page.was)
+        mark, at = page.position.cursor, page.position.to_json()
+        self.commit_page(page.batches, page.letters, page.stream, mark, at, page.advance)
+        fields = {"stream": page.stream.table, "rows": page.rows}
         log.info(
-            "%s: page %d, %d rows",
-            page.stream.table,
-            self.stats.pages,
-            page.rows,
-            extra={"fields": {"stream": page.stream.table, "rows": page.rows}},
-        )
+            "%s: page %d, %d rows", page.stream.table, self.stats.pages, page.rows,
+            extra={"fields": fields},
+        )  # fmt: skip
 
     def _returning_parents(self, batch: Batch) -> dict[str, set[str | None]]:
         """Child target -> parents of this page that come back after a delete took children.
@@ -489,6 +486,7 @@ class MappedPage:
     batches: list[Batch]
     letters: list[DeadLetter]
     touched: Touched  # parents to note, but those derived already
+    was: Was  # and what finds the parents its rows fed before
     position: Position
     advance: bool
 

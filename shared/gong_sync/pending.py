@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from gong_sync.declarations import Target
 from gong_sync.postgres import Connection, text_array
 
 FULL = ""  # the feeds of a touch that may change any column: the whole row is derived
@@ -35,6 +36,22 @@ def add(
             " SELECT %s, %s, unnest(CAST(%s AS text[])), %s, %s ON CONFLICT DO NOTHING",
             (source, target, text_array(keys), feeds, stream),
         )
+
+
+def stored_parents(
+    conn: Connection, target: Target, column: str, values: Iterable[str]
+) -> set[str]:
+    """The parents of the target's stored rows whose `column` holds one of these values."""
+    keys = sorted(set(values))
+    if not keys:
+        return set()
+    cur = conn.cursor()
+    cur.execute(
+        f'SELECT DISTINCT "{target.parent}" FROM "{target.table}"'
+        f' WHERE "{column}" = ANY(CAST(%s AS text[]))',
+        (text_array(keys),),
+    )
+    return {row[0] for row in cur.fetchall()}
 
 
 def targets(conn: Connection, source: str) -> list[str]:

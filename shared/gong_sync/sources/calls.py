@@ -152,13 +152,14 @@ _STREAMS = (
         table="call_speaker",
         alias="s",
         key=("id",),
-        touches=(Touch("call_speakers", column="call_id"),),
+        touches=(Touch("call_speakers", column="call_id", was=("id", "speaker_id")),),
     ),
     Stream(
         table="call_participant",
         alias="p",
         key=("id",),
-        touches=(Touch("call_speakers", column="call_id"),),
+        # The speaker it fed, in the call it was in: found by the speaker id it names.
+        touches=(Touch("call_speakers", column="call_id", was=("speaker_id", "speaker_id")),),
     ),
     # A user's name or title feeds every call they spoke in.
     Stream(
