@@ -144,7 +144,7 @@ class Derivations:
             before = pending.stored_parents(conn, target, column, values)
             touched.setdefault((table, feeds), set()).update(before)
         for (table, feeds), parents in touched.items():
-            pending.add(self.run.conn, self.run.source.name, table, parents, feeds, stream)
+            pending.add(conn, self.run.source.name, table, parents, feeds, stream)
 
     def remember(self, table: str, parents: Iterable[str | None]) -> None:
         """Parents whose whole set a stream's page wrote, where a later touch may name them.
