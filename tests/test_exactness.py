@@ -272,11 +272,13 @@ def _children(env: Env, cid: str) -> list[tuple[Any, ...]]:
     )
 
 
-def _land_call_with_children(env: Env, cid: str, call_synced: Any) -> None:
-    b, d = env.bq, env.datasets
-    insert(b, d, "call_speaker", [speaker(f"{cid}-s", cid, OLD)])
-    insert(b, d, "transcript", [transcript(cid, 0, OLD), transcript(cid, 1, OLD)])
-    insert(b, d, "call_context_integration", [_context(cid, "006A", OLD)])
+def _land_call_with_children(
+    env: Env, cid: str, call_synced: Any, children_synced: Any = OLD
+) -> None:
+    b, d, t = env.bq, env.datasets, children_synced
+    insert(b, d, "call_speaker", [speaker(f"{cid}-s", cid, t)])
+    insert(b, d, "transcript", [transcript(cid, 0, t), transcript(cid, 1, t)])
+    insert(b, d, "call_context_integration", [_context(cid, "006A", t)])
     if call_synced is not None:
         insert(b, d, "call", [call(cid, call_synced)])
 
@@ -292,11 +294,7 @@ CALL_IDS = ["c1", "null", "Null"]
 def _move_child_watermarks(env: Env, synced: Any) -> None:
     """Another call's children, later: the lookback of each child stream no longer re-reads
     OLD rows, so only the engine's own memory can bring a restored call's children back."""
-    b, d = env.bq, env.datasets
-    insert(b, d, "call", [call("c9", synced)])
-    insert(b, d, "call_speaker", [speaker("c9-s", "c9", synced)])
-    insert(b, d, "transcript", [transcript("c9", 0, synced)])
-    insert(b, d, "call_context_integration", [_context("c9", "006A", synced)])
+    _land_call_with_children(env, "c9", synced, synced)
 
 
 @pytest.mark.parametrize("cid", CALL_IDS)
