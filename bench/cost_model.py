@@ -20,14 +20,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, derivations, sources, sweep
-from gong_sync.declarations import Source
+from gong_sync import cost, derivations, sources, sweep, verify
+from gong_sync.declarations import Source, Target
 from gong_sync.local import fivetran_schemas
 from gong_sync.settings import Settings
 
 RUNS_PER_MONTH = 24 * 30
 WINDOW_HOURS = 2  # the lookback (1 h) plus the hour since the last run
 SWEEP_ROWS = Settings.page_size * Settings.pages_per_query  # a sweep query's LIMIT, by default
+SAMPLE_DAYS = Settings.verify_sample_days  # a weekly value sample's window
 
 # Rows at the issue's scale (1M calls, 50M transcript rows, 1M emails) and what lands a day.
 ROWS = {
@@ -60,7 +61,8 @@ class Query:
 
     label: str
     text: str
-    stream: str | None = None  # the table a page query streams on its cursor
+    stream: str | None = None  # the table a query reads on its cursor (a page, a sample)
+    hours: float = WINDOW_HOURS  # how much of that table: its rows of these last hours
 
 
 def _tables() -> dict[str, sql.TableRef]:
@@ -89,7 +91,7 @@ def billed(query: Query, tables: dict[str, sql.TableRef], clustered: bool) -> in
             continue
         full = float(_table_bytes(name, query.text))
         if clustered and query.stream == name:
-            full *= min(1.0, PER_DAY[name] * WINDOW_HOURS / 24 / ROWS[name])
+            full *= min(1.0, PER_DAY[name] * query.hours / 24 / ROWS[name])
         total += max(int(full), cost.MIN_BILLED_PER_TABLE)
     return total
 
@@ -118,10 +120,36 @@ def _derivations(source: Source, tables: dict[str, sql.TableRef], before: bool) 
     ]
 
 
+# Lookups the engine made in BigQuery before this issue, since moved to Postgres (Touch.was).
+BEFORE_LOOKUPS = {
+    "calls": [
+        Query(
+            "call_speakers lookup",
+            "SELECT call_id AS k FROM {call_speaker} WHERE user_id IN UNNEST(@ids) UNION DISTINCT"
+            " SELECT call_id AS k FROM {call_participant} WHERE user_id IN UNNEST(@ids)",
+        )
+    ]
+}
+
+
 def hourly(source: Source, before: bool) -> list[Query]:
     """The jobs of an hourly run in which every stream has a change nothing else derived."""
     tables = _tables()
-    return [*_pages(source, tables), *_derivations(source, tables, before)]
+    moved = [
+        Query(q.label, sql.resolve(q.text, tables))
+        for q in (BEFORE_LOOKUPS.get(source.name, []) if before else [])
+    ]
+    return [*_pages(source, tables), *moved, *_derivations(source, tables, before)]
+
+
+def _sample(source: Source, target: Target, tables: dict[str, sql.TableRef]) -> Query:
+    """A value sample's derivation: over its window of days where the target has one."""
+    found = verify.stored_cursor(source, target)
+    if found is None:
+        return Query(f"{target.table} values", sql.derive_query(target, tables))
+    stream, _ = found
+    text = sql.derive_query(target, tables, cursor=f"{stream.alias}.{stream.cursor}")
+    return Query(f"{target.table} values", text, stream.table, 24 * SAMPLE_DAYS)
 
 
 def reconciliation(source: Source, values: bool) -> list[Query]:
@@ -129,7 +157,7 @@ def reconciliation(source: Source, values: bool) -> list[Query]:
     tables = _tables()
     out = [Query(f"{t.table} keys", sql.key_query(t, tables)) for t in source.targets]
     if values:
-        out += [Query(f"{t.table} values", sql.derive_query(t, tables)) for t in source.targets]
+        out += [_sample(source, t, tables) for t in source.targets]
     return out
 
 
@@ -157,22 +185,23 @@ def line(name: str) -> Line:
 def verify_line() -> Line:
     """Reconciliation, spread over the hourly runs: keys daily, sampled values weekly.
 
-    Before this issue there was none (issue 16 added it); it prunes nothing, clustered or not.
+    Before this issue there was none (issue 16 added it). Keys prune nothing; clustered, a
+    value sample reads its window of days.
     """
     tables = _tables()
 
-    def week(values_daily: bool) -> int:
-        days = [
-            billed(q, tables, clustered=False)
-            for s in sources.SOURCES.values()
-            for q in reconciliation(s, values_daily)
-        ]
-        return sum(days) * 7
+    def per_run(clustered: bool) -> int:
+        def day(values: bool) -> int:
+            return sum(
+                billed(q, tables, clustered)
+                for s in sources.SOURCES.values()
+                for q in reconciliation(s, values)
+            )
 
-    keys_only = week(values_daily=False)
-    weekly_values = keys_only + (week(values_daily=True) - keys_only) // 7
-    per_run = weekly_values // (7 * 24)
-    return Line("reconciliation (per hourly run)", 0, per_run, 0, per_run)
+        keys = day(values=False)
+        return (7 * keys + day(values=True) - keys) // (7 * 24)
+
+    return Line("reconciliation (per hourly run)", 0, per_run(False), 0, per_run(True))
 
 
 def backfill_derivations(name: str) -> list[tuple[str, int, int, int, int]]:

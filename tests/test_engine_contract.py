@@ -235,10 +235,15 @@ def test_a_user_change_re_derives_the_speakers_that_use_it(env: Env) -> None:
     bo = {**_participant("p2", "c1", "s2", at(0), "CFO"), "name": "Bo Chen",
           "email_address": "bo@client.example"}  # fmt: skip
     insert(env.bq, env.datasets, "call_participant", [bo])
+    # A later call's speaker and participant move both watermarks past the lookback of the
+    # rows above: the next run reaches c1 and c2 through the user alone.
+    insert(env.bq, env.datasets, "call_speaker", [speaker("sZ", "cZ", at(86_400))])
+    insert(env.bq, env.datasets, "call_participant",
+           [_participant("pZ", "cZ", "sZ", at(86_400), "CTO")])  # fmt: skip
     env.sync()
     speakers = (
         "SELECT gong_call_id, speaker_id, name, email, title, company_side"
-        " FROM call_speakers ORDER BY 1, 2"
+        " FROM call_speakers WHERE gong_call_id != 'cZ' ORDER BY 1, 2"
     )
     assert env.query(speakers) == [
         ("c1", "s1", "Ann Lee", "ann@acme.example", "AE", "internal"),

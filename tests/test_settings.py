@@ -105,6 +105,7 @@ VARIABLES: list[tuple[str, str, Getter, Any, Any]] = [
     ("GONG_SYNC_PAGES_PER_QUERY", "3", lambda s: s.pages_per_query, 3, 200),
     ("GONG_SYNC_LOOKBACK_SECONDS", "0", lambda s: s.lookback, timedelta(0), timedelta(hours=1)),
     ("GONG_SYNC_LOCAL_DIR", "/tmp/x", lambda s: s.local_dir, "/tmp/x", ".local"),  # noqa: S108
+    ("GONG_SYNC_VERIFY_SAMPLE_DAYS", "0", lambda s: s.verify_sample_days, 0, 8),
 ]  # fmt: skip
 IDS = [v[0] for v in VARIABLES]
 
@@ -114,6 +115,7 @@ INTEGERS = [
     ("GONG_SYNC_PAGES_PER_QUERY", 1),
     ("GONG_SYNC_LOOKBACK_SECONDS", 0),
     ("GONG_SYNC_MAX_EVENT_AGE_SECONDS", 1),
+    ("GONG_SYNC_VERIFY_SAMPLE_DAYS", 0),
 ]
 SECONDS = [
     "GONG_SYNC_DB_STATEMENT_TIMEOUT_SECONDS",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
 
 from gong_sync import sources, state, verify
-from gong_sync.bigquery_reader import BigQueryReader
+from gong_sync.bigquery_reader import BigQueryReader, make_client
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
+from tests.faults.bigquery_billing import BigQueryBilling
 
 OLD, NEW = at(0), at(7200)  # OLD rows fall outside the 1 h lookback once NEW has synced
 
@@ -236,3 +238,29 @@ def test_a_verify_lists_a_bounded_number_of_keys_and_repairs_the_rest_later(
     assert env.query("SELECT count(*) FROM calls WHERE gong_call_id IN ('c1','c2','c3','c4')") == [
         (4,)
     ]
+
+
+@pytest.mark.parametrize("days", [8, 0])
+def test_a_value_sample_reads_only_the_last_days_of_a_table(env: Env, days: int) -> None:
+    """The sample is drawn from, and derives, the rows synced in the base stream's last days:
+    a filter on the raw cursor that a clustered table prunes. 0 samples all of time."""
+    week_later = at(10 * 86_400)
+    insert(env.bq, env.datasets, "call", [call("c1", OLD), call("c2", week_later)])
+    insert(env.bq, env.datasets, "transcript", [transcript("c1", 0, OLD),
+                                                transcript("c2", 0, week_later)])  # fmt: skip
+    assert env.sync().status == "success"
+    assert env.execute("UPDATE transcripts SET text = 'edited'") == 2
+    settings = dataclasses.replace(env.settings, verify_sample_days=days)
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, {}) as billing:
+        bq = dataclasses.replace(settings.bigquery, emulator_host=billing.host)
+        reader = BigQueryReader(make_client(bq), bq)
+        conn = env.connect()
+        try:
+            report = verify.verify_source(sources.get("calls"), settings, reader, conn, 500)
+        finally:
+            conn.close()
+    changed = {t.target: t.changed for t in report.targets}
+    assert changed["transcripts"] == ([("c2", "0")] if days else [("c1", "0"), ("c2", "0")])
+    (sampled,) = [j.sql for j in billing.jobs if "@keys" in j.sql and ".transcript`" in j.sql]
+    assert ("t._fivetran_synced >= @since" in sampled) == bool(days)

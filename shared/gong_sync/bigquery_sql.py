@@ -213,12 +213,21 @@ def all_rows_query(target: Target, tables: Mapping[str, TableRef]) -> str:
 
 
 def derive_query(
-    target: Target, tables: Mapping[str, TableRef], *, null_parent: bool = False
+    target: Target,
+    tables: Mapping[str, TableRef],
+    *,
+    null_parent: bool = False,
+    cursor: str | None = None,
 ) -> str:
-    """Every live row of a target whose parent is in @keys (or, null_parent, is NULL)."""
+    """Every live row of a target whose parent is in @keys (or, null_parent, is NULL).
+
+    With `cursor` (a base-table cursor column, raw), only rows with it at or after @since:
+    compared with a parameter, as a page query's, so a table clustered on it is pruned.
+    """
     parent = target.column(target.parent).sql
     which = f"{parent} IS NULL" if null_parent else f"{parent} IN UNNEST(@keys)"
-    return f"{all_rows_query(target, tables)} AND {which}"
+    window = f" AND {cursor} >= @since" if cursor else ""
+    return f"{all_rows_query(target, tables)} AND {which}{window}"
 
 
 def sweep_query(

@@ -135,6 +135,8 @@ class Touch:
     # Where a row's earlier parents are found, when `column` can change in place (it is not
     # part of the row's key): (a column of the row, the target column holding that value).
     # A speaker s1 moved from call c1 to c2 names c2; the stored speaker s1 names c1.
+    # Alone (no column, no lookup), the stored target is where the parents are found: a user
+    # feeds exactly the speaker rows derived with its id, read in Postgres, not BigQuery.
     was: tuple[str, str] | None = None
 
     def row_columns(self) -> tuple[str, ...]:

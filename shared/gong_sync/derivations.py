@@ -141,7 +141,7 @@ class Derivations:
         conn = self.run.conn
         for (table, feeds, column), values in was.items():
             target = self.run.source.target(table)
-            before = pending.stored_parents(conn, target, column, values)
+            before = pending.stored_parents(conn, self.run.source.name, target, column, values)
             touched.setdefault((table, feeds), set()).update(before)
         for (table, feeds), parents in touched.items():
             pending.add(conn, self.run.source.name, table, parents, feeds, stream)

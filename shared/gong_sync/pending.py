@@ -39,19 +39,25 @@ def add(
 
 
 def stored_parents(
-    conn: Connection, target: Target, column: str, values: Iterable[str]
+    conn: Connection, source: str, target: Target, column: str, values: Iterable[str]
 ) -> set[str]:
-    """The parents of the target's stored rows whose `column` holds one of these values."""
+    """The parents of the target's rows whose `column` holds one of these values.
+
+    Stored rows, and rows the ledger holds as rejected: a row rejected for what a user
+    carried (a NUL in a name) lands once the user is fixed, so the fix must reach it.
+    """
     keys = sorted(set(values))
     if not keys:
         return set()
     cur = conn.cursor()
     cur.execute(
-        f'SELECT DISTINCT "{target.parent}" FROM "{target.table}"'
-        f' WHERE "{column}" = ANY(CAST(%s AS text[]))',
-        (text_array(keys),),
+        f'SELECT "{target.parent}" FROM "{target.table}"'
+        f' WHERE "{column}" = ANY(CAST(%s AS text[]))'
+        " UNION SELECT record ->> %s FROM dead_letters"
+        " WHERE source = %s AND target = %s AND record ->> %s = ANY(CAST(%s AS text[]))",
+        (text_array(keys), target.parent, source, target.table, column, text_array(keys)),
     )
-    return {row[0] for row in cur.fetchall()}
+    return {row[0] for row in cur.fetchall() if row[0] is not None}
 
 
 def targets(conn: Connection, source: str) -> list[str]:

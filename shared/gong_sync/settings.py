@@ -252,6 +252,9 @@ class Settings:
     pages_per_query: int = 200
     lookback: timedelta = timedelta(hours=1)
     local_dir: str = ".local"
+    # A verify's value sample is drawn from the rows synced in these last days (0: all), which
+    # a table clustered on its cursor prunes: the weekly sample, not every sentence ever.
+    verify_sample_days: int = 8
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -266,6 +269,7 @@ class Settings:
             pages_per_query=_int(env, "GONG_SYNC_PAGES_PER_QUERY", 200, minimum=1),
             lookback=timedelta(seconds=_int(env, "GONG_SYNC_LOOKBACK_SECONDS", 3600)),
             local_dir=env.get("GONG_SYNC_LOCAL_DIR") or ".local",
+            verify_sample_days=_int(env, "GONG_SYNC_VERIFY_SAMPLE_DAYS", 8),
         )
 
 

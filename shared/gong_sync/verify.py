@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.cloud import bigquery
@@ -20,7 +21,7 @@ from gong_sync import runs, staged_keys, state, sync
 from gong_sync.arrow_rows import Row
 from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone
 from gong_sync.dead_letters import DeadLetterSink, record_key
-from gong_sync.declarations import RowError, Source, Target
+from gong_sync.declarations import RowError, Source, Stream, Target
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter, ident
 from gong_sync.row_mapping import RowMapper
@@ -280,19 +281,17 @@ class Verifier:
     def _values(self, target: Target, sample: int, parent: Target | None) -> tuple[list[Key], int]:
         """Derive a sample of parents from BigQuery and diff their rows in Postgres.
 
-        Orphans are left out: they are reported as such, and a fix deletes them.
+        Drawn from the window's rows where the target has one (see `_window`). Orphans are
+        left out: they are reported as such, and a fix deletes them.
         """
         if sample <= 0:
             return [], 0
-        column = ident(target.parent)
-        parents = [
-            str(r[0])
-            for r in self._pg(
-                f"SELECT {column} FROM (SELECT DISTINCT {column} FROM {ident(target.table)}) p"
-                " ORDER BY random() LIMIT %s",
-                sample,
-            )
-        ]
+        column, window = ident(target.parent), self._window(target)
+        recent = f" WHERE {ident(window.stored)} >= %s" if window else ""
+        drawn = f"SELECT DISTINCT {column} FROM {ident(target.table)}{recent}"
+        args = (window.since, sample) if window else (sample,)
+        query = f"SELECT {column} FROM ({drawn}) p ORDER BY random() LIMIT %s"
+        parents = [str(r[0]) for r in self._pg(query, *args)]
         if parent is not None:
             live = staged_keys.live_parents(self.conn, self.source.name, parent, parents)
             parents = [p for p in parents if p in live]
@@ -302,11 +301,14 @@ class Verifier:
         """Keys whose stored row differs from these parents' rows derived from BigQuery."""
         if not parents:
             return [], 0
-        param = bigquery.ArrayQueryParameter("keys", "STRING", parents)
+        params: list[Any] = [bigquery.ArrayQueryParameter("keys", "STRING", parents)]
+        window = self._window(target)
+        if window:  # only the rows drawn from: compared by key, so a partial set is fine
+            params.append(sql.scalar("since", "TIMESTAMP", window.since))
         mapper = RowMapper(target)
         lines: dict[Key, str] = {}
-        text = sql.derive_query(target, self.tables)
-        for row in self._bq(text, f"{target.table} (sample)", [param]):
+        text = sql.derive_query(target, self.tables, cursor=window.cursor if window else None)
+        for row in self._bq(text, f"{target.table} (sample)", params):
             try:
                 key, line = mapper.map(row)
             except RowError:
@@ -316,6 +318,41 @@ class Verifier:
         changed = writer.changed(list(lines.values()))
         self.conn.rollback()
         return sorted(changed), len(lines)
+
+    def _window(self, target: Target) -> Window | None:
+        """Where a value sample of target is drawn from: its base stream's last days.
+
+        None when values are sampled from all time, the target stores no copy of its cursor
+        (call_speakers), or the base stream has no watermark yet: then from every parent.
+        """
+        days, found = self.settings.verify_sample_days, stored_cursor(self.source, target)
+        if not days or found is None:
+            return None
+        stream, stored = found
+        mark = state.watermarks(self.conn, self.source.name).get(stream.table)
+        if not isinstance(mark, datetime):
+            return None
+        cursor = f"{stream.alias}.{stream.cursor}"
+        return Window(stored, cursor, mark - timedelta(days=days))
+
+
+def stored_cursor(source: Source, target: Target) -> tuple[Stream, str] | None:
+    """The stream of target's base table, and the target column storing its cursor raw."""
+    for stream in source.streams:
+        if stream.table == target.base_table:
+            cursor = f"{stream.alias}.{stream.cursor}"
+            stored = next((c.name for c in target.columns if c.sql == cursor), None)
+            return (stream, stored) if stored else None
+    return None
+
+
+@dataclass(frozen=True)
+class Window:
+    """A value sample's rows: those whose cursor is at or after `since`."""
+
+    stored: str  # the target column holding the cursor
+    cursor: str  # the cursor in BigQuery, over the target's aliases
+    since: datetime
 
 
 def _finished(job: staged_keys.Job, page_rows: int) -> bool:

@@ -201,6 +201,46 @@ def test_an_account_rename_reads_only_the_account_name(
     )
 
 
+def _user(uid: str, synced: object, **over: object) -> dict[str, object]:
+    row = {"id": uid, "email_address": f"{uid}@seller.example", "first_name": "Ann",
+           "last_name": "Lee", "title": "AE", "manager_id": None, "active": True,
+           "_fivetran_synced": synced, "_fivetran_deleted": False}  # fmt: skip
+    return {**row, **over}
+
+
+def test_a_user_change_finds_its_calls_in_postgres(env: Env, matrix: Scenario) -> None:
+    """No lookup job: the speaker rows derived with the user's id name its calls, and so do
+    the rows the ledger holds as rejected for what the user carried (a NUL in a name)."""
+    calls = [call("c1", at(0)), call("c2", at(0)), call("c3", at(0)), call("cZ", at(86_400))]
+    # u2's name rejects s2's row; s3 is an external speaker (no user): no user reaches c3.
+    users = [_user("u1", at(0)), _user("u2", at(0), first_name="B\x00b")]
+    speakers = [speaker("s1", "c1", at(0), user_id="u1"), speaker("s2", "c2", at(0), user_id="u2"),
+                speaker("s3", "c3", at(0)), speaker("sZ", "cZ", at(86_400))]  # fmt: skip
+    # sZ moves the speakers' watermark past the others' lookback: only the users reach them.
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "users", users)
+    insert(env.bq, env.datasets, "call_speaker", speakers)
+    assert env.sync().status == "success"
+    assert env.query("SELECT record_key FROM dead_letters") == [('["c2", "s2"]',)]
+    table = f"{env.bq.project}.{env.datasets['gong']}.users"
+    dml(env.bq, f"UPDATE `{table}` SET title = 'VP', first_name = 'Bob',"
+        " _fivetran_synced = @t WHERE TRUE", t=at(90_000))  # fmt: skip
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        assert _through(env, billing).sync().status == "success"
+    assert not [j.sql for j in billing.jobs if "@ids" in j.sql], "a lookup was queried"
+    assert len(_derivations(billing, "call_speaker")) == 1
+    users = [{**u, "title": "VP", "first_name": "Bob", "_fivetran_synced": at(90_000)}
+             for u in users]  # fmt: skip
+    matrix.exact(env, model(call=calls, users=users, call_speaker=speakers), "call_speakers")
+    assert env.query("SELECT speaker_id, name, title FROM call_speakers ORDER BY 1") == [
+        ("s1", "Bob Lee", "VP"),
+        ("s2", "Bob Lee", "VP"),
+        ("s3", None, None),
+        ("sZ", None, None),
+    ]
+
+
 def test_the_daily_reconciliation_compares_keys_without_reading_values(
     env: Env, matrix: Scenario
 ) -> None:
