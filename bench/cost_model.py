@@ -142,14 +142,18 @@ def hourly(source: Source, before: bool) -> list[Query]:
     return [*_pages(source, tables), *moved, *_derivations(source, tables, before)]
 
 
-def _sample(source: Source, target: Target, tables: dict[str, sql.TableRef]) -> Query:
-    """A value sample's derivation: over its window of days where the target has one."""
-    found = verify.stored_cursor(source, target)
-    if found is None:
-        return Query(f"{target.table} values", sql.derive_query(target, tables))
-    stream, _ = found
-    text = sql.derive_query(target, tables, cursor=f"{stream.alias}.{stream.cursor}")
-    return Query(f"{target.table} values", text, stream.table, 24 * SAMPLE_DAYS)
+def _sample(source: Source, target: Target, tables: dict[str, sql.TableRef]) -> list[Query]:
+    """A value sample: over its window of days (its draw, then its derivation) where it has one."""
+    stream = verify.driving_stream(source, target)
+    if stream is None:
+        return [Query(f"{target.table} values", sql.derive_query(target, tables))]
+    cursor, hours = f"{stream.alias}.{stream.cursor}", 24 * SAMPLE_DAYS
+    return [
+        Query(f"{target.table} draw", sql.recent_parents_query(target, tables, cursor),
+              stream.table, hours),
+        Query(f"{target.table} values", sql.derive_query(target, tables, cursor=cursor),
+              stream.table, hours),
+    ]  # fmt: skip
 
 
 def reconciliation(source: Source, values: bool) -> list[Query]:
@@ -157,7 +161,7 @@ def reconciliation(source: Source, values: bool) -> list[Query]:
     tables = _tables()
     out = [Query(f"{t.table} keys", sql.key_query(t, tables)) for t in source.targets]
     if values:
-        out += [_sample(source, t, tables) for t in source.targets]
+        out += [q for t in source.targets for q in _sample(source, t, tables)]
     return out
 
 

@@ -187,9 +187,14 @@ def test_links_to_an_opportunity_deleted_in_salesforce_go_and_come_back(env: Env
     insert(b, d, "call_context_integration", [
         _context("c1", "006A", OLD), _context("c1", "006B", OLD), _context("c1", "006NEW", OLD),
     ])  # fmt: skip
+    # A later link moves the links' watermark past c1's lookback: only the opportunity's
+    # lookup reaches c1 from here on.
+    insert(b, d, "call_context_integration", [_context("c9", "006Z", NEW)])
     insert(b, d, "opportunity", [opportunity("006A", OLD), opportunity("006B", OLD)])
     assert env.sync().status == "success"
-    links = "SELECT gong_opportunity_id FROM call_opportunities ORDER BY 1"
+    links = (
+        "SELECT gong_opportunity_id FROM call_opportunities WHERE gong_call_id = 'c1' ORDER BY 1"
+    )
     assert env.query(links) == [("006A",), ("006B",), ("006NEW",)]
     p, sf = env.bq.project, env.datasets["salesforce"]
     dml(env.bq, f"UPDATE `{p}.{sf}.opportunity` SET is_deleted = TRUE, _fivetran_synced = @t"

@@ -242,14 +242,21 @@ def test_a_verify_lists_a_bounded_number_of_keys_and_repairs_the_rest_later(
 
 @pytest.mark.parametrize("days", [8, 0])
 def test_a_value_sample_reads_only_the_last_days_of_a_table(env: Env, days: int) -> None:
-    """The sample is drawn from, and derives, the rows synced in the base stream's last days:
-    a filter on the raw cursor that a clustered table prunes. 0 samples all of time."""
+    """The sample is drawn in BigQuery from, and derives, the rows synced in the driving
+    stream's last days: a filter on the raw cursor that a clustered table prunes. A change
+    the sync missed is recent there, so it is drawn. 0 samples all of time."""
     week_later = at(10 * 86_400)
-    insert(env.bq, env.datasets, "call", [call("c1", OLD), call("c2", week_later)])
+    calls = [call("c1", OLD), call("c2", week_later), call("c3", OLD)]
+    insert(env.bq, env.datasets, "call", calls)
     insert(env.bq, env.datasets, "transcript", [transcript("c1", 0, OLD),
-                                                transcript("c2", 0, week_later)])  # fmt: skip
+                                                transcript("c2", 0, week_later),
+                                                transcript("c3", 0, OLD)])  # fmt: skip
     assert env.sync().status == "success"
-    assert env.execute("UPDATE transcripts SET text = 'edited'") == 2
+    assert env.execute("UPDATE transcripts SET text = 'edited' WHERE gong_call_id != 'c3'") == 2
+    # c3 changes in BigQuery after the sync: stored, it is as old as c1.
+    table = f"{env.bq.project}.{env.datasets['gong']}.transcript"
+    dml(env.bq, f"UPDATE `{table}` SET speaker_id = 'sX', _fivetran_synced = @t"
+        " WHERE call_id = 'c3'", t=at(10 * 86_400 + 60))  # fmt: skip
     settings = dataclasses.replace(env.settings, verify_sample_days=days)
     upstream = env.settings.bigquery.emulator_host or ""
     with BigQueryBilling(upstream, {}) as billing:
@@ -261,6 +268,9 @@ def test_a_value_sample_reads_only_the_last_days_of_a_table(env: Env, days: int)
         finally:
             conn.close()
     changed = {t.target: t.changed for t in report.targets}
-    assert changed["transcripts"] == ([("c2", "0")] if days else [("c1", "0"), ("c2", "0")])
+    recent = [("c2", "0"), ("c3", "0")]
+    assert changed["transcripts"] == (recent if days else [("c1", "0"), *recent])
     (sampled,) = [j.sql for j in billing.jobs if "@keys" in j.sql and ".transcript`" in j.sql]
     assert ("t._fivetran_synced >= @since" in sampled) == bool(days)
+    draws = [j.sql for j in billing.jobs if "RAND()" in j.sql and ".transcript`" in j.sql]
+    assert len(draws) == (1 if days else 0)

@@ -230,6 +230,20 @@ def derive_query(
     return f"{all_rows_query(target, tables)} AND {which}{window}"
 
 
+def recent_parents_query(target: Target, tables: Mapping[str, TableRef], cursor: str) -> str:
+    """Up to @n random parents with a row of the base table whose cursor is at or after @since.
+
+    The base table alone, on its raw cursor: a table clustered on it bills the window's blocks.
+    """
+    parent = target.column(target.parent).sql
+    alias = cursor.split(".")[0]
+    base = resolve(f"{{{target.base_table}}}", tables)
+    return (
+        f"SELECT k FROM (SELECT DISTINCT {parent} AS k FROM {base} AS {alias}"
+        f" WHERE {cursor} >= @since) WHERE k IS NOT NULL ORDER BY RAND() LIMIT @n"
+    )
+
+
 def sweep_query(
     target: Target, tables: Mapping[str, TableRef], after: Literal[">=", ">"] | None = None
 ) -> str:

@@ -286,12 +286,19 @@ class Verifier:
         """
         if sample <= 0:
             return [], 0
-        column, window = ident(target.parent), self._window(target)
-        recent = f" WHERE {ident(window.stored)} >= %s" if window else ""
-        drawn = f"SELECT DISTINCT {column} FROM {ident(target.table)}{recent}"
-        args = (window.since, sample) if window else (sample,)
-        query = f"SELECT {column} FROM ({drawn}) p ORDER BY random() LIMIT %s"
-        parents = [str(r[0]) for r in self._pg(query, *args)]
+        window = self._window(target)
+        if window:
+            since = sql.scalar("since", "TIMESTAMP", window.since)
+            text = sql.recent_parents_query(target, self.tables, window.cursor)
+            found = self._bq(
+                text, f"{target.table} (draw)", [since, sql.scalar("n", "INT64", sample)]
+            )
+            parents = [str(r["k"]) for r in found]
+        else:
+            column = ident(target.parent)
+            drawn = f"SELECT DISTINCT {column} FROM {ident(target.table)}"
+            query = f"SELECT {column} FROM ({drawn}) p ORDER BY random() LIMIT %s"
+            parents = [str(r[0]) for r in self._pg(query, sample)]
         if parent is not None:
             live = staged_keys.live_parents(self.conn, self.source.name, parent, parents)
             parents = [p for p in parents if p in live]
@@ -320,29 +327,32 @@ class Verifier:
         return sorted(changed), len(lines)
 
     def _window(self, target: Target) -> Window | None:
-        """Where a value sample of target is drawn from: its base stream's last days.
+        """Where a value sample of target is drawn from: its driving stream's last days.
 
-        None when values are sampled from all time, the target stores no copy of its cursor
-        (call_speakers), or the base stream has no watermark yet: then from every parent.
+        Drawn in BigQuery, so a row whose change a sync missed (recent there, old here) is
+        drawn too. None when values are sampled from all time, the target is derived in sets
+        (call_speakers: a speaker's share needs the whole call), or the stream has no
+        watermark yet: then from every parent stored.
         """
-        days, found = self.settings.verify_sample_days, stored_cursor(self.source, target)
-        if not days or found is None:
+        days, stream = self.settings.verify_sample_days, driving_stream(self.source, target)
+        if not days or stream is None:
             return None
-        stream, stored = found
         mark = state.watermarks(self.conn, self.source.name).get(stream.table)
         if not isinstance(mark, datetime):
             return None
-        cursor = f"{stream.alias}.{stream.cursor}"
-        return Window(stored, cursor, mark - timedelta(days=days))
+        return Window(f"{stream.alias}.{stream.cursor}", mark - timedelta(days=days))
 
 
-def stored_cursor(source: Source, target: Target) -> tuple[Stream, str] | None:
-    """The stream of target's base table, and the target column storing its cursor raw."""
+def driving_stream(source: Source, target: Target) -> Stream | None:
+    """The stream whose rows are target's rows, one for one, keyed by its own alias.
+
+    Each of its rows derives alone, so the rows of a window compare exactly without their
+    parent's others; a target derived in sets (a share of the call's talk time) would not.
+    """
     for stream in source.streams:
-        if stream.table == target.base_table:
-            cursor = f"{stream.alias}.{stream.cursor}"
-            stored = next((c.name for c in target.columns if c.sql == cursor), None)
-            return (stream, stored) if stored else None
+        parent = target.column(target.parent).sql or ""
+        if stream.drives == target.table and parent.startswith(f"{stream.alias}."):
+            return stream
     return None
 
 
@@ -350,8 +360,7 @@ def stored_cursor(source: Source, target: Target) -> tuple[Stream, str] | None:
 class Window:
     """A value sample's rows: those whose cursor is at or after `since`."""
 
-    stored: str  # the target column holding the cursor
-    cursor: str  # the cursor in BigQuery, over the target's aliases
+    cursor: str  # the driving stream's cursor, over the target's aliases
     since: datetime
 
 

@@ -166,6 +166,31 @@ def test_a_recipient_change_reads_no_email_body(env: Env, matrix: Scenario) -> N
     ]
 
 
+def test_a_sender_change_reaches_its_email_alone(env: Env, matrix: Scenario) -> None:
+    """A new sender of an email no later run reads again: sender_email alone, no body."""
+    # eZ moves the email watermark past e1's lookback: only the sender's touch reaches it.
+    emails = [email("e1", at(0)), email("eZ", at(86_400))]
+    insert(env.bq, env.datasets, "email", emails)
+    insert(env.bq, env.datasets, "email_sender", [_sender("e1", "old@x.com")])
+    assert env.sync("emails").status == "success"
+    table = f"{env.bq.project}.{env.datasets['gong']}.email_sender"
+    dml(env.bq, f"UPDATE `{table}` SET _fivetran_deleted = TRUE, _fivetran_synced = @t"
+        " WHERE TRUE", t=at(60))  # fmt: skip
+    insert(env.bq, env.datasets, "email_sender", [_sender("e1", "new@x.com", at(60))])
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, EMAIL_BYTES) as billing:
+        assert _through(env, billing).sync("emails").status == "success"
+    (narrow,) = _derivations(billing, "email")
+    assert "body" not in narrow
+    assert "email_recipient" not in narrow
+    senders = [{**_sender("e1", "old@x.com", at(60)), "_fivetran_deleted": True},
+               _sender("e1", "new@x.com", at(60))]  # fmt: skip
+    matrix.exact(env, model(email=emails, email_sender=senders), "emails")
+    assert env.query("SELECT sender_email FROM emails WHERE gong_email_id = 'e1'") == [
+        ("new@x.com",)
+    ]
+
+
 @pytest.mark.parametrize("source", ["opportunities", "contacts"])
 def test_an_account_rename_reads_only_the_account_name(
     env: Env, matrix: Scenario, source: str
@@ -199,6 +224,42 @@ def test_an_account_rename_reads_only_the_account_name(
     matrix.exact(
         env, model(**{table: rows, "account": [account], "user": [owner, later_owner]}), source
     )
+
+
+@pytest.mark.parametrize("source", ["opportunities", "contacts"])
+def test_an_owner_change_reads_only_the_owner_email(
+    env: Env, matrix: Scenario, source: str
+) -> None:
+    """An owner's new email updates owner_email alone: the account is not joined."""
+    insert_account_and_owner(env.bq, env.datasets)
+    later_account = {"id": "001Z", "name": "Zeta", "is_deleted": False,
+                     "_fivetran_synced": at(86_400), "_fivetran_deleted": False}  # fmt: skip
+    insert(env.bq, env.datasets, "account", [later_account])  # the accounts' watermark too
+    table = {"opportunities": "opportunity", "contacts": "contact"}[source]
+    # The second row moves the watermark past the first's lookback: only the touch reads it.
+    make = opportunity if source == "opportunities" else contact
+    rows = [make("0A", at(0)), make("0Z", at(86_400))]
+    insert(env.bq, env.datasets, table, rows)
+    assert env.sync(source).status == "success"
+    user = f"{env.bq.project}.{env.datasets['salesforce']}.user"
+    dml(env.bq, f"UPDATE `{user}` SET email = 'Ann@New.example', _fivetran_synced = @t"
+        " WHERE TRUE", t=at(3_600))  # fmt: skip
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, {}) as billing:
+        assert _through(env, billing).sync(source).status == "success"
+    (narrow,) = _derivations(billing, table)
+    assert ".user`" in narrow
+    assert ".account`" not in narrow
+    account = {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
+               "_fivetran_deleted": False}  # fmt: skip
+    owner = {"id": "005A", "name": "Ann", "email": "Ann@New.example",
+             "_fivetran_synced": at(3_600), "_fivetran_deleted": False}  # fmt: skip
+    data = model(**{table: rows, "account": [account, later_account], "user": [owner]})
+    matrix.exact(env, data, source)
+    key = {"opportunities": "gong_opportunity_id", "contacts": "contact_id"}[source]
+    assert env.query(f"SELECT owner_email FROM {source} WHERE {key} = '0A'") == [
+        ("ann@new.example",)
+    ]
 
 
 def _user(uid: str, synced: object, **over: object) -> dict[str, object]:
