@@ -191,75 +191,58 @@ def test_a_sender_change_reaches_its_email_alone(env: Env, matrix: Scenario) -> 
     ]
 
 
+def _salesforce(table: str, row_id: str, synced: object, **values: object) -> dict[str, object]:
+    """A Salesforce account or user row, live."""
+    base: dict[str, object] = {
+        "account": {"name": "Acme", "is_deleted": False},
+        "user": {"name": "Ann", "email": "Ann@Seller.example"},
+    }[table]
+    return {"id": row_id, **base, "_fivetran_synced": synced, "_fivetran_deleted": False,
+            **values}  # fmt: skip
+
+
+# What a change of each table sets, the column it feeds, and that column's value after.
+_EDITS = {
+    "account": ({"name": "Renamed"}, "account_name", "Renamed"),
+    "user": ({"email": "Ann@New.example"}, "owner_email", "ann@new.example"),
+}
+
+
+@pytest.mark.parametrize("edited", ["account", "user"])
 @pytest.mark.parametrize("source", ["opportunities", "contacts"])
-def test_an_account_rename_reads_only_the_account_name(
-    env: Env, matrix: Scenario, source: str
+def test_an_account_or_owner_change_reads_only_the_column_it_feeds(
+    env: Env, matrix: Scenario, source: str, edited: str
 ) -> None:
-    """A renamed account updates account_name alone: the owner is not joined."""
+    """A renamed account updates account_name alone, an owner's new email owner_email
+    alone: the other table is not joined."""
     insert_account_and_owner(env.bq, env.datasets)
-    later_owner = {"id": "005Z", "name": "Zed", "email": "zed@seller.example",
-                   "_fivetran_synced": at(86_400), "_fivetran_deleted": False}  # fmt: skip
-    insert(env.bq, env.datasets, "user", [later_owner])  # the owners' watermark moves on too
+    other = "user" if edited == "account" else "account"
+    later = _salesforce(other, "0Z", at(86_400))
+    insert(env.bq, env.datasets, other, [later])  # its watermark moves on too: no touch
     table = {"opportunities": "opportunity", "contacts": "contact"}[source]
     # The second row moves the watermark past the first's lookback: only the touch reads it.
     make = opportunity if source == "opportunities" else contact
     rows = [make("0A", at(0)), make("0Z", at(86_400))]
     insert(env.bq, env.datasets, table, rows)
     assert env.sync(source).status == "success"
-    account = f"{env.bq.project}.{env.datasets['salesforce']}.account"
-    dml(env.bq, f"UPDATE `{account}` SET name = 'Renamed', _fivetran_synced = @t"
-        " WHERE TRUE", t=at(3_600))  # fmt: skip
+    values, column, after = _EDITS[edited]
+    sets = ", ".join(f"{name} = '{value}'" for name, value in values.items())
+    edited_table = f"{env.bq.project}.{env.datasets['salesforce']}.{edited}"
+    dml(env.bq, f"UPDATE `{edited_table}` SET {sets}, _fivetran_synced = @t WHERE TRUE",
+        t=at(3_600))  # fmt: skip
     upstream = env.settings.bigquery.emulator_host or ""
     with BigQueryBilling(upstream, {}) as billing:
         assert _through(env, billing).sync(source).status == "success"
     found = _derivations(billing, table)
     assert len(found) == 1, "\n".join(j.sql for j in billing.jobs)
-    narrow = found[0]
-    assert ".account`" in narrow
-    assert ".user`" not in narrow
-    account = {"id": "001A", "name": "Renamed", "is_deleted": False,
-               "_fivetran_synced": at(3_600), "_fivetran_deleted": False}  # fmt: skip
-    owner = {"id": "005A", "name": "Ann", "email": "Ann@Seller.example",
-             "_fivetran_synced": at(0), "_fivetran_deleted": False}  # fmt: skip
-    matrix.exact(
-        env, model(**{table: rows, "account": [account], "user": [owner, later_owner]}), source
-    )
-
-
-@pytest.mark.parametrize("source", ["opportunities", "contacts"])
-def test_an_owner_change_reads_only_the_owner_email(
-    env: Env, matrix: Scenario, source: str
-) -> None:
-    """An owner's new email updates owner_email alone: the account is not joined."""
-    insert_account_and_owner(env.bq, env.datasets)
-    later_account = {"id": "001Z", "name": "Zeta", "is_deleted": False,
-                     "_fivetran_synced": at(86_400), "_fivetran_deleted": False}  # fmt: skip
-    insert(env.bq, env.datasets, "account", [later_account])  # the accounts' watermark too
-    table = {"opportunities": "opportunity", "contacts": "contact"}[source]
-    # The second row moves the watermark past the first's lookback: only the touch reads it.
-    make = opportunity if source == "opportunities" else contact
-    rows = [make("0A", at(0)), make("0Z", at(86_400))]
-    insert(env.bq, env.datasets, table, rows)
-    assert env.sync(source).status == "success"
-    user = f"{env.bq.project}.{env.datasets['salesforce']}.user"
-    dml(env.bq, f"UPDATE `{user}` SET email = 'Ann@New.example', _fivetran_synced = @t"
-        " WHERE TRUE", t=at(3_600))  # fmt: skip
-    upstream = env.settings.bigquery.emulator_host or ""
-    with BigQueryBilling(upstream, {}) as billing:
-        assert _through(env, billing).sync(source).status == "success"
-    (narrow,) = _derivations(billing, table)
-    assert ".user`" in narrow
-    assert ".account`" not in narrow
-    account = {"id": "001A", "name": "Acme", "is_deleted": False, "_fivetran_synced": at(0),
-               "_fivetran_deleted": False}  # fmt: skip
-    owner = {"id": "005A", "name": "Ann", "email": "Ann@New.example",
-             "_fivetran_synced": at(3_600), "_fivetran_deleted": False}  # fmt: skip
-    data = model(**{table: rows, "account": [account, later_account], "user": [owner]})
-    matrix.exact(env, data, source)
+    assert f".{edited}`" in found[0]
+    assert f".{other}`" not in found[0]
+    ids = {"account": "001A", "user": "005A"}
+    data = {edited: [_salesforce(edited, ids[edited], at(3_600), **values)],
+            other: [_salesforce(other, ids[other], at(0)), later]}  # fmt: skip
+    matrix.exact(env, model(**{table: rows, **data}), source)
     key = {"opportunities": "gong_opportunity_id", "contacts": "contact_id"}[source]
-    assert env.query(f"SELECT owner_email FROM {source} WHERE {key} = '0A'") == [
-        ("ann@new.example",)
-    ]
+    assert env.query(f"SELECT {column} FROM {source} WHERE {key} = '0A'") == [(after,)]
 
 
 def _user(uid: str, synced: object, **over: object) -> dict[str, object]:
