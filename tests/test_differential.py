@@ -44,8 +44,12 @@ from tests.faults.matrix import CONTENT, expected
 EXAMPLES = int(os.environ.get("GONG_SYNC_DIFFERENTIAL_EXAMPLES", "8"))
 T0 = at(0)
 TIES = [T0, T0, T0 + timedelta(microseconds=1), T0 + timedelta(seconds=2)]
-LATER = T0 + timedelta(minutes=10)  # visible changes: newer than every watermark
-LATE = T0 - timedelta(minutes=20)  # committed late, still inside the 1 h lookback
+# One row of every table lands at ANCHOR, so the second run starts reading (its watermark less
+# the 1 h lookback) after every other first-state row: a parent reaches a target again only
+# through the rows that changed, as in production, not because everything is read again.
+ANCHOR = T0 + timedelta(minutes=90)
+LATER = T0 + timedelta(hours=3)  # visible changes: newer than every watermark
+LATE = T0 + timedelta(minutes=60)  # committed late: older than the watermark, in the lookback
 FLAG = st.sampled_from([False, True, None])
 SYNCED = st.sampled_from(TIES)
 CALLS = ["c1", "c2", "c3"]
@@ -179,6 +183,31 @@ WORLD = st.fixed_dictionaries({
                              synced=SYNCED),
 })  # fmt: skip
 FLAG_COLUMNS = ("_fivetran_deleted", "is_deleted")
+
+# The anchor of each table (ids outside the pools above): live, with its own parents.
+_ANCHORS: World = {
+    "call": [_call("cA", False, ANCHOR, "A")],
+    "call_speaker": [_speaker("sA", "cA", None, 60.0, False, ANCHOR)],
+    "call_participant": [_participant("pA", "cA", "sA", None, "Ann", None, "External", False,
+                                      ANCHOR)],
+    "users": [_user("uA", "Ann", "AE", False, ANCHOR)],
+    "transcript": [_transcript("cA", 0, False, ANCHOR)],
+    "call_context_integration": [_context("cA", "Account", "aA", False, ANCHOR)],
+    "opportunity": [_opportunity("oA", None, None, False, False, ANCHOR)],
+    "contact": [_contact("kA", None, None, None, False, False, ANCHOR)],
+    "account": [_account("aA", False, False, ANCHOR)],
+    "user": [_sf_user("vA", False, ANCHOR)],
+    "email": [_email("eA", "Plain", None, False, ANCHOR)],
+    "email_sender": [_address("eA", "a@anchor.example", "sender", False, ANCHOR)],
+    "email_recipient": [_address("eA", "b@anchor.example", "to", False, ANCHOR)],
+}  # fmt: skip
+
+
+def _anchored(world: World) -> World:
+    """The world with every table's anchor row."""
+    return {table: [*rows, *_ANCHORS[table]] for table, rows in world.items()}
+
+
 MODSTAMPED = ("opportunity", "contact")  # streams whose cursor is Salesforce's system_modstamp
 
 
@@ -327,7 +356,7 @@ def test_sync_and_verify_equal_the_reference(
     env.settings = dataclasses.replace(
         env.settings, page_size=page_size, pages_per_query=pages_per_query
     )
-    world: World = data.draw(WORLD, label="first state")
+    world: World = _anchored(data.draw(WORLD, label="first state"))
     _land(env, world, replace=False)
     _sync(env)
     _check(env, world, orphans=True)
