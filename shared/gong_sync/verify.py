@@ -349,8 +349,8 @@ def driving_stream(source: Source, target: Target) -> Stream | None:
     Each of its rows derives alone, so the rows of a window compare exactly without their
     parent's others; a target derived in sets (a share of the call's talk time) would not.
     """
+    parent = target.column(target.parent).sql or ""
     for stream in source.streams:
-        parent = target.column(target.parent).sql or ""
         if stream.drives == target.table and parent.startswith(f"{stream.alias}."):
             return stream
     return None
