@@ -147,9 +147,9 @@ def _sample(source: Source, target: Target, tables: dict[str, sql.TableRef]) -> 
     stream = verify.driving_stream(source, target)
     if stream is None:
         return [Query(f"{target.table} values", sql.derive_query(target, tables))]
-    cursor, hours = f"{stream.alias}.{stream.cursor}", 24 * SAMPLE_DAYS
+    cursor, hours = sql.stream_cursor(stream), 24 * SAMPLE_DAYS
     return [
-        Query(f"{target.table} draw", sql.recent_parents_query(target, tables, cursor),
+        Query(f"{target.table} draw", sql.recent_parents_query(target, tables, stream),
               stream.table, hours),
         Query(f"{target.table} values", sql.derive_query(target, tables, cursor=cursor),
               stream.table, hours),

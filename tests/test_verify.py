@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from gong_sync import sources, state, verify
-from gong_sync.bigquery_reader import BigQueryReader, make_client
+from gong_sync.bigquery_reader import BigQueryReader
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
 from tests.faults.bigquery_billing import BigQueryBilling
+from tests.faults.test_bigquery_cost import _through
 
 OLD, NEW = at(0), at(7200)  # OLD rows fall outside the 1 h lookback once NEW has synced
 
@@ -257,11 +258,11 @@ def test_a_value_sample_reads_only_the_last_days_of_a_table(env: Env, days: int)
     table = f"{env.bq.project}.{env.datasets['gong']}.transcript"
     dml(env.bq, f"UPDATE `{table}` SET speaker_id = 'sX', _fivetran_synced = @t"
         " WHERE call_id = 'c3'", t=at(10 * 86_400 + 60))  # fmt: skip
-    settings = dataclasses.replace(env.settings, verify_sample_days=days)
     upstream = env.settings.bigquery.emulator_host or ""
     with BigQueryBilling(upstream, {}) as billing:
-        bq = dataclasses.replace(settings.bigquery, emulator_host=billing.host)
-        reader = BigQueryReader(make_client(bq), bq)
+        billed = _through(env, billing)
+        settings = dataclasses.replace(billed.settings, verify_sample_days=days)
+        reader = BigQueryReader(billed.bq, settings.bigquery)
         conn = env.connect()
         try:
             report = verify.verify_source(sources.get("calls"), settings, reader, conn, 500)

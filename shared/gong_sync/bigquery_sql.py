@@ -230,17 +230,21 @@ def derive_query(
     return f"{all_rows_query(target, tables)} AND {which}{window}"
 
 
-def recent_parents_query(target: Target, tables: Mapping[str, TableRef], cursor: str) -> str:
-    """Up to @n random parents with a row of the base table whose cursor is at or after @since.
+def stream_cursor(stream: Stream) -> str:
+    """A stream's cursor over its alias, raw: what a window compares with @since."""
+    return f"{stream.alias}.{stream.cursor}"
 
-    The base table alone, on its raw cursor: a table clustered on it bills the window's blocks.
+
+def recent_parents_query(target: Target, tables: Mapping[str, TableRef], stream: Stream) -> str:
+    """Up to @n random parents with a row of the stream whose cursor is at or after @since.
+
+    The stream's table alone, on its raw cursor: clustered on it, it bills the window's blocks.
     """
     parent = target.column(target.parent).sql
-    alias = cursor.split(".")[0]
-    base = resolve(f"{{{target.base_table}}}", tables)
+    table = quote(tables[stream.table].full_name)
     return (
-        f"SELECT k FROM (SELECT DISTINCT {parent} AS k FROM {base} AS {alias}"
-        f" WHERE {cursor} >= @since) WHERE k IS NOT NULL ORDER BY RAND() LIMIT @n"
+        f"SELECT k FROM (SELECT DISTINCT {parent} AS k FROM {table} AS {stream.alias}"
+        f" WHERE {stream_cursor(stream)} >= @since) WHERE k IS NOT NULL ORDER BY RAND() LIMIT @n"
     )
 
 

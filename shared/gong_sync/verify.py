@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from google.cloud import bigquery
@@ -289,7 +290,7 @@ class Verifier:
         window = self._window(target)
         if window:
             since = sql.scalar("since", "TIMESTAMP", window.since)
-            text = sql.recent_parents_query(target, self.tables, window.cursor)
+            text = sql.recent_parents_query(target, self.tables, window.stream)
             found = self._bq(
                 text, f"{target.table} (draw)", [since, sql.scalar("n", "INT64", sample)]
             )
@@ -314,7 +315,8 @@ class Verifier:
             params.append(sql.scalar("since", "TIMESTAMP", window.since))
         mapper = RowMapper(target)
         lines: dict[Key, str] = {}
-        text = sql.derive_query(target, self.tables, cursor=window.cursor if window else None)
+        cursor = sql.stream_cursor(window.stream) if window else None
+        text = sql.derive_query(target, self.tables, cursor=cursor)
         for row in self._bq(text, f"{target.table} (sample)", params):
             try:
                 key, line = mapper.map(row)
@@ -337,10 +339,15 @@ class Verifier:
         days, stream = self.settings.verify_sample_days, driving_stream(self.source, target)
         if not days or stream is None:
             return None
-        mark = state.watermarks(self.conn, self.source.name).get(stream.table)
+        mark = self._watermarks.get(stream.table)
         if not isinstance(mark, datetime):
             return None
-        return Window(f"{stream.alias}.{stream.cursor}", mark - timedelta(days=days))
+        return Window(stream, mark - timedelta(days=days))
+
+    @cached_property
+    def _watermarks(self) -> dict[str, Any]:
+        """The source's watermarks, read once: every target's sample and its recheck use them."""
+        return state.watermarks(self.conn, self.source.name)
 
 
 def driving_stream(source: Source, target: Target) -> Stream | None:
@@ -360,7 +367,7 @@ def driving_stream(source: Source, target: Target) -> Stream | None:
 class Window:
     """A value sample's rows: those whose cursor is at or after `since`."""
 
-    cursor: str  # the driving stream's cursor, over the target's aliases
+    stream: Stream  # the stream driving the target, whose cursor bounds the rows
     since: datetime
 
 
