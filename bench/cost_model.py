@@ -7,7 +7,10 @@ daily verify's key and sampled queries, and prices them by on-demand's rules:
 - each table a query names bills its referenced columns over all its rows, at least 10 MiB;
 - a column counts as referenced when its name appears in the query (an upper bound);
 - clustered on its cursor, a table a page query streams bills only the rows of the window it
-  reads (the lookback plus the hour); a table read by key (a join, a derivation) is not pruned.
+  reads (the lookback plus the hour); a table read by key (a join, a derivation) is not pruned,
+  but for a table a derivation reads from its floor on (floors.py), which for the parents of
+  the window's rows is the window's start. A derivation that a lookup or a user also touches
+  (old parents: a floor as old as the table) is priced unpruned.
 
 "Before" is the engine as issue 15 found it: one whole-row derivation per touching stream
 (email bodies included), none batched across streams. Run: python -m bench.cost_model
@@ -18,9 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, derivations, sources, sweep, verify
+from gong_sync import cost, derivations, floors, sources, sweep, verify
 from gong_sync.declarations import Source, Target
 from gong_sync.local import fivetran_schemas
 from gong_sync.settings import Settings
@@ -63,6 +67,8 @@ class Query:
     text: str
     stream: str | None = None  # the table a query reads on its cursor (a page, a sample)
     hours: float = WINDOW_HOURS  # how much of that table: its rows of these last hours
+    floored: tuple[str, ...] = ()  # tables read from a floor at the window's start
+    share: float = 1.0  # of the hourly runs that issue it (a deferred touch's: one a day)
 
 
 def _tables() -> dict[str, sql.TableRef]:
@@ -90,10 +96,10 @@ def billed(query: Query, tables: dict[str, sql.TableRef], clustered: bool) -> in
         if sql.quote(ref.full_name) not in query.text:
             continue
         full = float(_table_bytes(name, query.text))
-        if clustered and query.stream == name:
+        if clustered and (query.stream == name or name in query.floored):
             full *= min(1.0, PER_DAY[name] * query.hours / 24 / ROWS[name])
         total += max(int(full), cost.MIN_BILLED_PER_TABLE)
-    return total
+    return int(total * query.share)
 
 
 def _pages(source: Source, tables: dict[str, sql.TableRef]) -> Iterator[Query]:
@@ -107,10 +113,14 @@ def _pages(source: Source, tables: dict[str, sql.TableRef]) -> Iterator[Query]:
 
 
 def _derivations(source: Source, tables: dict[str, sql.TableRef], before: bool) -> list[Query]:
-    """Before: one whole derivation per touching stream. Now: one per target and feeds."""
+    """Before: one whole derivation per touching stream. Now: one per target and feeds, and
+    one per period for the touches derived once a period (Touch.every)."""
     if not before:
-        batched = derivations.batched(source).items()
-        return [Query(name, sql.derive_query(target, tables)) for name, target in batched]
+        return [
+            q
+            for name, t in derivations.batched(source).items()
+            for q in _now(source, name, t, tables)
+        ]
     return [
         Query(
             f"{t.target} derived for {s.table}", sql.derive_query(source.target(t.target), tables)
@@ -118,6 +128,30 @@ def _derivations(source: Source, tables: dict[str, sql.TableRef], before: bool) 
         for s in source.streams
         for t in s.touches
     ]
+
+
+def _now(source: Source, name: str, target: Target, tables: dict[str, sql.TableRef]) -> list[Query]:
+    """A run's derivation of a target and feeds: from its floor where only floored streams
+    touch it every run (their parents are the window's), in full where a lookup or a user
+    does (old parents, a floor as old as the table); a deferred touch's, once per period."""
+    touches = [
+        t
+        for s in source.streams
+        for t in s.touches
+        if derivations.label(t.target, derivations.feeds_key(t.feeds)) == name
+    ]
+    plain, named = sql.derive_query(target, tables), floors.streams(source, target.table)
+    hourly = [t for t in touches if not t.every]
+    out = [Query(f"{name}, deferred", plain, share=_share(t.every)) for t in touches if t.every]
+    if named and all(t.column for t in hourly):
+        text = sql.derive_query(target, tables, floored=named)
+        return [Query(name, text, floored=tuple(s.table for s in named)), *out]
+    return [Query(name, plain), *out] if hourly else out
+
+
+def _share(every: timedelta | None) -> float:
+    """The share of hourly runs that derive a touch's parents: one in every period."""
+    return 1.0 if not every else min(1.0, timedelta(hours=1) / every)
 
 
 # Lookups the engine made in BigQuery before this issue, since moved to Postgres (Touch.was).

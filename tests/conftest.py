@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,12 @@ class Env:
             PostgresDeadLetterSink,
             RunOptions(**options),
         )
+
+    def settle(self, source: str = "calls") -> RunStats:
+        """The day ends: touches deferred to it (a user's calls) fall due, and a run that reads
+        no row (a window from now on) derives them, so no re-read derives them by chance."""
+        self.execute("UPDATE pending_derivations SET due = now() WHERE due > now()")
+        return self.sync(source, since=datetime.now(UTC))
 
     def verify(self, source: str, sample: int = 500) -> verify.SourceReport:
         """Compare one source with BigQuery, as `gong-sync verify` does."""

@@ -604,3 +604,30 @@ def test_every_real_source_matches_the_local_fivetran_schemas(name: str) -> None
     for declaration in (source, source.fallback):
         if declaration is not None:
             sql.check_columns(declaration, _real_tables(declaration))
+
+
+def test_a_floored_derivation_reads_each_floored_table_from_the_floor_on() -> None:
+    """Speakers: both speaker tables through a raw `_fivetran_synced >= @floor` (what block
+    pruning needs), selecting every column the query names of them; users and call as before."""
+    source = sources.get("calls")
+    tables = {
+        name: sql.TableRef(name, f"p.d.{name}", fivetran_schemas.column_types(name))
+        for name in source.tables()
+    }
+    target = source.target("call_speakers")
+    named = [s for s in source.streams if s.table in ("call_speaker", "call_participant")]
+    plain = sql.derive_query(target, tables)
+    text = sql.derive_query(target, tables, floored=named)
+    assert used_params(text) == {"keys", "floor"}
+    for stream in named:
+        found = re.findall(rf"\(SELECT ([^()]*) FROM `p\.d\.{stream.table}` WHERE (.*?)\)", text)
+        assert [f[1] for f in found] == ["`_fivetran_synced` >= @floor"], stream.table
+        selected = {c.strip("` ") for c in found[0][0].split(",")}
+        named_in_plain = {c for c in tables[stream.table].schema if re.search(rf"\b{c}\b", plain)}
+        assert selected == named_in_plain | {"_fivetran_synced"}
+    for bare in ("users", "call"):
+        assert f"`p.d.{bare}` AS" in text
+    # And nothing else changed:
+    unwrapped = re.sub(r"\(SELECT [^()]* FROM (`[^`]*`) WHERE `_fivetran_synced` >= @floor\)",
+                       r"\1", text)  # fmt: skip
+    assert unwrapped == plain

@@ -365,6 +365,7 @@ def test_sync_and_verify_equal_the_reference(
     world = data.draw(changes(world, visible=True), label="after visible changes")
     _land(env, world, replace=True)
     _sync(env)
+    env.settle()  # the users' changes wait for the day's end (Touch.every)
     _check(env, world, orphans=True)
 
     world = data.draw(changes(world, visible=False), label="after invisible changes")

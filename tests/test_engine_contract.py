@@ -5,12 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from gong_sync import positions, state
+from gong_sync import pending, positions, state
 from gong_sync.dead_letters import DeadLetter, PostgresDeadLetterSink
 from tests.conftest import Env
 from tests.factories import at, call, dml, insert, speaker, transcript
@@ -257,9 +258,17 @@ def test_a_user_change_re_derives_the_speakers_that_use_it(env: Env) -> None:
         f"UPDATE `{p}.{g}.users` SET title = 'Senior AE', _fivetran_synced = @t WHERE id = 'u1'",
         t=at(7200),
     )
-    stats = env.sync()
-    assert stats.rows_upserted == 2
+    # Due at the day's end (midnight UTC): the user's calls span all of time, and deriving
+    # them reads both speaker tables back to the oldest, once for the whole day's changes.
+    assert env.sync().rows_upserted == 0
+    assert [r[4] for r in env.query(speakers)] == ["AE", "CFO", "AE"]
+    (due,) = {r[0] for r in env.query("SELECT due FROM pending_derivations")}
+    assert (due.hour, due.minute, due.second) == (0, 0, 0)
+    assert timedelta(0) < due - datetime.now(UTC) <= timedelta(days=1)
+    assert not env.verify("calls").drift  # waiting, not drift (cZ is an orphan: no call)
+    assert env.settle().rows_upserted == 2
     assert [r[4] for r in env.query(speakers)] == ["Senior AE", "CFO", "Senior AE"]
+    assert not env.verify("calls").drift
 
 
 @pytest.mark.parametrize("order", [("p1", "p2"), ("p2", "p1")])
@@ -468,3 +477,16 @@ def test_a_participant_moved_to_another_call_no_longer_names_the_speaker_it_left
     _move(env, "call_participant", "p1", "c2", at(9000))
     env.sync()
     assert env.query(f"{SPEAKERS} WHERE speaker_id = 's1'") == [("c1", "s1", None, 100)]
+
+
+def test_a_deferred_touch_falls_due_at_the_next_boundary_of_its_period() -> None:
+    """A day's touches share one derivation: due at the next midnight UTC, whatever the hour."""
+    day = timedelta(days=1)
+    midnight = datetime(2026, 12, 5, tzinfo=UTC)
+    for now in (midnight - timedelta(hours=23), midnight - timedelta(microseconds=1)):
+        assert pending.due(day, now) == midnight
+    assert pending.due(day, midnight) == midnight + day  # noted at midnight: the next one
+    assert pending.due(None, midnight) is None
+    assert pending.due(timedelta(hours=6), midnight + timedelta(hours=7)) == midnight + 2 * (
+        timedelta(hours=6)
+    )

@@ -218,16 +218,48 @@ def derive_query(
     *,
     null_parent: bool = False,
     cursor: str | None = None,
+    floored: Sequence[Stream] = (),
 ) -> str:
     """Every live row of a target whose parent is in @keys (or, null_parent, is NULL).
 
     With `cursor` (a base-table cursor column, raw), only rows with it at or after @since:
     compared with a parameter, as a page query's, so a table clustered on it is pruned.
+    With `floored` streams, each of their tables is read from @floor on (see floors.py).
     """
     parent = target.column(target.parent).sql
     which = f"{parent} IS NULL" if null_parent else f"{parent} IN UNNEST(@keys)"
     window = f" AND {cursor} >= @since" if cursor else ""
-    return f"{all_rows_query(target, tables)} AND {which}{window}"
+    return _from_floor(f"{all_rows_query(target, tables)} AND {which}{window}", floored, tables)
+
+
+def _from_floor(text: str, floored: Sequence[Stream], tables: Mapping[str, TableRef]) -> str:
+    """The query with each floored table read through a filter on its raw cursor.
+
+    A subquery naming the columns the query uses (any column whose name it mentions), so it
+    bills what the plain table would, less the blocks before @floor where it is clustered.
+    """
+    for stream in floored:
+        ref = tables[stream.table]
+        table = quote(ref.full_name)
+        names = [c for c in ref.schema if re.search(rf"\b{re.escape(c)}\b", text)]
+        columns = ", ".join(f"`{c}`" for c in dict.fromkeys([*names, stream.cursor]))
+        bounded = f"(SELECT {columns} FROM {table} WHERE `{stream.cursor}` >= @floor)"
+        text = text.replace(table, bounded)
+    return text
+
+
+def floor_query(named: Sequence[tuple[Stream, str]], tables: Mapping[str, TableRef]) -> str:
+    """Per parent (`k`), the earliest and the newest cursor up to @until of the rows naming it.
+
+    `named` pairs each stream with the column of its rows that names the parent.
+    """
+    union = " UNION ALL ".join(
+        f"SELECT CAST({stream.alias}.`{column}` AS STRING) AS k, {stream_cursor(stream)} AS c"
+        f" FROM {quote(tables[stream.table].full_name)} AS {stream.alias}"
+        f" WHERE {stream_cursor(stream)} <= @until"
+        for stream, column in named
+    )
+    return f"SELECT k, MIN(c) AS floor, MAX(c) AS newest FROM ({union}) GROUP BY k"
 
 
 def stream_cursor(stream: Stream) -> str:

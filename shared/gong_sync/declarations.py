@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -138,6 +139,10 @@ class Touch:
     # Alone (no column, no lookup), the stored target is where the parents are found: a user
     # feeds exactly the speaker rows derived with its id, read in Postgres, not BigQuery.
     was: tuple[str, str] | None = None
+    # Derive the parents it names once per this period (at its UTC boundary), not in the run
+    # that notes them: for a touch whose parents span all of time (a user's calls), whose
+    # derivation reads back to the oldest of them, so a day's touches share one such read.
+    every: timedelta | None = None
 
     def row_columns(self) -> tuple[str, ...]:
         """The columns of a changed row this touch reads (its page query selects them)."""

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import bigquery
 
-from gong_sync import arrow_rows, pending, sweep
+from gong_sync import arrow_rows, floors, pending, sweep
 from gong_sync import bigquery_sql as sql
 from gong_sync.arrow_rows import Row
 from gong_sync.batches import Batch
@@ -43,6 +45,15 @@ REMEMBER_PARENTS = 250_000
 Touched = dict[tuple[str, str], set[str | None]]  # (target, feeds) -> parents
 # (target, feeds, target column) -> values of a page's rows that find the parents they fed
 Was = dict[tuple[str, str, str], set[str]]
+
+
+@dataclass
+class Notes:
+    """What a stream's page leaves for its run's derivations, noted in its transaction."""
+
+    touched: Touched  # parents to derive again, but those derived already
+    was: Was  # what finds the parents its rows fed before
+    floors: floors.Floors  # the earliest cursor its rows carry per parent
 
 
 def feeds_key(feeds: Iterable[str]) -> str:
@@ -75,11 +86,17 @@ class Derivations:
     def __init__(self, run: SourceRun) -> None:
         """Bind to the run whose queries, mapping and commits these use."""
         self.run = run
+        self.floors = floors.RunFloors(run)
         # Parents derived during this invocation, per target: a later touch of one is a no-op.
         self.derived: dict[str, set[str | None]] = {}
         self.narrow: dict[tuple[str, str], tuple[RowMapper, TargetWriter]] = {}
 
     # -- noting ------------------------------------------------------------------------------
+
+    def notes(self, stream: Stream, page: Sequence[Row]) -> Notes:
+        """What a page of the stream leaves to note: touches, earlier parents, floors."""
+        touched = self.fresh(self.touched(stream, page))
+        return Notes(touched, self.was(stream, page), floors.of_page(stream, page))
 
     def touched(self, stream: Stream, page: Sequence[Row]) -> Touched:
         """(target, feeds) -> parents named by a page of a touching stream.
@@ -132,19 +149,28 @@ class Derivations:
         """
         return {k: parents - self.derived.get(k[0], set()) for k, parents in touched.items()}
 
-    def note(self, touched: Touched, stream: str, was: Was) -> None:
+    def note(self, notes: Notes, stream: str) -> None:
         """Note the touched parents in the page's transaction: derived at the end of the run.
 
         With them, the parents the page's rows fed before: a row that moved to another parent
-        in place must leave the set of the one it left.
+        in place must leave the set of the one it left. And the floors its rows lower.
         """
-        conn = self.run.conn
-        for (table, feeds, column), values in was.items():
+        conn, source = self.run.conn, self.run.source.name
+        for (table, feeds, column), values in notes.was.items():
             target = self.run.source.target(table)
-            before = pending.stored_parents(conn, self.run.source.name, target, column, values)
-            touched.setdefault((table, feeds), set()).update(before)
-        for (table, feeds), parents in touched.items():
-            pending.add(conn, self.run.source.name, table, parents, feeds, stream)
+            before = pending.stored_parents(conn, source, target, column, values)
+            notes.touched.setdefault((table, feeds), set()).update(before)
+        every = {
+            (t.target, feeds_key(t.feeds)): t.every
+            for s in self.run.source.streams
+            if s.table == stream
+            for t in s.touches
+        }
+        now = datetime.now(UTC)
+        for (table, feeds), parents in notes.touched.items():
+            when = pending.due(every.get((table, feeds)), now)
+            pending.add(conn, source, table, parents, feeds, stream, when)
+        floors.record(conn, source, notes.floors)
 
     def remember(self, table: str, parents: Iterable[str | None]) -> None:
         """Parents whose whole set a stream's page wrote, where a later touch may name them.
@@ -267,12 +293,17 @@ class Derivations:
         """All live rows of target for these parents (None: the rows whose parent is NULL)."""
         wanted = set(parents)
         keys = sorted(k for k in wanted if k is not None)
-        text = sql.derive_query(target, self.run.tables)
         rows: list[Row] = []
         cost = label(target.table, pending.FULL)  # it serves every stream that touched it
         for i in range(0, len(keys), DERIVE_BATCH):
-            param = bigquery.ArrayQueryParameter("keys", "STRING", keys[i : i + DERIVE_BATCH])
-            rows += self.run.query_rows(text, [param], job, cost)
+            chunk = keys[i : i + DERIVE_BATCH]
+            params: list[Any] = [bigquery.ArrayQueryParameter("keys", "STRING", chunk)]
+            floor = self.floors.floor(target.table, chunk)
+            named = floors.streams(self.run.source, target.table) if floor else []
+            if floor is not None:
+                params.append(sql.scalar("floor", "TIMESTAMP", floor))
+            text = sql.derive_query(target, self.run.tables, floored=named)
+            rows += self.run.query_rows(text, params, job, cost)
         if None in wanted:  # no stored set to replace: each such row becomes a dead letter
             text = sql.derive_query(target, self.run.tables, null_parent=True)
             rows += self.run.query_rows(text, [], f"{job}, null parent", cost)

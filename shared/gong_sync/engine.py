@@ -31,7 +31,7 @@ from gong_sync.bigquery_reader import (
 )
 from gong_sync.dead_letters import DeadLetter, DeadLetterSink
 from gong_sync.declarations import Source, Stream, Target
-from gong_sync.derivations import Derivations, Touched, Was
+from gong_sync.derivations import Derivations, Notes
 from gong_sync.positions import Position, Result
 from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter
@@ -303,8 +303,7 @@ class SourceRun:
         """Map one page of a stream: what its transaction will write, and its position."""
         letters: list[DeadLetter] = []
         batches: list[Batch] = []
-        touched = self.derivations.fresh(self.derivations.touched(stream, page))
-        was = self.derivations.was(stream, page)
+        notes = self.derivations.notes(stream, page)
         if target is not None:
             batch = Batch(target, target.key)
             self.fill_batch(batch, page, stream.table, letters)
@@ -312,7 +311,7 @@ class SourceRun:
         last = page[-1]
         key = tuple(last[sql.key_column(i)] for i in range(len(stream.key)))
         position = positions.after(last[sql.CURSOR], key, self._window(advance), read)
-        return MappedPage(stream, len(page), batches, letters, touched, was, position, advance)
+        return MappedPage(stream, len(page), batches, letters, notes, position, advance)
 
     def _submit(self, writes: WriteBehind, page: MappedPage) -> Position:
         """Count a mapped page as this invocation's and start writing it; returns its position."""
@@ -330,9 +329,9 @@ class SourceRun:
         """Commit one mapped page with its position, on the writing thread."""
         for batch in page.batches:
             for child, parents in self._returning_parents(batch).items():
-                page.touched.setdefault((child, pending.FULL), set()).update(parents)
+                page.notes.touched.setdefault((child, pending.FULL), set()).update(parents)
         # Derived at the end of the run; noted in this page's transaction, so none is lost.
-        self.derivations.note(page.touched, page.stream.table, page.was)
+        self.derivations.note(page.notes, page.stream.table)
         mark, at = page.position.cursor, page.position.to_json()
         self.commit_page(page.batches, page.letters, page.stream, mark, at, page.advance)
         fields = {"stream": page.stream.table, "rows": page.rows}
@@ -376,9 +375,12 @@ class SourceRun:
 
     def _skip(self, stream: Stream, until: datetime) -> None:
         """Mark a redundant stream read to its newest row, without reading its rows."""
-        text = sql.newest_cursor_query(stream, self.tables)
-        until_param = [sql.scalar("until", "TIMESTAMP", until)]
-        newest = self.query_rows(text, until_param, stream.table, stream.table)[0]["newest"]
+        if any(t.column for t in stream.touches):  # and record the floors of its rows
+            newest = self.derivations.floors.skip(stream, until)
+        else:
+            text = sql.newest_cursor_query(stream, self.tables)
+            until_param = [sql.scalar("until", "TIMESTAMP", until)]
+            newest = self.query_rows(text, until_param, stream.table, stream.table)[0]["newest"]
         if newest is not None:  # the same watermark a full read would have left
             state.advance_watermark(self.conn, self.source.name, stream.table, newest)
         state.finish_stream(
@@ -452,6 +454,7 @@ class SourceRun:
     ) -> None:
         """Read every stream in order; stops (partial) when the time budget runs out."""
         options = self.options
+        self.derivations.floors.prepare(marks, resume)
         for stream in self.source.streams:
             if self._redundant(stream):
                 self._skip(stream, until)
@@ -485,8 +488,7 @@ class MappedPage:
     rows: int
     batches: list[Batch]
     letters: list[DeadLetter]
-    touched: Touched  # parents to note, but those derived already
-    was: Was  # and what finds the parents its rows fed before
+    notes: Notes  # what the run's derivations must hear of it
     position: Position
     advance: bool
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gong_sync.declarations import Target
 from gong_sync.postgres import Connection, text_array
 
 FULL = ""  # the feeds of a touch that may change any column: the whole row is derived
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,17 @@ class Pending:
     stream: str  # the first stream that named it
 
 
+def due(every: timedelta | None, now: datetime) -> datetime | None:
+    """When parents noted now by a touch derived once per `every` are due: the next boundary.
+
+    Boundaries are multiples of `every` since the epoch (midnight UTC for a day), so a day's
+    touches all fall due together, whatever hour noted them. None: due at once.
+    """
+    if not every:
+        return None
+    return _EPOCH + ((now - _EPOCH) // every + 1) * every
+
+
 def add(
     conn: Connection,
     source: str,
@@ -27,14 +41,21 @@ def add(
     parents: Iterable[str | None],
     feeds: str,
     stream: str,
+    when: datetime | None = None,
 ) -> None:
-    """Note parents to derive; the caller's transaction (the page's) commits them."""
+    """Note parents to derive, from `when` on (None: at once); the page's transaction commits.
+
+    A parent noted again keeps the earlier of its two due times.
+    """
     keys = list(set(parents))
     if keys:
         conn.cursor().execute(
-            "INSERT INTO pending_derivations (source, target, parent, feeds, stream)"
-            " SELECT %s, %s, unnest(CAST(%s AS text[])), %s, %s ON CONFLICT DO NOTHING",
-            (source, target, text_array(keys), feeds, stream),
+            "INSERT INTO pending_derivations (source, target, parent, feeds, stream, due)"
+            " SELECT %s, %s, unnest(CAST(%s AS text[])), %s, %s,"
+            " COALESCE(CAST(%s AS timestamptz), '-infinity')"
+            " ON CONFLICT ON CONSTRAINT pending_derivations_unique DO UPDATE SET due = excluded.due"
+            " WHERE pending_derivations.due > excluded.due",
+            (source, target, text_array(keys), feeds, stream, when),
         )
 
 
@@ -61,25 +82,46 @@ def stored_parents(
 
 
 def targets(conn: Connection, source: str) -> list[str]:
-    """The targets of a source with parents waiting."""
+    """The targets of a source with parents due."""
     cur = conn.cursor()
     cur.execute(
-        "SELECT DISTINCT target FROM pending_derivations WHERE source = %s ORDER BY target",
+        "SELECT DISTINCT target FROM pending_derivations WHERE source = %s AND due <= now()"
+        " ORDER BY target",
         (source,),
     )
     return [row[0] for row in cur.fetchall()]
 
 
 def take(conn: Connection, source: str, target: str, limit: int) -> list[Pending]:
-    """Up to `limit` waiting parents of a target, each with every feed asked of it."""
+    """Up to `limit` due parents of a target, each with every feed asked of it (due or not:
+    deriving it now serves them all)."""
     cur = conn.cursor()
     cur.execute(
         "SELECT parent, array_agg(feeds), min(stream) FROM pending_derivations"
-        " WHERE source = %s AND target = %s GROUP BY parent"
+        " WHERE source = %s AND target = %s GROUP BY parent HAVING min(due) <= now()"
         " ORDER BY parent NULLS FIRST LIMIT %s",
         (source, target, limit),
     )
     return [Pending(p, frozenset(f), s) for p, f, s in cur.fetchall()]
+
+
+def waiting(conn: Connection, source: str, target: str, parents: Iterable[str]) -> set[str]:
+    """Which of these parents are noted and not derived yet: in flight, not drift."""
+    return set(of_parents(conn, "pending_derivations", "parent", source, target, parents))
+
+
+def of_parents(
+    conn: Connection, table: str, column: str, source: str, target: str, parents: Iterable[str]
+) -> list[Any]:
+    """One column of a bookkeeping table's rows (kept per source, target and parent) for
+    these parents of a target."""
+    cur = conn.cursor()
+    cur.execute(
+        f"SELECT {column} FROM {table} WHERE source = %s AND target = %s"
+        " AND parent = ANY(CAST(%s AS text[]))",
+        (source, target, text_array(sorted(set(parents)))),
+    )
+    return [row[0] for row in cur.fetchall()]
 
 
 def done(conn: Connection, source: str, target: str, parents: Sequence[str | None]) -> None:

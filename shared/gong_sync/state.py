@@ -291,9 +291,12 @@ def status(conn: Connection) -> list[dict[str, Any]]:
         " (SELECT CAST(coalesce(sum(r.bytes_billed), 0) AS bigint) FROM sync_runs r"
         "  WHERE r.source = s.source AND r.finished_at > now() - interval '24 hours')"
         "  AS bytes_billed_24h,"
-        # Parents a stopped run noted and its continuation (or the next run) will derive.
+        # Parents a stopped run noted and its continuation (or the next run) will derive, and
+        # of them those a touch derives once a day (a user's calls) not due yet.
         " (SELECT count(*) FROM pending_derivations p WHERE p.source = s.source)"
         "  AS waiting_derivations,"
+        " (SELECT count(*) FROM pending_derivations p WHERE p.source = s.source"
+        "  AND p.due > now()) AS deferred_derivations,"
         " (SELECT json_object_agg(w.stream, w.watermark ORDER BY w.stream)"
         "  FROM sync_watermarks w WHERE w.source = s.source)"
         " FROM sync_status s ORDER BY s.source"

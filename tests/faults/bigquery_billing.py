@@ -34,6 +34,7 @@ class Job:
     sql: str
     billed: int
     refused: bool
+    params: dict[str, Any]  # its scalar parameters, as sent (arrays are left out)
 
 
 class BigQueryBilling(FaultProxy):
@@ -82,7 +83,12 @@ class BigQueryBilling(FaultProxy):
         billed = self.bill(query["query"])
         cap = query.get("maximumBytesBilled")
         refused = cap is not None and billed > int(cap)
-        job = Job(job_id, query["query"], 0 if refused else billed, refused)
+        params = {
+            p["name"]: p["parameterValue"]["value"]
+            for p in query.get("queryParameters", [])
+            if "value" in p.get("parameterValue", {})
+        }
+        job = Job(job_id, query["query"], 0 if refused else billed, refused, params)
         with self._jobs_lock:
             self.jobs.append(job)
             self._by_id[job_id] = job

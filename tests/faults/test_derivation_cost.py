@@ -273,6 +273,12 @@ def test_a_user_change_finds_its_calls_in_postgres(env: Env, matrix: Scenario) -
     with BigQueryBilling(upstream, TABLE_BYTES) as billing:
         assert _through(env, billing).sync().status == "success"
     assert not [j.sql for j in billing.jobs if "@ids" in j.sql], "a lookup was queried"
+    # Due at the day's end (Touch.every): s1 still carries the user as it was.
+    assert env.query("SELECT name, title FROM call_speakers WHERE speaker_id = 's1'") == [
+        ("Ann Lee", "AE")
+    ]
+    with BigQueryBilling(upstream, TABLE_BYTES) as billing:
+        assert _through(env, billing).settle().status == "success"
     assert len(_derivations(billing, "call_speaker")) == 1
     users = [{**u, "title": "VP", "first_name": "Bob", "_fivetran_synced": at(90_000)}
              for u in users]  # fmt: skip
@@ -327,3 +333,35 @@ def test_parents_noted_for_a_target_no_longer_declared_are_dropped(
     assert env.sync().status == "success"
     assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
     matrix.exact(env, model(call=calls), "calls")
+
+
+def test_a_call_waiting_for_the_day_is_derived_at_once_when_its_speakers_change(
+    env: Env, matrix: Scenario
+) -> None:
+    """A user's calls wait for midnight, but a speaker change of one of them derives it now,
+    with the user as it is by then; the other waits, and lands once the day ends."""
+    calls = [call("c1", at(0)), call("c2", at(0)), call("cZ", at(86_400))]
+    users = [_user("u1", at(0))]
+    speakers = [speaker("s1", "c1", at(0), user_id="u1"), speaker("s2", "c2", at(0), user_id="u1"),
+                speaker("sZ", "cZ", at(86_400))]  # fmt: skip
+    insert(env.bq, env.datasets, "call", calls)
+    insert(env.bq, env.datasets, "users", users)
+    insert(env.bq, env.datasets, "call_speaker", speakers)
+    assert env.sync().status == "success"
+    gong = f"{env.bq.project}.{env.datasets['gong']}"
+    dml(env.bq, f"UPDATE `{gong}.users` SET title = 'VP', _fivetran_synced = @t WHERE TRUE",
+        t=at(90_000))  # fmt: skip
+    assert env.sync().status == "success"
+    waiting = "SELECT parent FROM pending_derivations WHERE due > now() ORDER BY 1"
+    assert env.query(waiting) == [("c1",), ("c2",)]
+    dml(env.bq, f"UPDATE `{gong}.call_speaker` SET talk_time = 90, _fivetran_synced = @t"
+        " WHERE id = 's1'", t=at(100_000))  # fmt: skip
+    assert env.sync().status == "success"
+    titles = "SELECT speaker_id, title, talk_time_seconds FROM call_speakers ORDER BY 1"
+    assert env.query(titles) == [("s1", "VP", 90.0), ("s2", "AE", 60.0), ("sZ", None, 60.0)]
+    assert env.query(waiting) == [("c2",)]
+    assert env.settle().status == "success"
+    assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
+    users = [{**u, "title": "VP", "_fivetran_synced": at(90_000)} for u in users]
+    speakers[0] = {**speakers[0], "talk_time": 90.0, "_fivetran_synced": at(100_000)}
+    matrix.exact(env, model(call=calls, users=users, call_speaker=speakers), "call_speakers")

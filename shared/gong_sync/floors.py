@@ -1,0 +1,171 @@
+"""Per-parent floors: the earliest cursor of any row of a parent a touching stream has read.
+
+A derivation reads a parent's rows by key, and on a table clustered on `_fivetran_synced` a key
+filter prunes nothing: every hourly derivation of a new call's speakers billed both speaker
+tables in full. Fivetran stamps `_fivetran_synced` on every write, so a row's cursor only grows:
+every row of a parent has a cursor at or after the earliest its streams ever read for it, or,
+for a row no stream has read yet, after its stream's watermark less the lookback (the same
+bound every page query relies on). `cursor >= @floor` on each such table is then exact, and
+prunes to the blocks since the oldest parent of the batch was first seen.
+
+A target's floors are trusted once they cover every row read before: either its streams had
+never been read (every row is recorded as it is read, or as a skipped stream is passed over),
+or one seed query recorded the earliest cursor of every parent already there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gong_sync import arrow_rows, pending
+from gong_sync import bigquery_sql as sql
+from gong_sync.arrow_rows import Row
+from gong_sync.declarations import Source, Stream
+from gong_sync.positions import lookback_from
+from gong_sync.postgres import Connection, text_array
+
+if TYPE_CHECKING:
+    from gong_sync.engine import SourceRun
+
+log = logging.getLogger(__name__)
+
+Floors = dict[str, dict[str, datetime]]  # target -> parent -> earliest cursor read
+_WRITE_BATCH = 50_000  # parents per INSERT: bounds one statement's parameters
+
+
+def streams(source: Source, target: str) -> list[Stream]:
+    """The streams whose rows name the target's parents in a column: what a floor bounds."""
+    return [s for s in source.streams if s.names_parents_of(target)]
+
+
+def of_page(stream: Stream, page: Sequence[Row]) -> Floors:
+    """Target -> parent -> the earliest cursor among a page's rows of that parent."""
+    out: Floors = {}
+    cursors = arrow_rows.column(page, sql.CURSOR) if stream.touches else []
+    for touch in stream.touches:
+        if touch.column is None:
+            continue
+        earliest = out.setdefault(touch.target, {})
+        for parent, cursor in zip(arrow_rows.column(page, touch.column), cursors, strict=True):
+            if parent is None or cursor is None:
+                continue
+            key = str(parent)
+            if key not in earliest or cursor < earliest[key]:
+                earliest[key] = cursor
+    return out
+
+
+def record(conn: Connection, source: str, floors: Floors) -> None:
+    """Lower the stored floors to these; the caller's transaction (a page's) commits them."""
+    for target, earliest in floors.items():
+        items = sorted(earliest.items())
+        for i in range(0, len(items), _WRITE_BATCH):
+            chunk = items[i : i + _WRITE_BATCH]
+            conn.cursor().execute(
+                "INSERT INTO derivation_floors (source, target, parent, floor)"
+                " SELECT %s, %s, unnest(CAST(%s AS text[])),"
+                " unnest(CAST(CAST(%s AS text[]) AS timestamptz[]))"
+                " ON CONFLICT (source, target, parent) DO UPDATE SET floor = excluded.floor"
+                " WHERE derivation_floors.floor > excluded.floor",
+                (
+                    source,
+                    target,
+                    text_array(p for p, _ in chunk),
+                    text_array(c.isoformat() for _, c in chunk),
+                ),
+            )
+
+
+def _ready(conn: Connection, source: str, target: str) -> bool:
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT 1 FROM derivation_floor_seeds WHERE source = %s AND target = %s", (source, target)
+    )
+    return cur.fetchone() is not None
+
+
+class RunFloors:
+    """One run's floors: seeded before its streams are read, recorded as they are, used last."""
+
+    def __init__(self, run: SourceRun) -> None:
+        """Bind to the run whose connection, queries and watermarks these use."""
+        self.run = run
+        self.marks: Mapping[str, datetime] = {}
+        self.ready: set[str] = set()  # targets whose floors cover every row read before
+
+    def prepare(self, marks: Mapping[str, datetime], started: Iterable[str]) -> None:
+        """Seed every target whose floors do not cover what its streams read before.
+
+        `marks` are the run's starting watermarks, `started` the streams with a position to
+        resume from: a stream with neither was never read, so every row of it will be recorded.
+        """
+        self.marks = dict(marks)
+        conn, source = self.run.conn, self.run.source
+        begun = set(marks) | set(started)
+        for target in source.targets:
+            named = streams(source, target.table)
+            if not named:
+                continue
+            if not _ready(conn, source.name, target.table):
+                if begun & {s.table for s in named}:
+                    self._seed(target.table, named)
+                conn.cursor().execute(
+                    "INSERT INTO derivation_floor_seeds (source, target) VALUES (%s, %s)",
+                    (source.name, target.table),
+                )
+                conn.commit()
+            self.ready.add(target.table)
+
+    def _seed(self, target: str, named: Sequence[Stream]) -> None:
+        """Record the earliest cursor of every parent already in the streams' tables."""
+        text = sql.floor_query([(s, _column(s, target)) for s in named], self.run.tables)
+        until = [sql.scalar("until", "TIMESTAMP", datetime.now(UTC))]
+        rows = self.run.query_rows(text, until, f"{target} (floors)", named[0].table)
+        found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
+        record(self.run.conn, self.run.source.name, {target: found})
+        log.info(
+            "%s: floors seeded for %d parents", target, len(found),
+            extra={"fields": {"target": target, "parents": len(found)}},
+        )  # fmt: skip
+
+    def skip(self, stream: Stream, until: datetime) -> datetime | None:
+        """Record the floors of a stream passed over unread; returns its newest cursor.
+
+        Its rows were derived, not read: without this, a later derivation would trust floors
+        that never saw them. One query per target it names parents of (one, so far).
+        """
+        newest: list[datetime] = []
+        for touch in stream.touches:
+            if touch.column is None:
+                continue
+            text = sql.floor_query([(stream, touch.column)], self.run.tables)
+            param = [sql.scalar("until", "TIMESTAMP", until)]
+            rows = self.run.query_rows(text, param, stream.table, stream.table)
+            found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
+            record(self.run.conn, self.run.source.name, {touch.target: found})
+            newest += [r["newest"] for r in rows if r["newest"] is not None]
+        return max(newest, default=None)
+
+    def floor(self, target: str, parents: Iterable[str]) -> datetime | None:
+        """The cursor every live row of these parents is at or after; None: not known.
+
+        Known only once prepare() ran, which a run by ids never does: a repair must not depend
+        on the state it repairs. Nor a full refresh, whose watermarks are gone.
+        """
+        named = streams(self.run.source, target)
+        if target not in self.ready or any(s.table not in self.marks for s in named):
+            return None
+        unread = min(lookback_from(self.marks[s.table], self.run.settings.lookback) for s in named)
+        conn, source = self.run.conn, self.run.source.name
+        stored: list[datetime] = pending.of_parents(
+            conn, "derivation_floors", "floor", source, target, parents
+        )
+        return min([unread, *stored])
+
+
+def _column(stream: Stream, target: str) -> str:
+    """The column of a stream's rows that names the target's parents."""
+    return next(t.column for t in stream.touches if t.target == target and t.column)

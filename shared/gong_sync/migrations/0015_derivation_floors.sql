@@ -1,0 +1,19 @@
+-- Per parent of a derived target, the earliest cursor any row naming it has carried (see
+-- floors.py): a derivation reads each such table from the oldest floor of its batch on, which
+-- a table clustered on _fivetran_synced prunes. Only ever lowered, in the page's transaction.
+CREATE TABLE derivation_floors (
+    source  text NOT NULL,
+    target  text NOT NULL,
+    parent  text NOT NULL,
+    floor   timestamptz NOT NULL,
+    PRIMARY KEY (source, target, parent)
+);
+
+-- Targets whose floors cover every row read before them: seeded by one query, or recorded
+-- from the first read on. Until then a derivation reads its tables in full, as before.
+CREATE TABLE derivation_floor_seeds (
+    source     text NOT NULL,
+    target     text NOT NULL,
+    seeded_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (source, target)
+);
