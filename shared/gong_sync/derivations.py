@@ -28,7 +28,7 @@ from gong_sync.dead_letters import DeadLetter
 from gong_sync.declarations import Source, Stream, Target
 from gong_sync.narrowing import narrowed
 from gong_sync.postgres_writer import TargetWriter
-from gong_sync.row_mapping import RowMapper
+from gong_sync.row_mapping import RowMapper, holdable
 
 if TYPE_CHECKING:
     from gong_sync.engine import SourceRun
@@ -93,10 +93,25 @@ class Derivations:
 
     # -- noting ------------------------------------------------------------------------------
 
-    def notes(self, stream: Stream, page: Sequence[Row]) -> Notes:
-        """What a page of the stream leaves to note: touches, earlier parents, floors."""
-        touched = self.fresh(self.touched(stream, page))
-        return Notes(touched, self.was(stream, page), floors.of_page(stream, page))
+    def notes(self, stream: Stream, page: Sequence[Row], letters: list[DeadLetter]) -> Notes:
+        """What a page of the stream leaves to note: touches, earlier parents, floors; and,
+        into `letters`, the rows of the parents no Postgres key can hold."""
+        touched = self.touched(stream, page)
+        letters += self._turned_away(stream, touched)
+        return Notes(self.fresh(touched), self.was(stream, page), floors.of_page(stream, page))
+
+    def _turned_away(self, stream: Stream, touched: Touched) -> list[DeadLetter]:
+        """Take out the parents no Postgres key can hold (a NUL in a call id): noting one
+        failed the page on every run. Where the stream's rows are the target's own, they are
+        derived now, each a dead letter of this page; elsewhere the target's rows are the
+        dead letters of the stream they come from, and nothing of this row is stored."""
+        letters: list[DeadLetter] = []
+        for (table, _), parents in touched.items():
+            bad = {p for p in parents if p is not None and not holdable(p)}
+            parents -= bad
+            if bad and self.run.source.target(table).base_table == stream.table:
+                letters += self.derive({table: set(bad)}, stream.table)[1]
+        return letters
 
     def touched(self, stream: Stream, page: Sequence[Row]) -> Touched:
         """(target, feeds) -> parents named by a page of a touching stream.
@@ -137,7 +152,8 @@ class Derivations:
             if touch.was:
                 values = arrow_rows.column(page, touch.was[0])
                 at = (touch.target, feeds_key(touch.feeds), touch.was[1])
-                out.setdefault(at, set()).update(str(v) for v in values if v is not None)
+                held = (str(v) for v in values if v is not None)  # no stored row holds others
+                out.setdefault(at, set()).update(v for v in held if holdable(v))
         return out
 
     def fresh(self, touched: Touched) -> Touched:
@@ -299,8 +315,9 @@ class Derivations:
             chunk = keys[i : i + DERIVE_BATCH]
             params: list[Any] = [bigquery.ArrayQueryParameter("keys", "STRING", chunk)]
             floor = self.floors.floor(target.table, chunk)
-            named = floors.streams(self.run.source, target.table) if floor else []
-            if floor is not None:
+            named: list[Stream] = []
+            if floor is not None:  # its floored tables are read from there on
+                named = floors.streams(self.run.source, target.table)
                 params.append(sql.scalar("floor", "TIMESTAMP", floor))
             text = sql.derive_query(target, self.run.tables, floored=named)
             rows += self.run.query_rows(text, params, job, cost)

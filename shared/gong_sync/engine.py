@@ -303,7 +303,7 @@ class SourceRun:
         """Map one page of a stream: what its transaction will write, and its position."""
         letters: list[DeadLetter] = []
         batches: list[Batch] = []
-        notes = self.derivations.notes(stream, page)
+        notes = self.derivations.notes(stream, page, letters)
         if target is not None:
             batch = Batch(target, target.key)
             self.fill_batch(batch, page, stream.table, letters)

@@ -26,6 +26,7 @@ from gong_sync.arrow_rows import Row
 from gong_sync.declarations import Source, Stream
 from gong_sync.positions import lookback_from
 from gong_sync.postgres import Connection, text_array
+from gong_sync.row_mapping import holdable
 
 if TYPE_CHECKING:
     from gong_sync.engine import SourceRun
@@ -50,8 +51,8 @@ def of_page(stream: Stream, page: Sequence[Row]) -> Floors:
             continue
         earliest = out.setdefault(touch.target, {})
         for parent, cursor in zip(arrow_rows.column(page, touch.column), cursors, strict=True):
-            if parent is None or cursor is None:
-                continue
+            if parent is None or cursor is None or not holdable(str(parent)):
+                continue  # a parent no key can hold is never derived (see Derivations.notes)
             key = str(parent)
             if key not in earliest or cursor < earliest[key]:
                 earliest[key] = cursor
@@ -125,6 +126,7 @@ class RunFloors:
         until = [sql.scalar("until", "TIMESTAMP", datetime.now(UTC))]
         rows = self.run.query_rows(text, until, f"{target} (floors)", named[0].table)
         found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
+        found = {k: v for k, v in found.items() if holdable(k)}
         record(self.run.conn, self.run.source.name, {target: found})
         log.info(
             "%s: floors seeded for %d parents", target, len(found),
@@ -145,6 +147,7 @@ class RunFloors:
             param = [sql.scalar("until", "TIMESTAMP", until)]
             rows = self.run.query_rows(text, param, stream.table, stream.table)
             found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
+            found = {k: v for k, v in found.items() if holdable(k)}
             record(self.run.conn, self.run.source.name, {touch.target: found})
             newest += [r["newest"] for r in rows if r["newest"] is not None]
         return max(newest, default=None)
@@ -157,6 +160,9 @@ class RunFloors:
         """
         named = streams(self.run.source, target)
         if target not in self.ready or any(s.table not in self.marks for s in named):
+            return None
+        parents = list(parents)
+        if not all(holdable(p) for p in parents):  # never recorded: their rows are rejected
             return None
         unread = min(lookback_from(self.marks[s.table], self.run.settings.lookback) for s in named)
         conn, source = self.run.conn, self.run.source.name

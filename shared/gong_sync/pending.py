@@ -9,6 +9,7 @@ from typing import Any
 
 from gong_sync.declarations import Target
 from gong_sync.postgres import Connection, text_array
+from gong_sync.row_mapping import holdable
 
 FULL = ""  # the feeds of a touch that may change any column: the whole row is derived
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,7 +79,8 @@ def stored_parents(
         " WHERE source = %s AND target = %s AND record ->> %s = ANY(CAST(%s AS text[]))",
         (text_array(keys), target.parent, source, target.table, column, text_array(keys)),
     )
-    return {row[0] for row in cur.fetchall() if row[0] is not None}
+    # A ledger record keeps a parent too long for a key whole: it was never a stored parent.
+    return {row[0] for row in cur.fetchall() if row[0] is not None and holdable(row[0])}
 
 
 def targets(conn: Connection, source: str) -> list[str]:
@@ -125,8 +127,9 @@ def of_parents(
 
 
 def done(conn: Connection, source: str, target: str, parents: Sequence[str | None]) -> None:
-    """Forget derived parents; the caller commits this with their new rows."""
-    keys = [p for p in parents if p is not None]
+    """Forget derived parents; the caller commits this with their new rows. A parent no key
+    can hold (a NUL in it) was never noted, and cannot be named to Postgres."""
+    keys = [p for p in parents if p is not None and holdable(p)]
     conn.cursor().execute(
         "DELETE FROM pending_derivations WHERE source = %s AND target = %s"
         " AND (parent = ANY(CAST(%s AS text[])) OR (parent IS NULL AND %s))",

@@ -74,6 +74,14 @@ def _has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def holdable(key: str) -> bool:
+    """Whether Postgres can hold this value in a key: no NUL, no lone surrogate, and at most
+    KEY_MAX_BYTES bytes. A row keyed by any other is a dead letter, never a stored row."""
+    if "\x00" in key or _has_surrogate(key):
+        return False
+    return len(key) * 4 <= KEY_MAX_BYTES or len(key.encode()) <= KEY_MAX_BYTES
+
+
 def _text(col: Column, nul: NulPolicy) -> Encoder:
     def encode(value: Any) -> str | None:
         if value is None:

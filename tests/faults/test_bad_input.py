@@ -429,3 +429,45 @@ def test_a_key_too_long_to_index_is_a_dead_letter(env: Env, matrix: Scenario) ->
             f"gong_call_id: key is {size} bytes; Postgres indexes at most 2000 here",
         ("calls", (f"{long_id[:300]}... (3001 bytes)",)): "gong_call_id: NUL byte in key",
     })  # fmt: skip
+
+
+def test_a_parent_id_no_key_can_hold_is_a_dead_letter_not_a_stalled_touch(
+    env: Env, matrix: Scenario
+) -> None:
+    """A speaker, participant or CRM link naming a call id with a NUL (or too long to index):
+    noting that call failed its page on every run. Its own rows are dead letters of the page,
+    the rest of every stream lands, and the next run reads on."""
+    long_id = "".join(f"{n:x}" for n in range(1000))  # 2.9 KB
+    data = _land(
+        env,
+        call=[call("c1", at(0))],
+        call_speaker=[speaker("s1", "c1", at(0)), speaker("sN", "c\x00N", at(0)),
+                      speaker("sL", long_id, at(0))],
+        call_participant=[{"id": "pN", "call_id": "c\x00N", "speaker_id": "sN", "user_id": None,
+                           "name": "N", "email_address": None, "affiliation": None,
+                           "title": None, "phone_number": None, "_fivetran_synced": at(0),
+                           "_fivetran_deleted": False}],
+        users=[{"id": "u\x00", "email_address": None, "first_name": "U", "last_name": None,
+                "title": None, "manager_id": None, "active": True, "_fivetran_synced": at(0),
+                "_fivetran_deleted": False}],
+    )  # fmt: skip
+    assert env.sync().status == "success"  # a backfill: sweeps, no touch noted
+    later = {"call_speaker": [speaker("sM", "c\x00N", at(60)), speaker("sK", long_id, at(60)),
+                              speaker("s2", "c1", at(60))]}  # fmt: skip
+    for table, rows in later.items():
+        insert(env.bq, env.datasets, table, rows)
+        data[table] += rows
+    assert env.sync().status == "success"
+    assert env.sync().status == "success"  # and the next run is not stuck on the page
+    # The reference knows no key length: the long id's speakers are the letters below.
+    data["call_speaker"] = [r for r in data["call_speaker"] if r["call_id"] != long_id]
+    _speakers(env, matrix, data)
+    size = len(long_id)
+    letters = {(t, tuple(json.loads(k))) for t, k in
+               env.query("SELECT target, record_key FROM dead_letters")}  # fmt: skip
+    assert letters == {
+        ("call_speakers", (call_id, sid))
+        for call_id in ("c\x00N", f"{long_id[:300]}... ({size} bytes)")
+        for sid in (("sN", "sM") if call_id == "c\x00N" else ("sL", "sK"))
+    }
+    assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]

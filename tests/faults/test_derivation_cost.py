@@ -40,11 +40,13 @@ EMAIL_BYTES = {"email": 10 * GB, "email_recipient": GB, "email_sender": GB}
 
 
 def _derivations(billing: BigQueryBilling, table: str) -> list[str]:
-    """The SQL of derivation jobs (by parent key) whose FROM starts at this table."""
+    """The SQL of derivation jobs (by parent key) whose FROM starts at this table (read whole
+    or from a floor)."""
     return [
         j.sql
         for j in billing.jobs
-        if "IN UNNEST(@keys)" in j.sql and re.search(rf"FROM `[^`]*\.{table}` AS", j.sql)
+        if "IN UNNEST(@keys)" in j.sql
+        and re.search(rf"FROM (\(SELECT [^()]* FROM )?`[^`]*\.{table}`", j.sql)
     ]
 
 
@@ -354,6 +356,12 @@ def test_a_call_waiting_for_the_day_is_derived_at_once_when_its_speakers_change(
     assert env.sync().status == "success"
     waiting = "SELECT parent FROM pending_derivations WHERE due > now() ORDER BY 1"
     assert env.query(waiting) == [("c1",), ("c2",)]
+    conn = env.connect()
+    try:
+        (shown,) = [i for i in state.status(conn) if i["source"] == "calls"]
+    finally:
+        conn.close()
+    assert (shown["waiting_derivations"], shown["deferred_derivations"]) == (2, 2)
     dml(env.bq, f"UPDATE `{gong}.call_speaker` SET talk_time = 90, _fivetran_synced = @t"
         " WHERE id = 's1'", t=at(100_000))  # fmt: skip
     assert env.sync().status == "success"
