@@ -60,6 +60,27 @@ def test_every_touch_whose_parent_can_change_in_place_says_where_it_was() -> Non
                 assert touch.was[1] in {c.name for c in target.columns}, touch.was
 
 
+def test_a_touch_derived_once_a_period_changes_no_key_and_drives_nothing() -> None:
+    """Touch.every defers a touch's parents: sound only where waiting changes values alone
+    (verify leaves waiting parents out of its value sample, not its keys), and where no
+    driving stream's returning parents share its notes (they must be derived at once)."""
+    deferred = [
+        (source, stream, touch)
+        for source in (s for top in sources.SOURCES.values() for s in _with_fallbacks(top))
+        for stream in source.streams
+        for touch in stream.touches
+        if touch.every
+    ]
+    assert deferred  # the users' touch of call_speakers
+    for source, stream, touch in deferred:
+        assert stream.drives is None, stream.table
+        assert touch.column is None, stream.table  # its parents are found by `was` alone
+        assert touch.lookup_sql is None, stream.table
+        assert touch.was is not None
+        target = source.target(touch.target)
+        assert touch.was[1] not in target.key, (stream.table, touch.was)
+
+
 def _context(cid: str | None, oid: str | None, synced: Any, **over: Any) -> dict[str, Any]:
     row = {"call_id": cid, "object_type": "Opportunity", "object_id": oid, "name": "Deal",
            "value": "Open", "_fivetran_synced": synced, "_fivetran_deleted": False}  # fmt: skip

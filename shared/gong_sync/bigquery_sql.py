@@ -235,8 +235,10 @@ def derive_query(
 def _from_floor(text: str, floored: Sequence[Stream], tables: Mapping[str, TableRef]) -> str:
     """The query with each floored table read through a filter on its raw cursor.
 
-    A subquery naming the columns the query uses (any column whose name it mentions), so it
-    bills what the plain table would, less the blocks before @floor where it is clustered.
+    A subquery naming every column of the table whose name the query mentions (a superset of
+    those it uses) and the cursor: it bills about what the plain table would, less the blocks
+    before @floor where it is clustered. Every mention of the table is bounded, so a floored
+    target must read such a table only by its parents' key (sets, windows, GROUP BYs).
     """
     for stream in floored:
         ref = tables[stream.table]
@@ -248,18 +250,29 @@ def _from_floor(text: str, floored: Sequence[Stream], tables: Mapping[str, Table
     return text
 
 
-def floor_query(named: Sequence[tuple[Stream, str]], tables: Mapping[str, TableRef]) -> str:
+NULL_CURSOR = "TIMESTAMP '0001-01-01 00:00:00+00'"  # a NULL cursor's floor: read it all
+
+
+def floor_query(
+    named: Sequence[tuple[Stream, str]], tables: Mapping[str, TableRef], *, keyed: bool = False
+) -> str:
     """Per parent (`k`), the earliest and the newest cursor up to @until of the rows naming it.
 
-    `named` pairs each stream with the column of its rows that names the parent.
+    `named` pairs each stream with the column of its rows that names the parent; `keyed`,
+    only the parents in @keys. A row whose cursor is NULL (no page reads it, no cursor bounds
+    it) gives its parent the year-1 floor, which floors.py reads as "no floor".
     """
     union = " UNION ALL ".join(
-        f"SELECT CAST({stream.alias}.`{column}` AS STRING) AS k, {stream_cursor(stream)} AS c"
-        f" FROM {quote(tables[stream.table].full_name)} AS {stream.alias}"
-        f" WHERE {stream_cursor(stream)} <= @until"
-        for stream, column in named
+        f"SELECT CAST({s.alias}.`{column}` AS STRING) AS k, {stream_cursor(s)} AS c"
+        f" FROM {quote(tables[s.table].full_name)} AS {s.alias}"
+        f" WHERE ({stream_cursor(s)} <= @until OR {stream_cursor(s)} IS NULL)"
+        + (f" AND CAST({s.alias}.`{column}` AS STRING) IN UNNEST(@keys)" if keyed else "")
+        for s, column in named
     )
-    return f"SELECT k, MIN(c) AS floor, MAX(c) AS newest FROM ({union}) GROUP BY k"
+    return (
+        f"SELECT k, MIN(IFNULL(c, {NULL_CURSOR})) AS floor, MAX(c) AS newest"
+        f" FROM ({union}) GROUP BY k"
+    )
 
 
 def stream_cursor(stream: Stream) -> str:

@@ -375,12 +375,7 @@ class SourceRun:
 
     def _skip(self, stream: Stream, until: datetime) -> None:
         """Mark a redundant stream read to its newest row, without reading its rows."""
-        if any(t.column for t in stream.touches):  # and record the floors of its rows
-            newest = self.derivations.floors.skip(stream, until)
-        else:
-            text = sql.newest_cursor_query(stream, self.tables)
-            until_param = [sql.scalar("until", "TIMESTAMP", until)]
-            newest = self.query_rows(text, until_param, stream.table, stream.table)[0]["newest"]
+        newest = self.derivations.floors.skip(stream, until)  # and its rows' floors
         if newest is not None:  # the same watermark a full read would have left
             state.advance_watermark(self.conn, self.source.name, stream.table, newest)
         state.finish_stream(
@@ -403,6 +398,7 @@ class SourceRun:
         self.stats.rows_read += sum(len(b.lines) for b in batches) + len(letters)
         for batch in batches:  # their children are derived in this same commit
             self._returning_parents(batch)
+        self.derivations.floors.lower(ids)  # so no later derivation drops what this lands
         self.commit_page(batches, letters, None, None)
         self.stats.ids_not_found = sorted(set(ids) - found)
         if self.stats.ids_not_found:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from google.cloud import bigquery
 
 from gong_sync import arrow_rows, pending
 from gong_sync import bigquery_sql as sql
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Floors = dict[str, dict[str, datetime]]  # target -> parent -> earliest cursor read
+NO_FLOOR = datetime(1, 1, 1, tzinfo=UTC)  # a parent with a NULL-cursor row (sql.NULL_CURSOR)
 _WRITE_BATCH = 50_000  # parents per INSERT: bounds one statement's parameters
 
 
@@ -80,12 +83,20 @@ def record(conn: Connection, source: str, floors: Floors) -> None:
             )
 
 
-def _ready(conn: Connection, source: str, target: str) -> bool:
+def _seeded_for(conn: Connection, source: str, target: str) -> str | None:
+    """The streams a target's floors were last seeded for (comma-joined), None if never."""
     cur = conn.cursor()
     cur.execute(
-        "SELECT 1 FROM derivation_floor_seeds WHERE source = %s AND target = %s", (source, target)
+        "SELECT streams FROM derivation_floor_seeds WHERE source = %s AND target = %s",
+        (source, target),
     )
-    return cur.fetchone() is not None
+    row = cur.fetchone()
+    return None if row is None else str(row[0])
+
+
+def _found(rows: Iterable[Row]) -> dict[str, datetime]:
+    """Parent -> floor from a floor query's rows, leaving out what no key can hold."""
+    return {str(r["k"]): r["floor"] for r in rows if r["k"] is not None and holdable(str(r["k"]))}
 
 
 class RunFloors:
@@ -101,7 +112,9 @@ class RunFloors:
         """Seed every target whose floors do not cover what its streams read before.
 
         `marks` are the run's starting watermarks, `started` the streams with a position to
-        resume from: a stream with neither was never read, so every row of it will be recorded.
+        resume from: a stream with neither was never read, so every row of it will be
+        recorded. A target is seeded again when the streams naming its parents change (a touch
+        added to a stream read for months), since those streams' rows were never recorded.
         """
         self.marks = dict(marks)
         conn, source = self.run.conn, self.run.source
@@ -110,45 +123,70 @@ class RunFloors:
             named = streams(source, target.table)
             if not named:
                 continue
-            if not _ready(conn, source.name, target.table):
+            tables = ",".join(sorted(s.table for s in named))
+            if _seeded_for(conn, source.name, target.table) != tables:
                 if begun & {s.table for s in named}:
                     self._seed(target.table, named)
                 conn.cursor().execute(
-                    "INSERT INTO derivation_floor_seeds (source, target) VALUES (%s, %s)",
-                    (source.name, target.table),
+                    "INSERT INTO derivation_floor_seeds (source, target, streams)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (source, target)"
+                    " DO UPDATE SET streams = excluded.streams, seeded_at = now()",
+                    (source.name, target.table, tables),
                 )
                 conn.commit()
             self.ready.add(target.table)
 
+    def _query(self, target: str, named: Sequence[Stream], **keys: Sequence[str]) -> list[Row]:
+        """A floor query over these streams' rows of the target's parents (all, or @keys)."""
+        text = sql.floor_query([(s, _column(s, target)) for s in named], self.run.tables,
+                               keyed=bool(keys))  # fmt: skip
+        params: list[Any] = [sql.scalar("until", "TIMESTAMP", datetime.now(UTC))]
+        params += [bigquery.ArrayQueryParameter("keys", "STRING", list(v)) for v in keys.values()]
+        return self.run.query_rows(text, params, f"{target} (floors)", named[0].table)
+
     def _seed(self, target: str, named: Sequence[Stream]) -> None:
         """Record the earliest cursor of every parent already in the streams' tables."""
-        text = sql.floor_query([(s, _column(s, target)) for s in named], self.run.tables)
-        until = [sql.scalar("until", "TIMESTAMP", datetime.now(UTC))]
-        rows = self.run.query_rows(text, until, f"{target} (floors)", named[0].table)
-        found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
-        found = {k: v for k, v in found.items() if holdable(k)}
+        found = _found(self._query(target, named))
         record(self.run.conn, self.run.source.name, {target: found})
         log.info(
             "%s: floors seeded for %d parents", target, len(found),
             extra={"fields": {"target": target, "parents": len(found)}},
         )  # fmt: skip
 
+    def lower(self, ids: Iterable[str]) -> None:
+        """Lower the floors of parents a run by ids derived, in its transaction.
+
+        Such a run reads all of time and may land a row older than its parent's floor (one
+        that arrived later than the lookback, or has no cursor): a later derivation from the
+        floor would drop it again, and every fix would be undone by the next touch.
+        """
+        keys = sorted({i for i in ids if holdable(i)})
+        for target in self.run.source.targets:
+            named = streams(self.run.source, target.table)
+            if named and keys:
+                found = _found(self._query(target.table, named, keys=keys))
+                record(self.run.conn, self.run.source.name, {target.table: found})
+
     def skip(self, stream: Stream, until: datetime) -> datetime | None:
         """Record the floors of a stream passed over unread; returns its newest cursor.
 
         Its rows were derived, not read: without this, a later derivation would trust floors
-        that never saw them. One query per target it names parents of (one, so far).
+        that never saw them. One query per target it names parents of (one, so far); a stream
+        that names none asks for its newest cursor alone.
         """
+        until_param = [sql.scalar("until", "TIMESTAMP", until)]
+        named = [t for t in stream.touches if t.column is not None]
+        if not named:
+            text = sql.newest_cursor_query(stream, self.run.tables)
+            mark: datetime | None = self.run.query_rows(
+                text, until_param, stream.table, stream.table
+            )[0]["newest"]
+            return mark
         newest: list[datetime] = []
-        for touch in stream.touches:
-            if touch.column is None:
-                continue
-            text = sql.floor_query([(stream, touch.column)], self.run.tables)
-            param = [sql.scalar("until", "TIMESTAMP", until)]
-            rows = self.run.query_rows(text, param, stream.table, stream.table)
-            found = {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
-            found = {k: v for k, v in found.items() if holdable(k)}
-            record(self.run.conn, self.run.source.name, {touch.target: found})
+        for touch in named:
+            text = sql.floor_query([(stream, _column(stream, touch.target))], self.run.tables)
+            rows = self.run.query_rows(text, until_param, stream.table, stream.table)
+            record(self.run.conn, self.run.source.name, {touch.target: _found(rows)})
             newest += [r["newest"] for r in rows if r["newest"] is not None]
         return max(newest, default=None)
 
@@ -156,7 +194,9 @@ class RunFloors:
         """The cursor every live row of these parents is at or after; None: not known.
 
         Known only once prepare() ran, which a run by ids never does: a repair must not depend
-        on the state it repairs. Nor a full refresh, whose watermarks are gone.
+        on the state it repairs. Nor the first invocation of a full refresh, whose watermarks
+        are gone (its continuations may: what they have not read is past their watermarks).
+        A parent with a row whose cursor is NULL (its year-1 floor) is read whole.
         """
         named = streams(self.run.source, target)
         if target not in self.ready or any(s.table not in self.marks for s in named):
@@ -169,7 +209,8 @@ class RunFloors:
         stored: list[datetime] = pending.of_parents(
             conn, "derivation_floors", "floor", source, target, parents
         )
-        return min([unread, *stored])
+        lowest = min([unread, *stored])
+        return None if lowest <= NO_FLOOR else lowest
 
 
 def _column(stream: Stream, target: str) -> str:

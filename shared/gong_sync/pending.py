@@ -116,12 +116,12 @@ def of_parents(
     conn: Connection, table: str, column: str, source: str, target: str, parents: Iterable[str]
 ) -> list[Any]:
     """One column of a bookkeeping table's rows (kept per source, target and parent) for
-    these parents of a target."""
+    these parents of a target; a parent no key can hold is in none of them."""
     cur = conn.cursor()
     cur.execute(
         f"SELECT {column} FROM {table} WHERE source = %s AND target = %s"
         " AND parent = ANY(CAST(%s AS text[]))",
-        (source, target, text_array(sorted(set(parents)))),
+        (source, target, text_array(sorted({p for p in parents if holdable(p)}))),
     )
     return [row[0] for row in cur.fetchall()]
 

@@ -471,3 +471,14 @@ def test_a_parent_id_no_key_can_hold_is_a_dead_letter_not_a_stalled_touch(
         for sid in (("sN", "sM") if call_id == "c\x00N" else ("sL", "sK"))
     }
     assert env.query("SELECT count(*) FROM pending_derivations") == [(0,)]
+
+
+def test_verify_draws_a_parent_id_no_key_can_hold_without_failing(
+    env: Env, matrix: Scenario
+) -> None:
+    """The weekly sample draws parents in BigQuery: one with a NUL must not reach Postgres."""
+    data = _land(env, email=[email("e1", at(0)), email("e\x00", at(0))])
+    assert env.sync("emails").status == "success"
+    report = env.verify("emails")
+    assert not report.drift, [t.summary() for t in report.targets]
+    matrix.exact(env, model(email=data["email"][:1]), "emails")

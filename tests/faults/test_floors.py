@@ -113,7 +113,7 @@ def test_floors_are_seeded_once_where_the_deployment_predates_them(
     env.execute("DELETE FROM derivation_floor_seeds")
     _move_talk_time(env, data, at(11 * DAY))
     billing = _sync(env)
-    seeds = [j for j in billing.jobs if "MIN(c) AS floor" in j.sql]
+    seeds = [j for j in billing.jobs if "MIN(IFNULL(c" in j.sql]
     assert len(seeds) == 1
     assert ".call_participant`" in seeds[0].sql
     assert ".call_speaker`" in seeds[0].sql
@@ -122,7 +122,7 @@ def test_floors_are_seeded_once_where_the_deployment_predates_them(
     assert _names(env)[0] == ("s1", "Person p1", 90.0)
     _move_talk_time(env, data, at(12 * DAY))
     again = _sync(env)
-    assert not [j for j in again.jobs if "MIN(c) AS floor" in j.sql]
+    assert not [j for j in again.jobs if "MIN(IFNULL(c" in j.sql]
     assert _floor(_speaker_derivations(again)[0]) == at(0)
     matrix.exact(env, model(**data), "calls", "call_speakers")
 
@@ -142,4 +142,59 @@ def test_a_repair_never_relies_on_floors(env: Env, matrix: Scenario) -> None:
     refresh = _sync(env, full_refresh=True)
     assert not [j for j in refresh.jobs if "@floor" in j.sql]
     assert _names(env)[0] == ("s1", "Person p1", 60.0)
+    matrix.exact(env, model(**data), "calls", "call_speakers")
+
+
+def test_a_repair_by_ids_lowers_the_floor_so_the_next_derivation_keeps_it(
+    env: Env, matrix: Scenario
+) -> None:
+    """A participant landing later than the lookback: no page reads it, its call's floor is
+    its speaker's. verify --fix lands it by id; the next speaker change must not drop it."""
+    data = _landed(env)
+    table = f"{env.bq.project}.{env.datasets['gong']}.call_participant"
+    dml(env.bq, f"DELETE FROM `{table}` WHERE id = 'p1'")  # not landed yet
+    assert env.sync().status == "success"
+    insert(env.bq, env.datasets, "call_participant", [_participant("p1", "c1", "s1", at(0))])
+    assert env.sync().status == "success"  # p1 sits before every watermark's lookback
+    assert _names(env)[0] == ("s1", None, 60.0)
+    assert env.reconcile("calls").clean
+    assert _names(env)[0] == ("s1", "Person p1", 60.0)
+    _move_talk_time(env, data, at(11 * DAY))
+    billing = _sync(env)
+    assert _floor(_speaker_derivations(billing)[0]) == at(0)
+    assert _names(env)[0] == ("s1", "Person p1", 90.0)
+    matrix.exact(env, model(**data), "calls", "call_speakers")
+
+
+def test_a_row_without_a_cursor_keeps_its_parent_read_whole(env: Env, matrix: Scenario) -> None:
+    """A participant whose `_fivetran_synced` is NULL: no page reads it and no floor bounds it,
+    so its call is derived from all of time, and keeps it."""
+    data = _landed(env)
+    data["call_participant"][0] = {**data["call_participant"][0], "_fivetran_synced": None}
+    table = f"{env.bq.project}.{env.datasets['gong']}.call_participant"
+    dml(env.bq, f"UPDATE `{table}` SET _fivetran_synced = NULL WHERE id = 'p1'")
+    assert env.sync().status == "success"
+    _move_talk_time(env, data, at(11 * DAY))
+    billing = _sync(env)
+    (job,) = _speaker_derivations(billing)
+    assert "@floor" not in job.sql
+    assert _names(env)[0] == ("s1", "Person p1", 90.0)
+    matrix.exact(env, model(**data), "calls", "call_speakers")
+
+
+def test_floors_are_seeded_again_when_a_stream_starts_naming_parents(
+    env: Env, matrix: Scenario
+) -> None:
+    """Seeded before participants touched speakers: their rows were never recorded (here, c1's
+    floor is its speaker's alone). The changed set of streams seeds the target again."""
+    data = _landed(env)
+    assert env.sync().status == "success"
+    env.execute("UPDATE derivation_floor_seeds SET streams = 'call_speaker'")
+    env.execute("UPDATE derivation_floors SET floor = %s WHERE parent = 'c1'", at(3600))
+    _move_talk_time(env, data, at(11 * DAY))
+    billing = _sync(env)
+    seeds = [j.sql for j in billing.jobs if "MIN(IFNULL(c" in j.sql]
+    assert len(seeds) == 1
+    assert _floor(_speaker_derivations(billing)[0]) == at(0)
+    assert _names(env)[0] == ("s1", "Person p1", 90.0)
     matrix.exact(env, model(**data), "calls", "call_speakers")

@@ -1,6 +1,7 @@
 -- Per parent of a derived target, the earliest cursor any row naming it has carried (see
 -- floors.py): a derivation reads each such table from the oldest floor of its batch on, which
--- a table clustered on _fivetran_synced prunes. Only ever lowered, in the page's transaction.
+-- a table clustered on _fivetran_synced prunes. Only ever lowered: in a page's transaction, by
+-- a seed, by a stream a backfill skips, or by a run by ids (floors.py).
 CREATE TABLE derivation_floors (
     source  text NOT NULL,
     target  text NOT NULL,
