@@ -10,7 +10,9 @@ prunes to the blocks since the oldest parent of the batch was first seen.
 
 A target's floors are trusted once they cover every row read before: either its streams had
 never been read (every row is recorded as it is read, or as a skipped stream is passed over),
-or one seed query recorded the earliest cursor of every parent already there.
+or one seed query recorded the earliest cursor of every parent already there (again whenever
+the streams naming its parents change). A run by ids lowers the floors of what it derived:
+it may land a row no page read (later than the lookback), which a floor must not drop again.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def of_page(stream: Stream, page: Sequence[Row]) -> Floors:
 
 
 def record(conn: Connection, source: str, floors: Floors) -> None:
-    """Lower the stored floors to these; the caller's transaction (a page's) commits them."""
+    """Lower the stored floors to these; the caller's transaction commits them (a page's,
+    a skipped stream's, a seed's or an ids run's)."""
     for target, earliest in floors.items():
         items = sorted(earliest.items())
         for i in range(0, len(items), _WRITE_BATCH):
