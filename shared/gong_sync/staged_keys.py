@@ -19,6 +19,7 @@ from gong_sync.dead_letters import record_key
 from gong_sync.declarations import Target
 from gong_sync.postgres import Connection, text_array
 from gong_sync.postgres_writer import ident
+from gong_sync.row_mapping import holdable
 
 KEY_COLUMNS = ("k1", "k2", "k3", "k4")
 # A verify older than this starts over: its BigQuery results would expire mid-way.
@@ -210,10 +211,11 @@ def surplus(
 
 
 def live_parents(conn: Connection, source: str, parent: Target, keys: Sequence[str]) -> set[str]:
-    """Those of these parent keys that are live rows of the parent in BigQuery."""
+    """Those of these parent keys that are live rows of the parent in BigQuery (staged here:
+    a key no Postgres key can hold, drawn in BigQuery, is in none)."""
     cur = conn.cursor()
     cur.execute(
         f"SELECT DISTINCT b.k1 FROM {_side('b', 'b', parent)} AND b.k1 = ANY(CAST(%s AS text[]))",
-        (source, text_array(keys)),
+        (source, text_array([k for k in keys if holdable(k)])),
     )
     return {r[0] for r in cur.fetchall()}

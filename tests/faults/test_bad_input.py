@@ -476,9 +476,17 @@ def test_a_parent_id_no_key_can_hold_is_a_dead_letter_not_a_stalled_touch(
 def test_verify_draws_a_parent_id_no_key_can_hold_without_failing(
     env: Env, matrix: Scenario
 ) -> None:
-    """The weekly sample draws parents in BigQuery: one with a NUL must not reach Postgres."""
+    """The weekly sample draws parents in BigQuery: one with a NUL must not reach Postgres,
+    whether it is the target's own key (an email) or a child's parent (a transcript's call)."""
     data = _land(env, email=[email("e1", at(0)), email("e\x00", at(0))])
     assert env.sync("emails").status == "success"
     report = env.verify("emails")
     assert not report.drift, [t.summary() for t in report.targets]
     matrix.exact(env, model(email=data["email"][:1]), "emails")
+    lines = [transcript("c1", 0, at(0)), transcript("c\x00", 0, at(0))]
+    calls = _land(env, call=[call("c1", at(0))], transcript=lines)
+    assert env.sync().status == "success"
+    report = env.verify("calls")
+    assert not report.drift, [t.summary() for t in report.targets]
+    calls["transcript"] = calls["transcript"][:1]
+    matrix.exact(env, calls, "calls", "transcripts")
