@@ -15,7 +15,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from google.cloud import bigquery
@@ -165,6 +166,16 @@ class Derivations:
         """
         return {k: parents - self.derived.get(k[0], set()) for k, parents in touched.items()}
 
+    @cached_property
+    def every(self) -> dict[tuple[str, str, str], timedelta | None]:
+        """(stream, target, feeds) -> the period its touch's parents wait for (Touch.every),
+        of the declaration the run resolved (a fallback's, where it uses one)."""
+        return {
+            (s.table, t.target, feeds_key(t.feeds)): t.every
+            for s in self.run.source.streams
+            for t in s.touches
+        }
+
     def note(self, notes: Notes, stream: str) -> None:
         """Note the touched parents in the page's transaction: derived at the end of the run.
 
@@ -176,15 +187,9 @@ class Derivations:
             target = self.run.source.target(table)
             before = pending.stored_parents(conn, source, target, column, values)
             notes.touched.setdefault((table, feeds), set()).update(before)
-        every = {
-            (t.target, feeds_key(t.feeds)): t.every
-            for s in self.run.source.streams
-            if s.table == stream
-            for t in s.touches
-        }
         now = datetime.now(UTC)
         for (table, feeds), parents in notes.touched.items():
-            when = pending.due(every.get((table, feeds)), now)
+            when = pending.due(self.every.get((stream, table, feeds)), now)
             pending.add(conn, source, table, parents, feeds, stream, when)
         floors.record(conn, source, notes.floors)
 

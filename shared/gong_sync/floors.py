@@ -56,8 +56,8 @@ def of_page(stream: Stream, page: Sequence[Row]) -> Floors:
             continue
         earliest = out.setdefault(touch.target, {})
         for parent, cursor in zip(arrow_rows.column(page, touch.column), cursors, strict=True):
-            if parent is None or cursor is None or not holdable(str(parent)):
-                continue  # a parent no key can hold is never derived (see Derivations.notes)
+            if parent is None or cursor is None:
+                continue
             key = str(parent)
             if key not in earliest or cursor < earliest[key]:
                 earliest[key] = cursor
@@ -66,9 +66,10 @@ def of_page(stream: Stream, page: Sequence[Row]) -> Floors:
 
 def record(conn: Connection, source: str, floors: Floors) -> None:
     """Lower the stored floors to these; the caller's transaction commits them (a page's,
-    a skipped stream's, a seed's or an ids run's)."""
+    a skipped stream's, a seed's or an ids run's). A parent no key can hold is left out: it
+    is never derived from a floor (see Derivations.notes)."""
     for target, earliest in floors.items():
-        items = sorted(earliest.items())
+        items = sorted((p, c) for p, c in earliest.items() if holdable(p))
         for i in range(0, len(items), _WRITE_BATCH):
             chunk = items[i : i + _WRITE_BATCH]
             conn.cursor().execute(
@@ -98,8 +99,8 @@ def _seeded_for(conn: Connection, source: str, target: str) -> str | None:
 
 
 def _found(rows: Iterable[Row]) -> dict[str, datetime]:
-    """Parent -> floor from a floor query's rows, leaving out what no key can hold."""
-    return {str(r["k"]): r["floor"] for r in rows if r["k"] is not None and holdable(str(r["k"]))}
+    """Parent -> floor from a floor query's rows."""
+    return {str(r["k"]): r["floor"] for r in rows if r["k"] is not None}
 
 
 class RunFloors:
@@ -139,13 +140,22 @@ class RunFloors:
                 conn.commit()
             self.ready.add(target.table)
 
-    def _query(self, target: str, named: Sequence[Stream], **keys: Sequence[str]) -> list[Row]:
-        """A floor query over these streams' rows of the target's parents (all, or @keys)."""
+    def _query(
+        self,
+        target: str,
+        named: Sequence[Stream],
+        keys: Sequence[str] = (),
+        until: datetime | None = None,
+    ) -> list[Row]:
+        """A floor query over these streams' rows of the target's parents (all, or `keys`),
+        up to `until` (now); its cost counts towards the first stream."""
         text = sql.floor_query([(s, _column(s, target)) for s in named], self.run.tables,
                                keyed=bool(keys))  # fmt: skip
-        params: list[Any] = [sql.scalar("until", "TIMESTAMP", datetime.now(UTC))]
-        params += [bigquery.ArrayQueryParameter("keys", "STRING", list(v)) for v in keys.values()]
-        return self.run.query_rows(text, params, f"{target} (floors)", named[0].table)
+        params: list[Any] = [sql.scalar("until", "TIMESTAMP", until or datetime.now(UTC))]
+        if keys:
+            params.append(bigquery.ArrayQueryParameter("keys", "STRING", list(keys)))
+        job = named[0].table if until else f"{target} (floors)"
+        return self.run.query_rows(text, params, job, named[0].table)
 
     def _seed(self, target: str, named: Sequence[Stream]) -> None:
         """Record the earliest cursor of every parent already in the streams' tables."""
@@ -167,7 +177,7 @@ class RunFloors:
         for target in self.run.source.targets:
             named = streams(self.run.source, target.table)
             if named and keys:
-                found = _found(self._query(target.table, named, keys=keys))
+                found = _found(self._query(target.table, named, keys))
                 record(self.run.conn, self.run.source.name, {target.table: found})
 
     def skip(self, stream: Stream, until: datetime) -> datetime | None:
@@ -177,19 +187,18 @@ class RunFloors:
         that never saw them. One query per target it names parents of (one, so far); a stream
         that names none asks for its newest cursor alone.
         """
-        until_param = [sql.scalar("until", "TIMESTAMP", until)]
-        named = [t for t in stream.touches if t.column is not None]
-        if not named:
+        targets = [t.target for t in stream.touches if t.column is not None]
+        if not targets:
             text = sql.newest_cursor_query(stream, self.run.tables)
+            until_param = [sql.scalar("until", "TIMESTAMP", until)]
             mark: datetime | None = self.run.query_rows(
                 text, until_param, stream.table, stream.table
             )[0]["newest"]
             return mark
         newest: list[datetime] = []
-        for touch in named:
-            text = sql.floor_query([(stream, _column(stream, touch.target))], self.run.tables)
-            rows = self.run.query_rows(text, until_param, stream.table, stream.table)
-            record(self.run.conn, self.run.source.name, {touch.target: _found(rows)})
+        for target in targets:
+            rows = self._query(target, [stream], until=until)
+            record(self.run.conn, self.run.source.name, {target: _found(rows)})
             newest += [r["newest"] for r in rows if r["newest"] is not None]
         return max(newest, default=None)
 
