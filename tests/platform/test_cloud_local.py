@@ -37,10 +37,13 @@ pytestmark = pytest.mark.services  # it starts its own: the harness
 ROOT = Path(__file__).resolve().parents[2]
 VENVS = ROOT / ".local" / "cloud-local" / "venvs"  # what `make cloud-local` installs, shared
 SOURCES = tuple(sources.SOURCES)
-# Our own knobs, not the platform's: small pages and a 2 s budget make each source's full
-# refresh a chain of continuations on the demo data.
+# Our own knobs, not the platform's: small pages and a 1 s budget make each source's full
+# refresh a chain of continuations on the demo data. A source with a few pages could finish
+# inside 1 s on a fast run; a budget spent at once stops it after each first commit instead.
 OVERRIDES = {"GONG_SYNC_PAGE_SIZE": "25", "GONG_SYNC_PAGES_PER_QUERY": "2",
              "GONG_SYNC_TIME_BUDGET_SECONDS": "1"}  # fmt: skip
+ONE_COMMIT_A_RUN = {"GONG_SYNC_TIME_BUDGET_SECONDS": "0.001"}
+BY_FUNCTION = {f"gong-sync-sync-{s}": ONE_COMMIT_A_RUN for s in ("emails", "opportunities")}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudLocal]:
     except ConfigError as exc:
         require(False, str(exc))
     root = reachable_tmp(tmp_path_factory, "cloud-local")  # Postgres runs unprivileged
-    options = HarnessOptions(root=root, venvs=VENVS, overrides=OVERRIDES)
+    options = HarnessOptions(
+        root=root, venvs=VENVS, overrides=OVERRIDES, function_overrides=BY_FUNCTION
+    )
     with CloudLocal(options) as harness:
         yield harness
 

@@ -64,6 +64,8 @@ class HarnessOptions:
     # Knobs of our own code on every function (a test's page size or time budget), applied
     # over the program's variables and logged, never a platform setting.
     overrides: Mapping[str, str] = field(default_factory=dict)
+    # The same, for one function by name (over `overrides`): a knob one source's test needs.
+    function_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     pending_seconds: float = PENDING_SECONDS
     seed: Seeder = seed_demo
 
@@ -213,8 +215,12 @@ class CloudLocal:
         stand_ins = {**self._bigquery(sync_env), **self._google()}
         base = {"PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                 "HOME": str(self.root / "home")}  # fmt: skip
+        unknown = set(self.options.function_overrides) - set(self.topology.functions)
+        if unknown:
+            raise ValueError(f"overrides name no function of the program: {sorted(unknown)}")
         for function in self.topology.functions.values():
-            env = {**base, **function.env, **stand_ins, **self.options.overrides}
+            mine = self.options.function_overrides.get(function.name, {})
+            env = {**base, **function.env, **stand_ins, **self.options.overrides, **mine}
             if env.pop("INSTANCE_CONNECTION_NAME", None) is not None:
                 env["GONG_SYNC_DB_HOST"] = str(self.postgres.host)
                 env["GONG_SYNC_DB_PORT"] = str(self.postgres.port)
@@ -225,6 +231,8 @@ class CloudLocal:
             self._stack.callback(service.stop)
         if self.options.overrides:
             log.info("overrides on every function: %s", dict(self.options.overrides))
+        for name, mine in self.options.function_overrides.items():
+            log.info("overrides on %s: %s", name, dict(mine))
         self.gateway = self._stack.enter_context(
             PushGateway({s.name: (s, self.services[s.push_to])
                          for s in self.topology.subscriptions if s.push_to})
