@@ -300,7 +300,7 @@ def opportunities(data: Rows) -> dict[str, tuple[Any, ...]]:
             continue
         owner = users.get(o["owner_id"], {}).get("email")
         out[o["id"]] = (
-            o["id"], o["name"], accounts.get(o["account_id"], {}).get("name"),
+            o["id"], o["name"], o["account_id"], accounts.get(o["account_id"], {}).get("name"),
             owner and owner.lower(), o["stage_name"], o["close_date"], o["amount"], None,
             o["system_modstamp"],
         )  # fmt: skip

@@ -28,8 +28,8 @@ FILL = [
     f" FROM generate_series(0, {SPEAKERS - 1}) AS i",
     f"INSERT INTO transcripts (gong_call_id, sequence_number, text)"
     f" SELECT 'c' || (i / 8 + 1), i % 8, 'words' FROM generate_series(0, {LINES - 1}) AS i",
-    f"INSERT INTO opportunities (gong_opportunity_id, account_name, stage)"
-    f" SELECT 'o' || i, 'account ' || (i % 2000), 'stage ' || (i % 7)"
+    f"INSERT INTO opportunities (gong_opportunity_id, account_id, account_name, stage)"
+    f" SELECT 'o' || i, 'a' || (i % 2000), 'account ' || (i % 2000), 'stage ' || (i % 7)"
     f" FROM generate_series(1, {OPPORTUNITIES}) AS i",
     f"INSERT INTO call_opportunities (gong_call_id, gong_opportunity_id)"
     f" SELECT 'c' || i, 'o' || (i % {OPPORTUNITIES} + 1) FROM generate_series(1, {CALLS}) AS i",
@@ -64,7 +64,10 @@ QUERIES = [
      "SELECT * FROM emails WHERE sent_at >= now() - interval '2 days' ORDER BY sent_at",
      "emails"),
     ("an account's opportunities by stage",
-     "SELECT * FROM opportunities WHERE account_name = 'account 17' AND stage = 'stage 3'",
+     "SELECT * FROM opportunities WHERE account_id = 'a17' AND stage = 'stage 3'",
+     "opportunities"),
+    ("opportunities of an account found by its name",
+     "SELECT * FROM opportunities WHERE account_name = 'account 17' ORDER BY stage",
      "opportunities"),
     ("a participant's contact",
      "SELECT * FROM contacts WHERE email = lower('Person7@Client.example')", "contacts"),

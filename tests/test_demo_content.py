@@ -177,15 +177,17 @@ def test_emails_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
 def test_opportunities_equal_the_reference(synced: Env, demo: reference.Rows) -> None:
     expected = reference.opportunities(demo)
     actual = synced.query(
-        "SELECT gong_opportunity_id, name, account_name, owner_email, stage, close_date, amount,"
-        " health_score, source_modified_at FROM opportunities ORDER BY 1"
+        "SELECT gong_opportunity_id, name, account_id, account_name, owner_email, stage,"
+        " close_date, amount, health_score, source_modified_at FROM opportunities ORDER BY 1"
     )
     assert actual == [expected[k] for k in sorted(expected)]
     nasty = demo_data.NASTY
     by_id = {r[0]: r for r in actual}
-    assert by_id[nasty["null_amount_opportunity"]][5:7] == (None, None)
-    assert by_id[nasty["opportunity_on_deleted_account"]][2] is None
-    assert by_id[nasty["large_amount_opportunity"]][6] == nasty["large_amount"]
+    assert by_id[nasty["null_amount_opportunity"]][6:8] == (None, None)
+    # Its account is deleted: no name to show, but the id Salesforce holds is kept.
+    assert by_id[nasty["opportunity_on_deleted_account"]][3] is None
+    assert by_id[nasty["opportunity_on_deleted_account"]][2] is not None
+    assert by_id[nasty["large_amount_opportunity"]][7] == nasty["large_amount"]
     assert nasty["is_deleted_opportunity"] not in by_id
     assert nasty["fivetran_deleted_opportunity"] not in by_id
 

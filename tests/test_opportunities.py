@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from gong_sync import migrate
 from tests.conftest import Env
 from tests.factories import at, dml, insert, insert_account_and_owner, opportunity
 
@@ -54,6 +55,32 @@ def test_an_account_rename_and_delete_reach_their_opportunities(env: Env) -> Non
     stats = env.sync("opportunities")
     assert env.query(ROWS) == [("006A", None, "ann@seller.example", Decimal("1200.500000000"))]
     assert stats.rows_deleted == 1
+
+
+def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env) -> None:
+    """Migration 0018 adds account_id; rows stored before it, long unchanged, get theirs."""
+    _seed(env)
+    # A later opportunity moves the watermark past the lookback of the first two.
+    insert(env.bq, env.datasets, "opportunity", [opportunity("006C", at(3 * 86400))])
+    env.sync("opportunities")
+    conn = env.connect()
+    try:  # the database as a version before 0018 left it
+        cur = conn.cursor()
+        cur.execute("ALTER TABLE opportunities DROP COLUMN account_id")
+        cur.execute("DELETE FROM schema_migrations WHERE version = '0018_opportunities_account_id'")
+        conn.commit()
+        assert migrate.apply(conn) == ["0018_opportunities_account_id"]
+    finally:
+        conn.close()
+    assert {r[0] for r in env.query("SELECT account_id FROM opportunities")} == {None}
+    stats = env.sync("opportunities")
+    assert env.query("SELECT gong_opportunity_id, account_id FROM opportunities ORDER BY 1") == [
+        ("006A", "001A"),
+        ("006B", "001A"),
+        ("006C", "001A"),
+    ]
+    assert stats.rows_upserted == 3  # each stored row rewritten once, for its account_id
+    assert env.sync("opportunities").rows_upserted == 0
 
 
 def test_without_salesforce_it_falls_back_to_gongs_context(

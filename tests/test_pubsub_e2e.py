@@ -158,7 +158,7 @@ def expected(data: reference.Rows) -> dict[str, list[Any]]:
         "transcripts": [(k[0], k[1], monologues[k][6]) for k in sorted(monologues)],
         "call_opportunities": sorted(reference.call_opportunities(data)[0]),
         "emails": [(k, emails[k][3], emails[k][4], emails[k][5]) for k in sorted(emails)],
-        "opportunities": [(k, opps[k][2], opps[k][3]) for k in sorted(opps)],
+        "opportunities": [(k, opps[k][3], opps[k][4]) for k in sorted(opps)],
     }
 
 

@@ -24,8 +24,8 @@ CONTENT = {
     " company_side, talk_time_seconds, talk_time_percentage FROM call_speakers",
     "emails": "SELECT gong_email_id, subject, sent_at, sender_email, recipients, body_snippet,"
     " opportunity_id, metadata FROM emails",
-    "opportunities": "SELECT gong_opportunity_id, name, account_name, owner_email, stage,"
-    " close_date, amount, health_score FROM opportunities",
+    "opportunities": "SELECT gong_opportunity_id, name, account_id, account_name, owner_email,"
+    " stage, close_date, amount, health_score FROM opportunities",
     "contacts": "SELECT contact_id, account_id, account_name, owner_email, name, first_name,"
     " last_name, email, title, phone FROM contacts",
 }

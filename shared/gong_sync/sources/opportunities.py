@@ -1,4 +1,4 @@
-"""The `opportunities` source: Salesforce opportunities with account name and owner email."""
+"""The `opportunities` source: Salesforce opportunities with their account and owner email."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ OPPORTUNITIES = Target(
     columns=(
         Column("gong_opportunity_id", "text", "o.id"),
         Column("name", "text", "o.name"),
+        Column("account_id", "text", "o.account_id"),
         Column("account_name", "text", "a.name"),
         Column("owner_email", "text", "LOWER(u.email)"),
         Column("stage", "text", "o.stage_name"),
