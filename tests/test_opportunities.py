@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from gong_sync import migrate
+from gong_sync import migrate, state
 from tests.conftest import Env
 from tests.factories import at, dml, insert, insert_account_and_owner, opportunity
 
@@ -67,9 +67,14 @@ def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env)
     try:  # the database as a version before 0018 left it
         cur = conn.cursor()
         cur.execute("ALTER TABLE opportunities DROP COLUMN account_id")
+        cur.execute("DROP TABLE sync_reread_requests")
         cur.execute("DELETE FROM schema_migrations WHERE version = '0018_opportunities_account_id'")
         conn.commit()
         assert migrate.apply(conn) == ["0018_opportunities_account_id"]
+        # A run of the previous version, still going as the new one migrates, moves the
+        # watermark on: the request to read the table again outlives it.
+        state.advance_watermark(conn, "opportunities", "opportunity", at(3 * 86400))
+        conn.commit()
     finally:
         conn.close()
     assert {r[0] for r in env.query("SELECT account_id FROM opportunities")} == {None}
@@ -81,6 +86,7 @@ def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env)
     ]
     assert stats.rows_upserted == 3  # each stored row rewritten once, for its account_id
     assert env.sync("opportunities").rows_upserted == 0
+    assert env.query("SELECT count(*) FROM sync_reread_requests") == [(0,)]
 
 
 def test_without_salesforce_it_falls_back_to_gongs_context(

@@ -432,6 +432,7 @@ class SourceRun:
             # Forgetting the watermarks makes the refresh resumable: a continuation (or the next
             # hourly run) is a plain incremental run that picks up where this one stopped.
             state.reset_watermarks(self.conn, self.source.name)
+        state.take_rereads(self.conn, self.source.name)  # asked by a migration (0018)
         start = positions.load(
             self.conn, self.source.name, resume=options.resume, since=options.since
         )

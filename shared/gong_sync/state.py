@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from gong_sync import cost
 from gong_sync.postgres import Connection, text_array
+
+log = logging.getLogger(__name__)
 
 _LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('gong-sync:' || %s))"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock(hashtext('gong-sync:' || %s))"
@@ -122,6 +125,22 @@ def reset_watermarks(conn: Connection, source: str) -> None:
     """Forget a source's watermarks (a full refresh), and commit."""
     conn.cursor().execute("DELETE FROM sync_watermarks WHERE source = %s", (source,))
     conn.commit()
+
+
+def take_rereads(conn: Connection, source: str) -> list[str]:
+    """Forget the watermark and position of each stream asked to be read again; commit."""
+    cur = conn.cursor()
+    cur.execute(
+        "DELETE FROM sync_reread_requests WHERE source = %s RETURNING stream, reason", (source,)
+    )
+    asked: list[tuple[str, str]] = sorted((row[0], row[1]) for row in cur.fetchall())
+    for stream, reason in asked:
+        cur.execute(
+            "DELETE FROM sync_watermarks WHERE source = %s AND stream = %s", (source, stream)
+        )
+        log.info("reading %s of %s again from its start: %s", stream, source, reason)
+    conn.commit()
+    return [stream for stream, _ in asked]
 
 
 def resume_positions(conn: Connection, source: str) -> dict[str, dict[str, Any]]:
