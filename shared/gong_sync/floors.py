@@ -18,7 +18,7 @@ it may land a row no page read (later than the lookback), which a floor must not
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -140,30 +140,42 @@ class RunFloors:
                 conn.commit()
             self.ready.add(target.table)
 
-    def _query(
+    def _pages(
         self,
         target: str,
         named: Sequence[Stream],
         keys: Sequence[str] = (),
         until: datetime | None = None,
-    ) -> list[Row]:
+    ) -> Iterator[Sequence[Row]]:
         """A floor query over these streams' rows of the target's parents (all, or `keys`),
-        up to `until` (now); its cost counts towards the first stream."""
+        up to `until` (now), a page at a time: a seed or a backfill's skipped stream names
+        every parent (a million calls), which a whole result would hold in memory at once.
+        Its cost counts towards the first stream."""
         text = sql.floor_query([(s, _column(s, target)) for s in named], self.run.tables,
                                keyed=bool(keys))  # fmt: skip
         params: list[Any] = [sql.scalar("until", "TIMESTAMP", until or datetime.now(UTC))]
         if keys:
             params.append(bigquery.ArrayQueryParameter("keys", "STRING", list(keys)))
         job = named[0].table if until else f"{target} (floors)"
-        return self.run.query_rows(text, params, job, named[0].table)
+        return (page.rows for page in self.run.query_pages(text, params, job, named[0].table))
+
+    def _record(self, target: str, pages: Iterable[Sequence[Row]]) -> tuple[int, datetime | None]:
+        """Record a floor query's floors page by page; returns its parents and newest cursor."""
+        parents, newest = 0, None
+        for rows in pages:
+            found = _found(rows)
+            record(self.run.conn, self.run.source.name, {target: found})
+            parents += len(found)
+            cursors = [c for c in (newest, *(r["newest"] for r in rows)) if c is not None]
+            newest = max(cursors, default=None)
+        return parents, newest
 
     def _seed(self, target: str, named: Sequence[Stream]) -> None:
         """Record the earliest cursor of every parent already in the streams' tables."""
-        found = _found(self._query(target, named))
-        record(self.run.conn, self.run.source.name, {target: found})
+        parents, _ = self._record(target, self._pages(target, named))
         log.info(
-            "%s: floors seeded for %d parents", target, len(found),
-            extra={"fields": {"target": target, "parents": len(found)}},
+            "%s: floors seeded for %d parents", target, parents,
+            extra={"fields": {"target": target, "parents": parents}},
         )  # fmt: skip
 
     def lower(self, ids: Iterable[str]) -> None:
@@ -177,8 +189,7 @@ class RunFloors:
         for target in self.run.source.targets:
             named = streams(self.run.source, target.table)
             if named and keys:
-                found = _found(self._query(target.table, named, keys))
-                record(self.run.conn, self.run.source.name, {target.table: found})
+                self._record(target.table, self._pages(target.table, named, keys))
 
     def skip(self, stream: Stream, until: datetime) -> datetime | None:
         """Record the floors of a stream passed over unread; returns its newest cursor.
@@ -195,12 +206,8 @@ class RunFloors:
                 text, until_param, stream.table, stream.table
             )[0]["newest"]
             return mark
-        newest: list[datetime] = []
-        for target in targets:
-            rows = self._query(target, [stream], until=until)
-            record(self.run.conn, self.run.source.name, {target: _found(rows)})
-            newest += [r["newest"] for r in rows if r["newest"] is not None]
-        return max(newest, default=None)
+        newest = [self._record(t, self._pages(t, [stream], until=until))[1] for t in targets]
+        return max((n for n in newest if n is not None), default=None)
 
     def floor(self, target: str, parents: Iterable[str]) -> datetime | None:
         """The cursor every live row of these parents is at or after; None: not known.

@@ -8,6 +8,7 @@ speakers, a stream passed over unread in a backfill, a deployment older than the
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -197,4 +198,27 @@ def test_floors_are_seeded_again_when_a_stream_starts_naming_parents(
     assert len(seeds) == 1
     assert _floor(_speaker_derivations(billing)[0]) == at(0)
     assert _names(env)[0] == ("s1", "Person p1", 90.0)
+    matrix.exact(env, model(**data), "calls", "call_speakers")
+
+
+def test_floor_queries_are_recorded_a_page_at_a_time(env: Env, matrix: Scenario) -> None:
+    """A seed or a backfill's skipped stream names every parent (a million calls): its result
+    is read and recorded a page at a time, not held whole, and every page is recorded."""
+    data = _landed(env)
+    more = {"call": [call("c2", at(50))], "call_speaker": [speaker("s2", "c2", at(5000))],
+            "call_participant": [_participant("p2", "c2", "s2", at(100))]}  # fmt: skip
+    for table, rows in more.items():
+        insert(env.bq, env.datasets, table, rows)
+        data[table] += rows
+    env.settings = dataclasses.replace(env.settings, page_size=1)  # one parent a page
+    assert env.sync().status == "success"  # the backfill passes over the participants
+    floors = "SELECT parent, floor FROM derivation_floors WHERE target = 'call_speakers' ORDER BY 1"
+    # c1's and c2's participants are older than their speakers: only the skipped stream's
+    # floor query, whichever page holds them, gives their floors.
+    want = [("c1", at(0)), ("c2", at(100)), ("cZ", at(10 * DAY))]
+    assert env.query(floors) == want
+    env.execute("DELETE FROM derivation_floors")  # as an engine without floors left it
+    env.execute("DELETE FROM derivation_floor_seeds")
+    assert env.sync().status == "success"  # seeded again, a page at a time
+    assert env.query(floors) == want
     matrix.exact(env, model(**data), "calls", "call_speakers")
