@@ -75,6 +75,8 @@ def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env)
         # watermark on: the request to read the table again outlives it.
         state.advance_watermark(conn, "opportunities", "opportunity", at(3 * 86400))
         conn.commit()
+        (shown,) = [s for s in state.status(conn) if s["source"] == "opportunities"]
+        assert shown["rereads_requested"] == ["opportunity"]  # `gong-sync status` shows it
     finally:
         conn.close()
     assert {r[0] for r in env.query("SELECT account_id FROM opportunities")} == {None}
@@ -86,7 +88,7 @@ def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env)
     ]
     assert stats.rows_upserted == 3  # each stored row rewritten once, for its account_id
     assert env.sync("opportunities").rows_upserted == 0
-    assert env.query("SELECT count(*) FROM sync_reread_requests") == [(0,)]
+    assert env.query("SELECT count(*) FROM sync_reread_requests") == [(0,)]  # asked once
 
 
 def test_without_salesforce_it_falls_back_to_gongs_context(

@@ -316,6 +316,9 @@ def status(conn: Connection) -> list[dict[str, Any]]:
         "  AS waiting_derivations,"
         " (SELECT count(*) FROM pending_derivations p WHERE p.source = s.source"
         "  AND p.due > now()) AS deferred_derivations,"
+        # Streams a migration (or an operator) asked to be read again by the next run.
+        " ARRAY(SELECT q.stream FROM sync_reread_requests q WHERE q.source = s.source"
+        "  ORDER BY q.stream) AS rereads_requested,"
         " (SELECT json_object_agg(w.stream, w.watermark ORDER BY w.stream)"
         "  FROM sync_watermarks w WHERE w.source = s.source)"
         " FROM sync_status s ORDER BY s.source"
