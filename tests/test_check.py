@@ -107,6 +107,15 @@ def test_a_missing_salesforce_table_falls_back_with_a_warning(env: Env, pubsub_h
     assert findings["opportunities: hourly run"]["level"] == "ok"
 
 
+def test_a_missing_account_table_is_an_error_not_the_fallback(env: Env, pubsub_host: str) -> None:
+    """As a run: only a missing opportunity table means there is no Salesforce to read."""
+    env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.account")
+    status, findings = _check(env, pubsub_host)
+    assert status == 1
+    assert "opportunities: table account" in _errors(findings)
+    assert "opportunities: declaration" not in findings
+
+
 def test_unreachable_postgres_fails_with_one_line(env: Env, pubsub_host: str) -> None:
     with socket.socket() as sock:  # a port nothing listens on once this closes
         sock.bind(("127.0.0.1", 0))

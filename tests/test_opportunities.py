@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from gong_sync import migrate, state
+from gong_sync.bigquery_reader import FallbackRefused
 from tests.conftest import Env
 from tests.factories import at, dml, insert, insert_account_and_owner, opportunity
 
@@ -89,6 +90,41 @@ def test_a_deployment_older_than_account_ids_gets_them_on_its_next_run(env: Env)
     assert stats.rows_upserted == 3  # each stored row rewritten once, for its account_id
     assert env.sync("opportunities").rows_upserted == 0
     assert env.query("SELECT count(*) FROM sync_reread_requests") == [(0,)]  # asked once
+
+
+def _gong_names_006a(env: Env) -> None:
+    insert(env.bq, env.datasets, "call_context_integration", [
+        {"call_id": "c1", "object_type": "Opportunity", "object_id": "006A", "name": "Gong's",
+         "value": "Gong stage", "_fivetran_synced": at(0), "_fivetran_deleted": False},
+    ])  # fmt: skip
+
+
+def test_a_source_that_synced_from_salesforce_never_falls_back(env: Env) -> None:
+    """A Salesforce table gone after it synced (a connector rebuilt, a dataset renamed) is an
+    error: Gong's record would overwrite names and stages, and its verify delete the rest."""
+    _seed(env)
+    env.sync("opportunities")
+    before = env.query(ROWS)
+    _gong_names_006a(env)
+    env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.opportunity")
+    with pytest.raises(FallbackRefused, match="it has synced from opportunity before"):
+        env.sync("opportunities")
+    with pytest.raises(FallbackRefused, match="DELETE FROM sync_watermarks"):
+        env.verify("opportunities")
+    assert env.query(ROWS) == before
+    assert env.query(
+        "SELECT name, stage FROM opportunities WHERE gong_opportunity_id = '006A'"
+    ) == [("Deal 006A", "Discovery")]
+
+
+def test_a_missing_account_table_is_an_error_not_the_fallback(env: Env) -> None:
+    """Only a missing opportunity table means there is no Salesforce to read."""
+    _seed(env)
+    _gong_names_006a(env)
+    env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.account")
+    with pytest.raises(FallbackRefused, match="opportunity exists"):
+        env.sync("opportunities")
+    assert env.query(ROWS) == []
 
 
 def test_without_salesforce_it_falls_back_to_gongs_context(

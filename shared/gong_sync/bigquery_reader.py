@@ -53,6 +53,10 @@ class ResultGone(RuntimeError):
     """An earlier query's result can no longer be read: query again from the position."""
 
 
+class FallbackRefused(RuntimeError):
+    """A source's table is missing where its fallback must not stand in for it."""
+
+
 class BytesLimitExceeded(RuntimeError):
     """BigQuery refused a query that would bill more than its maximum_bytes_billed.
 
@@ -142,20 +146,45 @@ class BigQueryReader:
         """Resolve every logical table a source reads."""
         return {name: self.table_ref(name, source.datasets[name]) for name in logical}
 
-    def resolve(self, source: Source) -> tuple[Source, dict[str, TableRef]]:
-        """The declaration to use and its tables: the fallback when a table of one is missing."""
+    def resolve(
+        self, source: Source, synced: Iterable[str] = ()
+    ) -> tuple[Source, dict[str, TableRef]]:
+        """The declaration to use and its tables (`synced`: the streams it has watermarks for).
+
+        The fallback stands in only where the tables its driving streams read do not exist
+        and never did for this source. One that has synced from them is misconfigured, or its
+        connector is being rebuilt: the fallback would overwrite what they gave (and its
+        verify delete what it does not know), so that is an error, as is any other table
+        missing (an account table, say, beside the opportunities).
+        """
+        driving = [s.table for s in source.streams if s.drives]
+        before = sorted(set(driving) & set(synced))
+        if source.fallback is not None and not before:
+            try:
+                self.tables(source, driving)
+            except NotFound as exc:
+                log.warning(
+                    "%s: %s; using the fallback declaration, which reads %s",
+                    source.name, exc.message, ", ".join(referenced_tables(source.fallback)),
+                )  # fmt: skip
+                return self.resolve(source.fallback)
         try:
             tables = self.tables(source, referenced_tables(source))
         except NotFound as exc:
             if source.fallback is None:
                 raise
-            log.warning(
-                "%s: %s; using the fallback declaration, which reads %s",
-                source.name,
-                exc.message,
-                ", ".join(referenced_tables(source.fallback)),
+            why = (
+                f"it has synced from {', '.join(before)} before"
+                if before
+                else f"{' and '.join(driving)} {'exist' if len(driving) > 1 else 'exists'}"
             )
-            return self.resolve(source.fallback)
+            raise FallbackRefused(
+                f"{source.name}: {exc.message}. Not falling back to"
+                f" {', '.join(referenced_tables(source.fallback))}: {why}, and the fallback"
+                " would overwrite what they hold. Restore the table or correct the dataset"
+                " setting; to move this source to its fallback for good, forget its"
+                f" watermarks (DELETE FROM sync_watermarks WHERE source = '{source.name}')"
+            ) from exc
         check_columns(source, tables)
         return source, tables
 

@@ -112,16 +112,21 @@ class SourceCheck:
 
     def run(self) -> Iterator[Finding]:
         """Every finding for this source; tables first, since the rest needs them."""
-        found = [self._guarded_table(t) for t in sql.referenced_tables(self.source)]
+        logical = sql.referenced_tables(self.source)
+        found = [self._guarded_table(t) for t in logical]
         fallback = self.source.fallback
-        if fallback is not None and any(f.level == "error" for f in found):
-            # The engine reads the fallback when a table of the declaration is missing.
+        driving = {s.table for s in self.source.streams if s.drives}
+        missing = {t for t, f in zip(logical, found, strict=True) if f.level == "error"}
+        if fallback is not None and missing & driving:
+            # The engine reads the fallback when a driving table is missing (BigQueryReader.
+            # resolve), unless the source has synced from it: then its runs fail.
             yield Finding(
                 f"{self.source.name}: declaration",
                 "warning",
                 "a table of the primary declaration is missing ("
                 + "; ".join(f.message for f in found if f.level == "error")
-                + "); runs will use the fallback declaration",
+                + "); runs will use the fallback declaration if this source never synced"
+                " from it, and fail if it did",
             )
             self.source, self.tables = fallback, {}
             found = [self._guarded_table(t) for t in sql.referenced_tables(fallback)]

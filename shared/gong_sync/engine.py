@@ -420,7 +420,8 @@ class SourceRun:
             self.stats.load_phase_seconds = self.load_clock.seconds
 
     def _execute(self) -> RunStats:
-        self.source, self.tables = self.reader.resolve(self.source)
+        marks = state.watermarks(self.conn, self.source.name)  # a source synced never falls back
+        self.source, self.tables = self.reader.resolve(self.source, marks)
         self._bind(self.source)
         if self.options.ids:
             self._sync_ids(self.options.ids)

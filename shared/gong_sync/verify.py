@@ -142,7 +142,7 @@ class Verifier:
         out_of_time: Callable[[], bool] | None = None,
     ) -> None:
         """Bind to a source and its connections; out_of_time ends an invocation's share."""
-        self.source, self.tables = reader.resolve(source)
+        self.source, self.tables = reader.resolve(source, state.watermarks(conn, source.name))
         self.settings = settings
         self.reader = reader
         self.conn = conn
