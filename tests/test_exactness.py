@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from gong_sync import bigquery_sql, sources
+from gong_sync import bigquery_sql, sources, verify
+from gong_sync.bigquery_reader import BigQueryReader, FallbackRefused
+from gong_sync.dead_letters import PostgresDeadLetterSink
 from gong_sync.declarations import DELETION_FLAGS, Source
 from tests.conftest import Env
 from tests.factories import at, call, dml, email, insert, opportunity, speaker, transcript
@@ -58,6 +60,19 @@ def test_every_touch_whose_parent_can_change_in_place_says_where_it_was() -> Non
                 assert touch.was, f"{source.name}: {stream.table} -> {touch.target} has no was"
                 target = source.target(touch.target)
                 assert touch.was[1] in {c.name for c in target.columns}, touch.was
+
+
+def test_a_fallback_stands_in_only_for_tables_its_own_declaration_does_not_read() -> None:
+    """A fallback is chosen when a table of `fallback_for` is missing and the source never
+    synced from a table only it reads (BigQueryReader.resolve): both must say which."""
+    with_fallback = [s for s in sources.SOURCES.values() if s.fallback is not None]
+    assert {s.name for s in with_fallback} == {"calls", "opportunities"}
+    for source in with_fallback:
+        assert source.fallback is not None
+        own = set(source.tables()) - set(source.fallback.tables())
+        assert source.fallback_for, source.name
+        assert set(source.fallback_for) <= own, source.name
+        assert any(s.table in own for s in source.streams), source.name  # "synced" is seen
 
 
 def test_a_touch_derived_once_a_period_changes_no_key_and_drives_nothing() -> None:
@@ -271,6 +286,22 @@ def test_without_salesforce_calls_link_every_opportunity_object(env: Env) -> Non
     assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == [("006A",)]
 
 
+def test_calls_that_synced_from_salesforce_never_fall_back(env: Env) -> None:
+    """Links follow Salesforce's live opportunities: Gong's record would link deleted ones
+    again, for good, if a missing opportunity table let the fallback stand in."""
+    b, d = env.bq, env.datasets
+    insert(b, d, "call", [call("c1", OLD)])
+    insert(b, d, "call_context_integration", [_context("c1", "006A", OLD)])
+    insert(b, d, "opportunity", [opportunity("006A", OLD, is_deleted=True)])
+    assert env.sync().status == "success"
+    assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == []
+    bq = dataclasses.replace(env.settings.bigquery, table_overrides={"opportunity": "absent"})
+    env.settings = dataclasses.replace(env.settings, bigquery=bq)
+    with pytest.raises(FallbackRefused, match="it has synced from opportunity before"):
+        env.sync()
+    assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == []
+
+
 def test_verify_counts_distinct_keys(env: Env) -> None:
     b, d = env.bq, env.datasets
     insert(b, d, "call", [call("c1", OLD)])
@@ -370,6 +401,26 @@ def test_children_removed_as_orphans_come_back_with_their_call(env: Env, cid: st
     insert(env.bq, env.datasets, "call", [call(cid, at(9000))])  # the call lands at last
     assert env.sync().status == "success"
     assert _children(env, cid) == _expected_children(cid)
+
+
+def test_a_call_landing_while_verify_stages_keys_keeps_its_children(env: Env) -> None:
+    """The children land first, so the verify's snapshot sees orphans; the call lands and is
+    synced before the fix runs (staging takes hours at scale): its children are kept, where
+    deleting them lost them until the next day's verify."""
+    _land_call_with_children(env, "c1", None)
+    _land_call_with_children(env, "c2", None)  # its call never lands: a true orphan
+    insert(env.bq, env.datasets, "call", [call("c0", NEW)])
+    assert env.sync().status == "success"
+    report = env.verify("calls")
+    assert {k[0] for t in report.targets for k in t.orphans} == {"c1", "c2"}
+    insert(env.bq, env.datasets, "call", [call("c1", at(9000))])
+    assert env.sync().status == "success"
+    reader = BigQueryReader(env.bq, env.settings.bigquery)
+    calls = sources.get("calls")
+    verify.fix(calls, report, env.settings, reader, env.connect, PostgresDeadLetterSink)
+    assert _children(env, "c1") == _expected_children("c1")
+    assert _children(env, "c2") == []
+    assert env.verify("calls").clean
 
 
 def test_a_database_in_another_time_zone_stores_the_same_instants(env: Env) -> None:

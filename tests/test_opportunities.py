@@ -107,7 +107,9 @@ def test_a_source_that_synced_from_salesforce_never_falls_back(env: Env) -> None
     before = env.query(ROWS)
     _gong_names_006a(env)
     env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.opportunity")
-    with pytest.raises(FallbackRefused, match="it has synced from opportunity before"):
+    with pytest.raises(
+        FallbackRefused, match="it has synced from account, opportunity, user before"
+    ):
         env.sync("opportunities")
     with pytest.raises(FallbackRefused, match="DELETE FROM sync_watermarks"):
         env.verify("opportunities")
@@ -122,7 +124,7 @@ def test_a_missing_account_table_is_an_error_not_the_fallback(env: Env) -> None:
     _seed(env)
     _gong_names_006a(env)
     env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.account")
-    with pytest.raises(FallbackRefused, match="opportunity exists"):
+    with pytest.raises(FallbackRefused, match="stands in for a missing opportunity only"):
         env.sync("opportunities")
     assert env.query(ROWS) == []
 

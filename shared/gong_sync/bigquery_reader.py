@@ -151,42 +151,46 @@ class BigQueryReader:
     ) -> tuple[Source, dict[str, TableRef]]:
         """The declaration to use and its tables (`synced`: the streams it has watermarks for).
 
-        The fallback stands in only where the tables its driving streams read do not exist
-        and never did for this source. One that has synced from them is misconfigured, or its
-        connector is being rebuilt: the fallback would overwrite what they gave (and its
-        verify delete what it does not know), so that is an error, as is any other table
-        missing (an account table, say, beside the opportunities).
+        The fallback stands in only where a table it is declared for (`fallback_for`) does not
+        exist and the source never synced from a table only its own declaration reads. One
+        that has is misconfigured, or its connector is being rebuilt: the fallback would
+        overwrite what those tables gave, so that is an error, as is any other table missing
+        (an account table beside the opportunities, say).
         """
-        driving = [s.table for s in source.streams if s.drives]
-        before = sorted(set(driving) & set(synced))
-        if source.fallback is not None and not before:
-            try:
-                self.tables(source, driving)
-            except NotFound as exc:
-                log.warning(
-                    "%s: %s; using the fallback declaration, which reads %s",
-                    source.name, exc.message, ", ".join(referenced_tables(source.fallback)),
-                )  # fmt: skip
-                return self.resolve(source.fallback)
         try:
             tables = self.tables(source, referenced_tables(source))
         except NotFound as exc:
             if source.fallback is None:
                 raise
-            why = (
-                f"it has synced from {', '.join(before)} before"
-                if before
-                else f"{' and '.join(driving)} {'exist' if len(driving) > 1 else 'exists'}"
-            )
+            own = set(referenced_tables(source)) - set(referenced_tables(source.fallback))
+            before = sorted({s.table for s in source.streams if s.table in own} & set(synced))
+            absent = [t for t in source.fallback_for if not self._exists(source, t)]
+            if absent and not before:
+                log.warning(
+                    "%s: %s; using the fallback declaration, which reads %s",
+                    source.name, exc.message, ", ".join(referenced_tables(source.fallback)),
+                )  # fmt: skip
+                return self.resolve(source.fallback)
+            why = f"it has synced from {', '.join(before)} before" if before else (
+                f"it stands in for a missing {' or '.join(source.fallback_for)} only"
+            )  # fmt: skip
             raise FallbackRefused(
                 f"{source.name}: {exc.message}. Not falling back to"
-                f" {', '.join(referenced_tables(source.fallback))}: {why}, and the fallback"
-                " would overwrite what they hold. Restore the table or correct the dataset"
+                f" {', '.join(referenced_tables(source.fallback))}: {why}; the fallback would"
+                " overwrite what the missing table gave. Restore the table or correct the dataset"
                 " setting; to move this source to its fallback for good, forget its"
                 f" watermarks (DELETE FROM sync_watermarks WHERE source = '{source.name}')"
             ) from exc
         check_columns(source, tables)
         return source, tables
+
+    def _exists(self, source: Source, logical: str) -> bool:
+        """Whether one of a source's tables exists (a metadata call)."""
+        try:
+            self.table(logical, source.datasets[logical])
+        except NotFound:
+            return False
+        return True
 
     def _bounds(self, deadline: float | None) -> tuple[Any, Any, float]:
         """Retry policies and request timeout, cut to the time left before the deadline.

@@ -115,11 +115,10 @@ class SourceCheck:
         logical = sql.referenced_tables(self.source)
         found = [self._guarded_table(t) for t in logical]
         fallback = self.source.fallback
-        driving = {s.table for s in self.source.streams if s.drives}
         missing = {t for t, f in zip(logical, found, strict=True) if f.level == "error"}
-        if fallback is not None and missing & driving:
-            # The engine reads the fallback when a driving table is missing (BigQueryReader.
-            # resolve), unless the source has synced from it: then its runs fail.
+        if fallback is not None and missing & set(self.source.fallback_for):
+            # The engine reads the fallback when a table it stands in for is missing
+            # (BigQueryReader.resolve), unless the source synced from it: then runs fail.
             yield Finding(
                 f"{self.source.name}: declaration",
                 "warning",

@@ -173,8 +173,10 @@ class Source:
     streams: tuple[Stream, ...]
     targets: tuple[Target, ...]
     datasets: Mapping[str, str] = field(default_factory=dict)  # logical table -> dataset role
-    # Used instead when a table of this declaration does not exist (same name and targets).
+    # Used instead when a table of `fallback_for` does not exist and this declaration never
+    # synced from a table only it reads (same name and targets; BigQueryReader.resolve).
     fallback: Source | None = None
+    fallback_for: tuple[str, ...] = ()
 
     def tables(self) -> list[str]:
         """Every logical table this declaration reads, in first-use order."""

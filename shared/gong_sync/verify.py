@@ -23,7 +23,7 @@ from gong_sync.arrow_rows import Row
 from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone
 from gong_sync.dead_letters import DeadLetterSink, record_key
 from gong_sync.declarations import RowError, Source, Stream, Target
-from gong_sync.postgres import Connection
+from gong_sync.postgres import Connection, text_array
 from gong_sync.postgres_writer import TargetWriter, ident
 from gong_sync.row_mapping import RowMapper
 from gong_sync.settings import Settings
@@ -406,6 +406,31 @@ def verify_within(
     return Verifier(source, settings, reader, conn, out_of_time).run(sample)
 
 
+def _landed_since(conn: Connection, source: Source, report: SourceReport) -> dict[str, set[str]]:
+    """Per target, its orphans' parents stored since the keys were snapshot (not extras).
+
+    A child lands before its call (Fivetran loads tables one by one), so the snapshot saw an
+    orphan; its call, landed and synced while BigQuery's keys were staged (hours, at scale),
+    is stored now. Deleting the children would lose them until the next day's verify.
+    """
+    extras = {t.target: {str(k[t.parent_at]) for k in t.extra} for t in report.targets}
+    landed: dict[str, set[str]] = {}
+    for t in report.targets:
+        parent = parent_target(source, source.target(t.target))
+        orphaned = sorted({str(k[t.parent_at]) for k in t.orphans})
+        if parent is None or not orphaned:
+            continue
+        cur = conn.cursor()
+        cur.execute(
+            f"SELECT {ident(parent.parent)} FROM {ident(parent.table)}"
+            f" WHERE {ident(parent.parent)} = ANY(CAST(%s AS text[]))",
+            (text_array(orphaned),),
+        )
+        stored = {str(row[0]) for row in cur.fetchall()}
+        landed[t.target] = stored - extras.get(parent.table, set())
+    return landed
+
+
 class Busy(RuntimeError):
     """Another run holds the source's lock: repair later (a redelivery does)."""
 
@@ -425,17 +450,21 @@ def fix(
         if not state.try_lock(conn, source.name, covers=False):
             raise Busy(f"a sync of {source.name} is running; run verify --fix again later")
         try:
+            landed = _landed_since(conn, source, report)
             for t in report.targets:
-                if t.extra or t.orphans:
+                # A parent that landed while the keys were staged keeps its children.
+                kept = landed.get(t.target, set())
+                orphans = [k for k in t.orphans if str(k[t.parent_at]) not in kept]
+                if t.extra or orphans:
                     target = source.target(t.target)
                     # No cascade: each child table's own extras and orphans were found, and
                     # deleting exactly those keys cannot touch a row that landed since.
                     writer = TargetWriter(conn, target, [])
-                    stats = writer.replace({}, [*t.extra, *t.orphans], target.key)
+                    stats = writer.replace({}, [*t.extra, *orphans], target.key)
                     # A call that lands (again) later brings these children back.
                     parent = parent_target(source, target)
                     if parent is not None:
-                        orphaned = {k[t.parent_at] for k in t.orphans}
+                        orphaned = {k[t.parent_at] for k in orphans}
                         state.bury(conn, source.name, parent.table, orphaned)
                     if target.children:
                         state.bury(conn, source.name, target.table, {k[0] for k in t.extra})

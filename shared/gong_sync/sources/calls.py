@@ -222,4 +222,5 @@ SOURCE = Source(
     targets=(CALLS, CALL_SPEAKERS, TRANSCRIPTS, _call_opportunities(with_salesforce=True)),
     datasets={**_GONG_DATASETS, "opportunity": "salesforce"},
     fallback=GONG_ONLY,
+    fallback_for=("opportunity",),  # no Salesforce opportunities: Gong's record
 )

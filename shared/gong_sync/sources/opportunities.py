@@ -84,4 +84,5 @@ SOURCE = Source(
     targets=(OPPORTUNITIES,),
     datasets={"opportunity": "salesforce", "account": "salesforce", "user": "salesforce"},
     fallback=FROM_GONG,
+    fallback_for=("opportunity",),  # no Salesforce opportunities: Gong's record
 )
