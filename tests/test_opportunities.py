@@ -6,6 +6,7 @@ import logging
 from decimal import Decimal
 
 import pytest
+from google.api_core.exceptions import NotFound
 
 from gong_sync import migrate, state
 from gong_sync.bigquery_reader import FallbackRefused
@@ -124,7 +125,7 @@ def test_a_missing_account_table_is_an_error_not_the_fallback(env: Env) -> None:
     _seed(env)
     _gong_names_006a(env)
     env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.account")
-    with pytest.raises(FallbackRefused, match="stands in for a missing opportunity only"):
+    with pytest.raises(NotFound, match="account"):
         env.sync("opportunities")
     assert env.query(ROWS) == []
 

@@ -154,8 +154,8 @@ class BigQueryReader:
         The fallback stands in only where a table it is declared for (`fallback_for`) does not
         exist and the source never synced from a table only its own declaration reads. One
         that has is misconfigured, or its connector is being rebuilt: the fallback would
-        overwrite what those tables gave, so that is an error, as is any other table missing
-        (an account table beside the opportunities, say).
+        overwrite what those tables gave, so that is an error (FallbackRefused). Any other
+        table missing (an account table beside the opportunities, say) is NotFound.
         """
         try:
             tables = self.tables(source, referenced_tables(source))
@@ -171,15 +171,15 @@ class BigQueryReader:
                     source.name, exc.message, ", ".join(referenced_tables(source.fallback)),
                 )  # fmt: skip
                 return self.resolve(source.fallback)
-            why = f"it has synced from {', '.join(before)} before" if before else (
-                f"it stands in for a missing {' or '.join(source.fallback_for)} only"
-            )  # fmt: skip
+            if not absent:  # a table the fallback does not stand in for: missing, as any
+                raise
             raise FallbackRefused(
                 f"{source.name}: {exc.message}. Not falling back to"
-                f" {', '.join(referenced_tables(source.fallback))}: {why}; the fallback would"
-                " overwrite what the missing table gave. Restore the table or correct the dataset"
-                " setting; to move this source to its fallback for good, forget its"
-                f" watermarks (DELETE FROM sync_watermarks WHERE source = '{source.name}')"
+                f" {', '.join(referenced_tables(source.fallback))}: it has synced from"
+                f" {', '.join(before)} before, and the fallback would overwrite what they gave."
+                " Restore the table or correct the dataset setting; to move this source to its"
+                " fallback for good, forget its watermarks"
+                f" (DELETE FROM sync_watermarks WHERE source = '{source.name}')"
             ) from exc
         check_columns(source, tables)
         return source, tables

@@ -431,6 +431,24 @@ def _landed_since(conn: Connection, source: Source, report: SourceReport) -> dic
     return landed
 
 
+def _delete(conn: Connection, source: Source, t: TargetReport, landed: set[str]) -> None:
+    """Delete a target's extra rows, and its orphans but those of parents landed since."""
+    orphans = [k for k in t.orphans if str(k[t.parent_at]) not in landed]
+    if not (t.extra or orphans):
+        return
+    target = source.target(t.target)
+    # No cascade: each child table's own extras and orphans were found, and deleting
+    # exactly those keys cannot touch a row that landed since.
+    stats = TargetWriter(conn, target, []).replace({}, [*t.extra, *orphans], target.key)
+    # A call that lands (again) later brings these children back.
+    parent = parent_target(source, target)
+    if parent is not None:
+        state.bury(conn, source.name, parent.table, {k[t.parent_at] for k in orphans})
+    if target.children:
+        state.bury(conn, source.name, target.table, {k[0] for k in t.extra})
+    log.info("%s: deleted %d extra and orphaned row(s)", t.target, stats.deleted)
+
+
 class Busy(RuntimeError):
     """Another run holds the source's lock: repair later (a redelivery does)."""
 
@@ -452,23 +470,7 @@ def fix(
         try:
             landed = _landed_since(conn, source, report)
             for t in report.targets:
-                # A parent that landed while the keys were staged keeps its children.
-                kept = landed.get(t.target, set())
-                orphans = [k for k in t.orphans if str(k[t.parent_at]) not in kept]
-                if t.extra or orphans:
-                    target = source.target(t.target)
-                    # No cascade: each child table's own extras and orphans were found, and
-                    # deleting exactly those keys cannot touch a row that landed since.
-                    writer = TargetWriter(conn, target, [])
-                    stats = writer.replace({}, [*t.extra, *orphans], target.key)
-                    # A call that lands (again) later brings these children back.
-                    parent = parent_target(source, target)
-                    if parent is not None:
-                        orphaned = {k[t.parent_at] for k in orphans}
-                        state.bury(conn, source.name, parent.table, orphaned)
-                    if target.children:
-                        state.bury(conn, source.name, target.table, {k[0] for k in t.extra})
-                    log.info("%s: deleted %d extra and orphaned row(s)", t.target, stats.deleted)
+                _delete(conn, source, t, landed.get(t.target, set()))
             conn.commit()
         finally:
             state.unlock(conn, source.name)
