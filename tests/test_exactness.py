@@ -297,9 +297,16 @@ def test_calls_that_synced_from_salesforce_never_fall_back(env: Env) -> None:
     assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == []
     bq = dataclasses.replace(env.settings.bigquery, table_overrides={"opportunity": "absent"})
     env.settings = dataclasses.replace(env.settings, bigquery=bq)
-    with pytest.raises(FallbackRefused, match="it has synced from opportunity before"):
+    env.execute("DELETE FROM sync_watermarks")  # as a full refresh leaves them
+    with pytest.raises(FallbackRefused, match="it has synced from opportunity before") as refused:
         env.sync()
     assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == []
+    # What it says to run moves the source to its fallback for good, and nothing more.
+    for statement in re.findall(r"DELETE FROM [^;]*;", str(refused.value)):
+        env.execute(statement)
+    assert env.query("SELECT count(*) FROM sync_streams_read WHERE stream = 'call'") == [(1,)]
+    assert env.sync().status == "success"
+    assert env.query("SELECT gong_opportunity_id FROM call_opportunities") == [("006A",)]
 
 
 def test_verify_counts_distinct_keys(env: Env) -> None:

@@ -149,7 +149,7 @@ class BigQueryReader:
     def resolve(
         self, source: Source, synced: Iterable[str] = ()
     ) -> tuple[Source, dict[str, TableRef]]:
-        """The declaration to use and its tables (`synced`: the streams it has watermarks for).
+        """The declaration to use and its tables (`synced`: the streams it has read before).
 
         The fallback stands in only where a table it is declared for (`fallback_for`) does not
         exist and the source never synced from a table only its own declaration reads. One
@@ -173,13 +173,14 @@ class BigQueryReader:
                 return self.resolve(source.fallback)
             if not absent:  # a table the fallback does not stand in for: missing, as any
                 raise
+            named = f"source = '{source.name}' AND stream IN ({', '.join(map(repr, before))})"
             raise FallbackRefused(
                 f"{source.name}: {exc.message}. Not falling back to"
                 f" {', '.join(referenced_tables(source.fallback))}: it has synced from"
                 f" {', '.join(before)} before, and the fallback would overwrite what they gave."
                 " Restore the table or correct the dataset setting; to move this source to its"
-                " fallback for good, forget its watermarks"
-                f" (DELETE FROM sync_watermarks WHERE source = '{source.name}')"
+                f" fallback for good: DELETE FROM sync_streams_read WHERE {named};"
+                f" DELETE FROM sync_watermarks WHERE {named};"
             ) from exc
         check_columns(source, tables)
         return source, tables
@@ -265,17 +266,20 @@ class BigQueryReader:
     def pages(
         self, query: Query, page_size: int, deadline: float | None = None
     ) -> Iterator[QueryResult]:
-        """Run one query and yield its rows a page at a time, in order.
+        """Run one query and yield its rows a page at a time, in order (one empty page for
+        an empty result, with its cost).
 
         One query for many pages: BigQuery bills each query's scan, so paging through one
         result costs one scan where a query per page would cost one per page.
         """
         with self._cut_by(deadline):
             job, result = self._run(query, page_size, deadline)
-            cost = _cost(job)
+            cost, pages = _cost(job), 0
             for rows in self._rows(job, result, page_size, 0, deadline):
                 yield QueryResult(rows, *cost, job.job_id, job.location, result.total_rows)
-                cost = (0, 0)  # counted once, with the first page
+                cost, pages = (0, 0), pages + 1  # counted once, with the first page
+            if not pages:  # an empty result is billed too: one empty page carries its cost
+                yield QueryResult([], *cost, job.job_id, job.location, result.total_rows)
 
     def resume(
         self,

@@ -274,7 +274,8 @@ class SourceRun:
         for result, waited in prefetch.ahead(pages, self.options.hard_deadline):
             self.stats.read_seconds += waited
             self.stats.add_cost(stream, result.bytes_processed, result.bytes_billed)
-            yield result
+            if result.rows:  # an empty result's one page carries only its cost
+                yield result
 
     def query_pages(
         self, text: str, params: list[Any], label: str, stream: str
@@ -420,8 +421,9 @@ class SourceRun:
             self.stats.load_phase_seconds = self.load_clock.seconds
 
     def _execute(self) -> RunStats:
-        marks = state.watermarks(self.conn, self.source.name)  # a source synced never falls back
-        self.source, self.tables = self.reader.resolve(self.source, marks)
+        read = state.streams_read(self.conn, self.source.name)  # none: it may fall back
+        self.source, self.tables = self.reader.resolve(self.source, read)
+        state.note_streams_read(self.conn, self.source.name, (s.table for s in self.source.streams))
         self._bind(self.source)
         if self.options.ids:
             self._sync_ids(self.options.ids)

@@ -127,6 +127,28 @@ def reset_watermarks(conn: Connection, source: str) -> None:
     conn.commit()
 
 
+def streams_read(conn: Connection, source: str) -> set[str]:
+    """The streams a source has read: by a watermark, or noted by a run (a full refresh
+    forgets the watermarks, not these)."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT stream FROM sync_streams_read WHERE source = %s UNION"
+        " SELECT stream FROM sync_watermarks WHERE source = %s AND watermark IS NOT NULL",
+        (source, source),
+    )
+    return {row[0] for row in cur.fetchall()}
+
+
+def note_streams_read(conn: Connection, source: str, streams: Iterable[str]) -> None:
+    """Note the streams of the declaration a run resolved, and commit."""
+    conn.cursor().execute(
+        "INSERT INTO sync_streams_read (source, stream)"
+        " SELECT %s, unnest(CAST(%s AS text[])) ON CONFLICT DO NOTHING",
+        (source, text_array(streams)),
+    )
+    conn.commit()
+
+
 def take_rereads(conn: Connection, source: str) -> list[str]:
     """Forget the watermark and position of each stream asked to be read again; commit."""
     cur = conn.cursor()

@@ -142,7 +142,7 @@ class Verifier:
         out_of_time: Callable[[], bool] | None = None,
     ) -> None:
         """Bind to a source and its connections; out_of_time ends an invocation's share."""
-        self.source, self.tables = reader.resolve(source, state.watermarks(conn, source.name))
+        self.source, self.tables = reader.resolve(source, state.streams_read(conn, source.name))
         self.settings = settings
         self.reader = reader
         self.conn = conn
@@ -208,11 +208,11 @@ class Verifier:
         for target in self.source.targets:
             job = jobs[target.table] = staged_keys.Job()
             query = self._query(sql.key_query(target, self.tables), f"{target.table} (keys)")
-            first = next(self.reader.pages(query, KEY_PAGE), None)  # the result is kept
-            if first is None:  # no live row at all
+            first = next(self.reader.pages(query, KEY_PAGE))  # the result is kept
+            self._cost(first)  # an empty result has one page too, with its cost
+            if not first.rows:  # no live row at all
                 job.done = True
                 continue
-            self._cost(first)
             job.job_id, job.location = first.job_id, first.location
             self._stage_page(target, job, first.rows)
             job.total = first.total_rows

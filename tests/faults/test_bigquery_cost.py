@@ -63,6 +63,22 @@ def test_bytes_billed_are_recorded_per_run_and_stream(env: Env, matrix: Scenario
     matrix.exact(env, model(**rows), "calls", "transcripts")
 
 
+def test_a_query_that_finds_nothing_is_counted_too(env: Env, matrix: Scenario) -> None:
+    """BigQuery bills the scan of a query whose result is empty: an hourly run's streams with
+    no row at all (every table here but call and transcript) count their bytes too."""
+    rows = _seed(env)
+    env.sync()
+    empty = ["call_speaker", "call_participant", "users", "opportunity"]
+    upstream = env.settings.bigquery.emulator_host or ""
+    with BigQueryBilling(upstream, {**TABLE_BYTES, **dict.fromkeys(empty, GB)}) as billing:
+        stats = _through(env, billing).sync()
+    assert stats.status == "success"
+    assert all(billing.jobs_reading(table) for table in empty)
+    assert stats.bytes_billed == sum(j.billed for j in billing.jobs)
+    assert {t: stats.bytes_billed_by_stream.get(t) for t in empty} == dict.fromkeys(empty, GB)
+    matrix.exact(env, model(**rows), "calls", "transcripts")
+
+
 def test_a_query_over_its_cap_fails_unbilled_and_names_the_table(
     env: Env, matrix: Scenario
 ) -> None:

@@ -202,8 +202,8 @@ def test_floors_are_seeded_again_when_a_stream_starts_naming_parents(
 
 
 def test_floor_queries_are_recorded_a_page_at_a_time(env: Env, matrix: Scenario) -> None:
-    """A seed or a backfill's skipped stream names every parent (a million calls): its result
-    is read and recorded a page at a time, not held whole, and every page is recorded."""
+    """A seed or a backfill's skipped stream names every parent (a million calls), so its
+    result is recorded a page at a time rather than held whole: every page must be."""
     data = _landed(env)
     more = {"call": [call("c2", at(50))], "call_speaker": [speaker("s2", "c2", at(5000))],
             "call_participant": [_participant("p2", "c2", "s2", at(100))]}  # fmt: skip
