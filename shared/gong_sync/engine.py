@@ -421,7 +421,7 @@ class SourceRun:
             self.stats.load_phase_seconds = self.load_clock.seconds
 
     def _execute(self) -> RunStats:
-        read = state.streams_read(self.conn, self.source.name)  # none: it may fall back
+        read = state.streams_read(self.conn, self.source.name)  # read once: never falls back
         self.source, self.tables = self.reader.resolve(self.source, read)
         state.note_streams_read(self.conn, self.source.name, (s.table for s in self.source.streams))
         self._bind(self.source)
