@@ -14,6 +14,7 @@ from google.cloud import bigquery, pubsub_v1
 from gong_sync import check, live_check, sources
 from gong_sync.bigquery_reader import BigQueryReader
 from tests.conftest import Env, run_cli
+from tests.factories import at, insert, insert_account_and_owner, opportunity
 from tests.storage_standins import Refusing, serving
 
 
@@ -105,6 +106,25 @@ def test_a_missing_salesforce_table_falls_back_with_a_warning(env: Env, pubsub_h
     assert findings["opportunities: declaration"]["level"] == "warning"
     assert "fallback" in findings["opportunities: declaration"]["message"]
     assert findings["opportunities: hourly run"]["level"] == "ok"
+
+
+def test_a_salesforce_table_gone_after_a_sync_is_an_error(env: Env, pubsub_host: str) -> None:
+    """The source has read Salesforce: its runs refuse the fallback, and check says so."""
+    insert_account_and_owner(env.bq, env.datasets)
+    insert(env.bq, env.datasets, "opportunity", [opportunity("006A", at(0))])
+    assert env.sync("opportunities").status == "success"
+    env.bq.delete_table(f"{env.bq.project}.{env.datasets['salesforce']}.opportunity")
+    status, findings = _check(env, pubsub_host)
+    assert status == 1
+    message = _errors(findings)["opportunities: declaration"]
+    assert "has read account, opportunity, user before" in message
+    assert "refuse the fallback" in message
+
+
+def test_a_database_no_run_has_migrated_has_read_nothing(env: Env) -> None:
+    """The preflight before the first deploy: no run state to read, so no stream was read."""
+    env.execute("DROP TABLE sync_streams_read")
+    assert check._streams_read(env.settings) == {}
 
 
 def test_a_missing_account_table_is_an_error_not_the_fallback(env: Env, pubsub_host: str) -> None:

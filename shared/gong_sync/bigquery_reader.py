@@ -162,8 +162,7 @@ class BigQueryReader:
         except NotFound as exc:
             if source.fallback is None:
                 raise
-            own = set(referenced_tables(source)) - set(referenced_tables(source.fallback))
-            before = sorted({s.table for s in source.streams if s.table in own} & set(synced))
+            before = source.read_before(synced)
             absent = [t for t in source.fallback_for if not self._exists(source, t)]
             if absent and not before:
                 log.warning(

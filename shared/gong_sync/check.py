@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pg8000.exceptions
 from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from gong_sync import bigquery_sql as sql
-from gong_sync import cost, derivations, sources
+from gong_sync import cost, derivations, sources, state
 from gong_sync import storage_read as storage_read_api
 from gong_sync.bigquery_reader import BigQueryReader
 from gong_sync.declarations import Source, Stream
+from gong_sync.errors import sqlstate
 from gong_sync.postgres import connect
 from gong_sync.settings import Settings
 
@@ -103,11 +105,19 @@ def _topic(publisher: Any, path: str) -> Finding:
 class SourceCheck:
     """Tables, columns, size and pruning, and the dry-run cost of one source's hourly run."""
 
-    def __init__(self, source: Source, settings: Settings, reader: BigQueryReader) -> None:
-        """Bind to one source's declaration and the BigQuery it reads."""
+    def __init__(
+        self,
+        source: Source,
+        settings: Settings,
+        reader: BigQueryReader,
+        read: Iterable[str] = (),
+    ) -> None:
+        """Bind to one source's declaration, the BigQuery it reads, and the streams it has
+        read before (state.streams_read: whether a missing table means its fallback)."""
         self.source = source
         self.settings = settings
         self.reader = reader
+        self.read = set(read)
         self.tables: dict[str, sql.TableRef] = {}
 
     def run(self) -> Iterator[Finding]:
@@ -116,16 +126,23 @@ class SourceCheck:
         found = [self._guarded_table(t) for t in logical]
         fallback = self.source.fallback
         missing = {t for t, f in zip(logical, found, strict=True) if f.level == "error"}
-        if fallback is not None and missing & set(self.source.fallback_for):
+        before = self.source.read_before(self.read)
+        if fallback is not None and missing & set(self.source.fallback_for) and before:
+            yield Finding(
+                f"{self.source.name}: declaration",
+                "error",
+                f"a table of the primary declaration is missing, and the source has read"
+                f" {', '.join(before)} before: runs refuse the fallback (README, Fallback)",
+            )
+        elif fallback is not None and missing & set(self.source.fallback_for):
             # The engine reads the fallback when a table it stands in for is missing
-            # (BigQueryReader.resolve), unless the source synced from it: then runs fail.
+            # and it never read the tables the fallback would replace (BigQueryReader.resolve).
             yield Finding(
                 f"{self.source.name}: declaration",
                 "warning",
                 "a table of the primary declaration is missing ("
                 + "; ".join(f.message for f in found if f.level == "error")
-                + "); runs will use the fallback declaration if this source never synced"
-                " from it, and fail if it did",
+                + "); runs will use the fallback declaration",
             )
             self.source, self.tables = fallback, {}
             found = [self._guarded_table(t) for t in sql.referenced_tables(fallback)]
@@ -266,9 +283,23 @@ def run_checks(settings: Settings, reader: BigQueryReader) -> list[Finding]:
     findings += pubsub(settings)
     findings += datasets(reader)
     findings.append(_guard(STORAGE_READ, lambda: storage_read(reader)))
+    read = _streams_read(settings) if findings[0].level == "ok" else {}
     for source in sources.SOURCES.values():
-        findings += SourceCheck(source, settings, reader).run()
+        findings += SourceCheck(source, settings, reader, read.get(source.name, ())).run()
     return findings
+
+
+def _streams_read(settings: Settings) -> dict[str, set[str]]:
+    """Per source, the streams it has read before; none before the first run migrates."""
+    conn = connect(settings.postgres)
+    try:
+        return {name: state.streams_read(conn, name) for name in sources.SOURCES}
+    except pg8000.exceptions.DatabaseError as exc:
+        if sqlstate(exc) != "42P01":  # undefined_table: no run has migrated, none read
+            raise
+        return {}
+    finally:
+        conn.close()
 
 
 def as_json(findings: list[Finding]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ whose whole set of target rows is derived again, as when a user's title changes)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -187,6 +187,13 @@ class Source:
             for touch in stream.touches:
                 names += PLACEHOLDER.findall(touch.lookup_sql or "")
         return list(dict.fromkeys(names))
+
+    def read_before(self, read: Iterable[str]) -> list[str]:
+        """Of the streams read before (`read`), those over a table only this declaration
+        reads, not its fallback: having read one, the source never falls back."""
+        fallback = set(self.fallback.tables()) if self.fallback else set()
+        own = set(self.tables()) - fallback
+        return sorted({s.table for s in self.streams if s.table in own} & set(read))
 
     def target(self, table: str) -> Target:
         """Return the target writing table."""
