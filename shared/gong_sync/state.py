@@ -121,6 +121,9 @@ def watermarks(conn: Connection, source: str) -> dict[str, Any]:
     return {stream: mark for stream, mark in cur.fetchall()}
 
 
+_FORGET_STREAM = "DELETE FROM sync_watermarks WHERE source = %s AND stream = %s"
+
+
 def reset_watermarks(conn: Connection, source: str) -> None:
     """Forget a source's watermarks (a full refresh), and commit."""
     conn.cursor().execute("DELETE FROM sync_watermarks WHERE source = %s", (source,))
@@ -157,9 +160,7 @@ def take_rereads(conn: Connection, source: str) -> list[str]:
     )
     asked: list[tuple[str, str]] = sorted((row[0], row[1]) for row in cur.fetchall())
     for stream, reason in asked:
-        cur.execute(
-            "DELETE FROM sync_watermarks WHERE source = %s AND stream = %s", (source, stream)
-        )
+        cur.execute(_FORGET_STREAM, (source, stream))
         log.info("reading %s of %s again from its start: %s", stream, source, reason)
     conn.commit()
     return [stream for stream, _ in asked]
@@ -179,9 +180,7 @@ def resume_positions(conn: Connection, source: str) -> dict[str, dict[str, Any]]
 
 def reset_watermark(conn: Connection, source: str, stream: str) -> None:
     """Forget one stream's watermark and position, and commit."""
-    conn.cursor().execute(
-        "DELETE FROM sync_watermarks WHERE source = %s AND stream = %s", (source, stream)
-    )
+    conn.cursor().execute(_FORGET_STREAM, (source, stream))
     conn.commit()
 
 

@@ -23,7 +23,7 @@ from gong_sync.arrow_rows import Row
 from gong_sync.bigquery_reader import BigQueryReader, Query, QueryResult, ResultGone
 from gong_sync.dead_letters import DeadLetterSink, record_key
 from gong_sync.declarations import RowError, Source, Stream, Target
-from gong_sync.postgres import Connection, text_array
+from gong_sync.postgres import Connection
 from gong_sync.postgres_writer import TargetWriter, ident
 from gong_sync.row_mapping import RowMapper
 from gong_sync.settings import Settings
@@ -420,14 +420,8 @@ def _landed_since(conn: Connection, source: Source, report: SourceReport) -> dic
         orphaned = sorted({str(k[t.parent_at]) for k in t.orphans})
         if parent is None or not orphaned:
             continue
-        cur = conn.cursor()
-        cur.execute(
-            f"SELECT {ident(parent.parent)} FROM {ident(parent.table)}"
-            f" WHERE {ident(parent.parent)} = ANY(CAST(%s AS text[]))",
-            (text_array(orphaned),),
-        )
-        stored = {str(row[0]) for row in cur.fetchall()}
-        landed[t.target] = stored - extras.get(parent.table, set())
+        stored = TargetWriter(conn, parent, []).stored([(p,) for p in orphaned])
+        landed[t.target] = {k[0] for k in stored} - extras.get(parent.table, set())
     return landed
 
 
